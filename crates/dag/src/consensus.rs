@@ -1,0 +1,103 @@
+//! The facade: blocks in, decisions and commits out.
+
+use crate::{Committer, DagState, Decision, Linearizer, Result};
+use dagstream_types::{CommittedSubDag, Committee, TrustedCommit, VerifiedBlock};
+use std::sync::Arc;
+
+/// Configuration of the local consensus core. The commit rule's own
+/// parameters (GC depth, leader schedule) come from the committee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DagConfig {
+    /// Most blocks held while waiting for their ancestors. 20,000 is 200
+    /// rounds of a 100-authority committee: ample for reordering on a healthy
+    /// link, while one peer that never sends ancestors cannot exhaust memory.
+    pub max_pending_blocks: usize,
+}
+
+impl Default for DagConfig {
+    fn default() -> Self {
+        DagConfig {
+            max_pending_blocks: 20_000,
+        }
+    }
+}
+
+/// What adding blocks produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Blocks newly accepted into the DAG, in causal order.
+    pub accepted: Vec<VerifiedBlock>,
+    /// Leader decisions, in round order.
+    pub decisions: Vec<Decision>,
+    /// New commits, in index order.
+    pub commits: Vec<CommittedSubDag>,
+}
+
+/// The consensus core of one node: [`DagState`], [`Committer`] and
+/// [`Linearizer`] wired together. Free of I/O and of clocks.
+pub struct DagConsensus {
+    dag: DagState,
+    committer: Committer,
+    linearizer: Linearizer,
+}
+
+impl DagConsensus {
+    /// A core at genesis.
+    pub fn new(committee: Arc<Committee>, config: DagConfig) -> Self {
+        let committer = Committer::new(&committee, 0);
+        let linearizer = Linearizer::new(None, committee.gc_depth_rounds());
+        DagConsensus {
+            dag: DagState::new(committee, config.max_pending_blocks),
+            committer,
+            linearizer,
+        }
+    }
+
+    /// Adds verified blocks, in any order, then decides and commits what it
+    /// can.
+    pub fn add_blocks(
+        &mut self,
+        blocks: impl IntoIterator<Item = VerifiedBlock>,
+    ) -> Result<Output> {
+        let mut output = Output::default();
+        for block in blocks {
+            output.accepted.extend(self.dag.add_block(block)?);
+        }
+        loop {
+            let decisions = self.committer.try_decide(&self.dag);
+            if decisions.is_empty() {
+                return Ok(output);
+            }
+            for decision in &decisions {
+                if let Decision::Commit { leader, .. } = decision {
+                    let committed = self.linearizer.commit(&mut self.dag, leader.clone())?;
+                    output.commits.push(committed);
+                }
+            }
+            output.decisions.extend(decisions);
+            // Raising the GC round may release pending blocks whose missing
+            // ancestors became garbage; they may decide more leaders.
+            let released = self.dag.set_gc_round(self.linearizer.gc_round());
+            if released.is_empty() {
+                return Ok(output);
+            }
+            output.accepted.extend(released);
+        }
+    }
+
+    pub fn dag(&self) -> &DagState {
+        &self.dag
+    }
+
+    pub fn committee(&self) -> &Arc<Committee> {
+        self.dag.committee()
+    }
+
+    pub fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    pub fn last_commit(&self) -> Option<&TrustedCommit> {
+        self.linearizer.last_commit()
+    }
+}

@@ -1,0 +1,295 @@
+//! Blocks: what each authority proposes once per round.
+//!
+//! `SignedBlock` bytes are the unit that is signed over, hashed, stored and
+//! sent. [`VerifiedBlock`] is a block that passed every check of
+//! [`VerifiedBlock::verify`] (or that this node made itself), kept together
+//! with its exact bytes so that nothing is ever re-encoded.
+
+use crate::crypto::{sign_block_hash, verify_block_hash};
+use crate::error::{bcs_decode, bcs_encode};
+use crate::{
+    AuthorityIndex, BlockLimits, CommitRef, Committee, Digest, Epoch, Result, Round, Signature,
+    Stake, TypesError,
+};
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// Names one block. Orders by `(round, author, digest)`: ancestors sort before
+/// descendants.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BlockRef {
+    pub round: Round,
+    pub author: AuthorityIndex,
+    pub digest: Digest,
+}
+
+impl BlockRef {
+    /// The smallest ref of a round, for range scans.
+    pub const fn round_start(round: Round) -> BlockRef {
+        BlockRef {
+            round,
+            author: 0,
+            digest: Digest::MIN,
+        }
+    }
+}
+
+impl fmt::Debug for BlockRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "B{}({},{:?})", self.round, self.author, self.digest)
+    }
+}
+
+/// An opaque transaction: its bytes, BCS-encoded as a byte string.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Transaction(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Transaction({} bytes)", self.0.len())
+    }
+}
+
+/// The content of a block, as signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub epoch: Epoch,
+    pub round: Round,
+    pub author: AuthorityIndex,
+    pub timestamp_ms: u64,
+    /// Blocks from strictly lower rounds, at most one per author, including
+    /// the author's own previous block and a quorum of round - 1.
+    pub ancestors: Vec<BlockRef>,
+    pub transactions: Vec<Transaction>,
+    /// Every commit the author decided since its previous block.
+    pub commit_votes: Vec<CommitRef>,
+}
+
+/// A block with its author's signature: the wire and storage form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBlock {
+    pub block: Block,
+    pub signature: Signature,
+}
+
+/// A block that is known to be valid, with its digest and exact bytes.
+///
+/// Cheap to clone: the block and its bytes are shared.
+#[derive(Clone)]
+pub struct VerifiedBlock {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    signed: SignedBlock,
+    reference: BlockRef,
+    serialized: Bytes,
+}
+
+impl VerifiedBlock {
+    /// Signs `block` with the author's key. For producers: the block is
+    /// trusted to be well formed.
+    pub fn sign(block: Block, key: &SigningKey) -> VerifiedBlock {
+        let mut serialized = bcs_encode(&block);
+        let signature = sign_block_hash(key, &Digest::of(&serialized));
+        // BCS(SignedBlock) is BCS(Block) followed by the 64 signature bytes.
+        serialized.extend_from_slice(&signature.0);
+        Self::from_parts(SignedBlock { block, signature }, Bytes::from(serialized))
+    }
+
+    /// The genesis blocks of a committee, one per authority at round 0.
+    ///
+    /// Nobody signs or sends them: every node derives the same ones, with an
+    /// all-zero signature, the genesis time as timestamp, and nothing else.
+    pub fn genesis(committee: &Committee) -> Vec<VerifiedBlock> {
+        committee
+            .indexes()
+            .map(|author| {
+                let signed = SignedBlock {
+                    block: Block {
+                        epoch: committee.epoch(),
+                        round: 0,
+                        author,
+                        timestamp_ms: committee.genesis().genesis_time_ms,
+                        ancestors: vec![],
+                        transactions: vec![],
+                        commit_votes: vec![],
+                    },
+                    signature: Signature::ZERO,
+                };
+                let serialized = Bytes::from(bcs_encode(&signed));
+                Self::from_parts(signed, serialized)
+            })
+            .collect()
+    }
+
+    /// Decodes and fully validates a block received from anyone.
+    ///
+    /// Checks, in order of cost: size, encoding (including trailing bytes),
+    /// epoch, author, round, transaction count, ancestors, and last the
+    /// signature. What needs other blocks (that the ancestors exist) is the
+    /// DAG's job.
+    pub fn verify(bytes: Bytes, committee: &Committee, limits: &BlockLimits) -> Result<Self> {
+        if bytes.len() > limits.max_block_bytes {
+            return Err(TypesError::TooLarge {
+                what: "block",
+                size: bytes.len(),
+                max: limits.max_block_bytes,
+            });
+        }
+        let signed: SignedBlock = bcs_decode("block", &bytes)?;
+        let block = &signed.block;
+        if block.epoch != committee.epoch() {
+            return Err(TypesError::WrongEpoch {
+                expected: committee.epoch(),
+                got: block.epoch,
+            });
+        }
+        let unknown = |author| TypesError::UnknownAuthority {
+            author,
+            committee_size: committee.size(),
+        };
+        let key = committee
+            .verifying_key(block.author)
+            .ok_or(unknown(block.author))?;
+        if block.round == 0 {
+            return Err(TypesError::GenesisRound {
+                author: block.author,
+            });
+        }
+        if block.transactions.len() > limits.max_transactions_per_block {
+            return Err(TypesError::TooManyTransactions {
+                count: block.transactions.len(),
+                max: limits.max_transactions_per_block,
+            });
+        }
+        let mut seen = vec![false; committee.size()];
+        let mut parent_stake: Stake = 0;
+        for ancestor in &block.ancestors {
+            if ancestor.round >= block.round {
+                return Err(TypesError::AncestorNotLowerRound {
+                    round: block.round,
+                    ancestor_round: ancestor.round,
+                });
+            }
+            let slot = seen
+                .get_mut(ancestor.author as usize)
+                .ok_or(unknown(ancestor.author))?;
+            if std::mem::replace(slot, true) {
+                return Err(TypesError::DuplicateAncestorAuthor {
+                    author: ancestor.author,
+                });
+            }
+            if ancestor.round + 1 == block.round {
+                parent_stake += committee.stake(ancestor.author);
+            }
+        }
+        if !seen[block.author as usize] {
+            return Err(TypesError::MissingOwnPreviousBlock {
+                author: block.author,
+            });
+        }
+        if !committee.reached_quorum(parent_stake) {
+            return Err(TypesError::InsufficientParentStake {
+                parent_round: block.round - 1,
+                stake: parent_stake,
+                quorum: committee.quorum_threshold(),
+            });
+        }
+        // The signed hash covers BCS(Block): everything but the trailing 64
+        // signature bytes, which decoding just proved are exactly the tail.
+        let block_hash = Digest::of(&bytes[..bytes.len() - 64]);
+        if !verify_block_hash(key, &block_hash, &signed.signature) {
+            return Err(TypesError::InvalidSignature {
+                author: block.author,
+                round: block.round,
+            });
+        }
+        Ok(Self::from_parts(signed, bytes))
+    }
+
+    /// Decodes a block this node verified before (from its own store),
+    /// skipping signature and structure checks. Malformed bytes are still an
+    /// error, never a panic.
+    pub fn decode_trusted(bytes: Bytes) -> Result<Self> {
+        let signed: SignedBlock = bcs_decode("stored block", &bytes)?;
+        Ok(Self::from_parts(signed, bytes))
+    }
+
+    fn from_parts(signed: SignedBlock, serialized: Bytes) -> Self {
+        let reference = BlockRef {
+            round: signed.block.round,
+            author: signed.block.author,
+            digest: Digest::of(&serialized),
+        };
+        VerifiedBlock {
+            inner: Arc::new(Inner {
+                signed,
+                reference,
+                serialized,
+            }),
+        }
+    }
+
+    pub fn reference(&self) -> BlockRef {
+        self.inner.reference
+    }
+
+    pub fn digest(&self) -> Digest {
+        self.inner.reference.digest
+    }
+
+    pub fn round(&self) -> Round {
+        self.inner.reference.round
+    }
+
+    pub fn author(&self) -> AuthorityIndex {
+        self.inner.reference.author
+    }
+
+    pub fn block(&self) -> &Block {
+        &self.inner.signed.block
+    }
+
+    pub fn signed(&self) -> &SignedBlock {
+        &self.inner.signed
+    }
+
+    pub fn timestamp_ms(&self) -> u64 {
+        self.inner.signed.block.timestamp_ms
+    }
+
+    pub fn ancestors(&self) -> &[BlockRef] {
+        &self.inner.signed.block.ancestors
+    }
+
+    pub fn transactions(&self) -> &[Transaction] {
+        &self.inner.signed.block.transactions
+    }
+
+    pub fn commit_votes(&self) -> &[CommitRef] {
+        &self.inner.signed.block.commit_votes
+    }
+
+    /// The exact `SignedBlock` bytes: what is hashed, stored and sent.
+    pub fn serialized(&self) -> &Bytes {
+        &self.inner.serialized
+    }
+}
+
+impl PartialEq for VerifiedBlock {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.reference == other.inner.reference
+    }
+}
+
+impl Eq for VerifiedBlock {}
+
+impl fmt::Debug for VerifiedBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.reference())
+    }
+}

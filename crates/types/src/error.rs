@@ -1,0 +1,96 @@
+//! The one error type of this crate.
+
+use crate::{AuthorityIndex, Epoch, Round, Stake};
+
+pub type Result<T, E = TypesError> = std::result::Result<T, E>;
+
+/// Everything that can be wrong with bytes or a genesis handed to this crate.
+///
+/// Decoding never panics: each rejection is one of these, with the values that
+/// caused it, so that a peer's misbehaviour can be logged and counted exactly.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum TypesError {
+    #[error("{what} is {size} bytes, over the limit of {max}")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        max: usize,
+    },
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("{what} has trailing bytes after its encoding")]
+    TrailingBytes { what: &'static str },
+    #[error("block is for epoch {got}, the committee is epoch {expected}")]
+    WrongEpoch { expected: Epoch, got: Epoch },
+    #[error("authority {author} is not in the committee of {committee_size}")]
+    UnknownAuthority {
+        author: AuthorityIndex,
+        committee_size: usize,
+    },
+    #[error("block by authority {author} has round 0, which only genesis blocks have")]
+    GenesisRound { author: AuthorityIndex },
+    #[error("block has {count} transactions, over the limit of {max}")]
+    TooManyTransactions { count: usize, max: usize },
+    #[error("ancestor at round {ancestor_round} is not below the block's round {round}")]
+    AncestorNotLowerRound { round: Round, ancestor_round: Round },
+    #[error("ancestors name authority {author} more than once")]
+    DuplicateAncestorAuthor { author: AuthorityIndex },
+    #[error("block by authority {author} does not include its own previous block")]
+    MissingOwnPreviousBlock { author: AuthorityIndex },
+    #[error("ancestors from round {parent_round} carry stake {stake}, below the quorum {quorum}")]
+    InsufficientParentStake {
+        parent_round: Round,
+        stake: Stake,
+        quorum: Stake,
+    },
+    #[error("invalid signature on block by authority {author} at round {round}")]
+    InvalidSignature { author: AuthorityIndex, round: Round },
+    #[error("invalid committee: {reason}")]
+    InvalidCommittee { reason: String },
+    #[error("cannot read genesis {path}: {reason}")]
+    GenesisFile { path: String, reason: String },
+}
+
+impl TypesError {
+    /// A short, static name for each kind of error: a metric label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TypesError::TooLarge { .. } => "too_large",
+            TypesError::Malformed { .. } => "malformed",
+            TypesError::TrailingBytes { .. } => "trailing_bytes",
+            TypesError::WrongEpoch { .. } => "wrong_epoch",
+            TypesError::UnknownAuthority { .. } => "unknown_authority",
+            TypesError::GenesisRound { .. } => "genesis_round",
+            TypesError::TooManyTransactions { .. } => "too_many_transactions",
+            TypesError::AncestorNotLowerRound { .. } => "ancestor_not_lower_round",
+            TypesError::DuplicateAncestorAuthor { .. } => "duplicate_ancestor_author",
+            TypesError::MissingOwnPreviousBlock { .. } => "missing_own_previous_block",
+            TypesError::InsufficientParentStake { .. } => "insufficient_parent_stake",
+            TypesError::InvalidSignature { .. } => "invalid_signature",
+            TypesError::InvalidCommittee { .. } => "invalid_committee",
+            TypesError::GenesisFile { .. } => "genesis_file",
+        }
+    }
+}
+
+/// Decodes exactly one BCS value from `bytes`, mapping trailing bytes to their
+/// own error.
+pub(crate) fn bcs_decode<'a, T: serde::Deserialize<'a>>(
+    what: &'static str,
+    bytes: &'a [u8],
+) -> Result<T> {
+    bcs::from_bytes(bytes).map_err(|err| match err {
+        bcs::Error::RemainingInput => TypesError::TrailingBytes { what },
+        other => TypesError::Malformed {
+            what,
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// BCS-encodes a value of the data model. The encoding only fails for
+/// sequences longer than 2^31 or nesting deeper than 500 levels, which no
+/// value of this data model can reach, so failure is a bug, not an input error.
+pub(crate) fn bcs_encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    bcs::to_bytes(value).expect("data model values always have a BCS encoding")
+}

@@ -1,0 +1,85 @@
+//! The dagstream data model and its wire codec.
+//!
+//! Everything a node exchanges or stores is defined here, with the one
+//! encoding all of dagstream uses: BCS, hashed with BLAKE3-256 and signed with
+//! Ed25519. `docs/wire-format.md` specifies the bytes for other languages.
+//!
+//! # Layout
+//! - [`committee`]: `genesis.json` ([`Genesis`]) and the validated
+//!   [`Committee`] with its stake arithmetic (quorum is 2f+1 by stake).
+//! - [`block`]: [`Block`], [`SignedBlock`], [`BlockRef`], and
+//!   [`VerifiedBlock`], the only way in for a block received from a peer:
+//!   [`VerifiedBlock::verify`] checks everything a block can prove alone.
+//! - [`commit`]: [`Commit`], [`CommitRef`], [`TrustedCommit`] and
+//!   [`CommittedSubDag`], the output of consensus.
+//! - [`crypto`]: keys, signatures and the block signing message.
+//! - [`limits`]: size limits for untrusted input.
+//! - [`error`]: [`TypesError`], one variant per way input can be wrong.
+//!
+//! # Data flow
+//! A producer builds a [`Block`] and signs it with [`VerifiedBlock::sign`],
+//! which keeps the exact `SignedBlock` bytes. Those bytes are stored and sent
+//! as they are; a receiver turns them back into a [`VerifiedBlock`] with
+//! [`VerifiedBlock::verify`]. The DAG crate turns verified blocks into
+//! [`CommittedSubDag`]s.
+//!
+//! ```
+//! use dagstream_types::*;
+//! use ed25519_dalek::SigningKey;
+//!
+//! let keys: Vec<SigningKey> = (0..4u8).map(|i| SigningKey::from_bytes(&[i + 1; 32])).collect();
+//! let genesis = Genesis {
+//!     epoch: 0,
+//!     genesis_time_ms: 1_700_000_000_000,
+//!     round_interval_ms: 100,
+//!     gc_depth_rounds: DEFAULT_GC_DEPTH_ROUNDS,
+//!     authorities: keys.iter().enumerate().map(|(i, key)| Authority {
+//!         index: i as u32,
+//!         stake: 1,
+//!         public_key: PublicKey::from_signing_key(key),
+//!     }).collect(),
+//! };
+//! let committee = Committee::new(genesis).unwrap();
+//! assert_eq!(committee.quorum_threshold(), 3);
+//!
+//! let parents = VerifiedBlock::genesis(&committee);
+//! let block = Block {
+//!     epoch: 0,
+//!     round: 1,
+//!     author: 2,
+//!     timestamp_ms: 1_700_000_000_100,
+//!     ancestors: parents.iter().map(|b| b.reference()).collect(),
+//!     transactions: vec![Transaction(b"hello".to_vec())],
+//!     commit_votes: vec![],
+//! };
+//! let sent = VerifiedBlock::sign(block, &keys[2]);
+//! let received =
+//!     VerifiedBlock::verify(sent.serialized().clone(), &committee, &BlockLimits::default()).unwrap();
+//! assert_eq!(received.reference(), sent.reference());
+//! ```
+
+pub mod block;
+pub mod commit;
+pub mod committee;
+pub mod crypto;
+pub mod digest;
+pub mod error;
+mod fixed_bytes;
+pub mod limits;
+
+pub use block::{Block, BlockRef, SignedBlock, Transaction, VerifiedBlock};
+pub use commit::{Commit, CommitIndex, CommitRef, CommittedSubDag, TrustedCommit};
+pub use committee::{Authority, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
+pub use crypto::{PublicKey, Signature};
+pub use digest::Digest;
+pub use error::{Result, TypesError};
+pub use limits::BlockLimits;
+
+/// A consensus round. Round 0 holds only the genesis blocks.
+pub type Round = u64;
+/// Position of an authority in the committee.
+pub type AuthorityIndex = u32;
+/// Voting power.
+pub type Stake = u64;
+/// A committee's epoch.
+pub type Epoch = u64;
