@@ -28,7 +28,9 @@ fn decision_at(decisions: &[Decision], round: Round) -> &Decision {
 }
 
 fn others(all: usize, excluded: AuthorityIndex) -> Vec<AuthorityIndex> {
-    (0..all as AuthorityIndex).filter(|a| *a != excluded).collect()
+    (0..all as AuthorityIndex)
+        .filter(|a| *a != excluded)
+        .collect()
 }
 
 /// Asserts the hash chain, the timestamp rule and the sub-DAG order.
@@ -66,7 +68,10 @@ fn direct_commit_of_every_leader_in_a_full_dag() {
     assert_chain(&commits);
     for (i, sub_dag) in commits.iter().enumerate() {
         let round = i as Round + 1;
-        assert_eq!(sub_dag.commit.leader(), dag.block(round, dag.leader(round)).reference());
+        assert_eq!(
+            sub_dag.commit.leader(),
+            dag.block(round, dag.leader(round)).reference()
+        );
         // The first leader commits alone (genesis is never committed); every
         // later one also commits the three non-leaders of the round before.
         assert_eq!(sub_dag.blocks.len(), if round == 1 { 1 } else { 4 });
@@ -193,7 +198,10 @@ fn undecided_leader_blocks_later_decisions_until_its_anchor_decides() {
     let (decisions, _) = run(&dag);
     assert_eq!(
         outline(&decisions),
-        vec![(1, true, DecisionRule::Direct), (2, true, DecisionRule::Direct)]
+        vec![
+            (1, true, DecisionRule::Direct),
+            (2, true, DecisionRule::Direct)
+        ]
     );
 }
 
@@ -216,7 +224,9 @@ fn crashed_authority_leaders_are_skipped_and_others_commit() {
         assert_eq!(is_commit, dag.leader(round) != crashed, "round {round}");
         assert_eq!(decision.rule(), DecisionRule::Direct, "round {round}");
     }
-    assert!(decisions.iter().any(|d| !matches!(d, Decision::Commit { .. })));
+    assert!(decisions
+        .iter()
+        .any(|d| !matches!(d, Decision::Commit { .. })));
     assert_chain(&commits);
     // In a fully connected DAG the last committed leader commits the whole
     // round before it: everything below its round, and itself.

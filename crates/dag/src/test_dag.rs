@@ -182,9 +182,7 @@ impl RoundBuilder<'_> {
                     ancestors.insert(parent, block.reference());
                 }
             }
-            ancestors
-                .entry(author)
-                .or_insert(b.latest[author as usize]);
+            ancestors.entry(author).or_insert(b.latest[author as usize]);
             let block = VerifiedBlock::sign(
                 Block {
                     epoch: b.committee.epoch(),

@@ -94,7 +94,10 @@ impl Committee {
             return Err(invalid("no authorities".into()));
         }
         if genesis.authorities.len() > AuthorityIndex::MAX as usize {
-            return Err(invalid(format!("{} authorities", genesis.authorities.len())));
+            return Err(invalid(format!(
+                "{} authorities",
+                genesis.authorities.len()
+            )));
         }
         if genesis.round_interval_ms == 0 {
             return Err(invalid("round_interval_ms is 0".into()));
@@ -115,7 +118,9 @@ impl Committee {
                 .checked_add(authority.stake)
                 .ok_or_else(|| invalid("total stake overflows u64".into()))?;
             let key = VerifyingKey::from_bytes(&authority.public_key.0).map_err(|_| {
-                invalid(format!("authority {position} has an invalid Ed25519 public key"))
+                invalid(format!(
+                    "authority {position} has an invalid Ed25519 public key"
+                ))
             })?;
             if verifying_keys.contains(&key) {
                 return Err(invalid(format!(

@@ -44,7 +44,10 @@ pub enum TypesError {
         quorum: Stake,
     },
     #[error("invalid signature on block by authority {author} at round {round}")]
-    InvalidSignature { author: AuthorityIndex, round: Round },
+    InvalidSignature {
+        author: AuthorityIndex,
+        round: Round,
+    },
     #[error("invalid committee: {reason}")]
     InvalidCommittee { reason: String },
     #[error("cannot read genesis {path}: {reason}")]

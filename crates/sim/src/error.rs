@@ -1,0 +1,64 @@
+//! The one error type of this crate.
+
+use dagstream_dag::DagError;
+use dagstream_types::{AuthorityIndex, Stake};
+
+pub type Result<T, E = SimError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("authority {authority} is named in {option} but the committee has {committee_size}")]
+    UnknownAuthority {
+        option: &'static str,
+        authority: AuthorityIndex,
+        committee_size: usize,
+    },
+    #[error(
+        "authorities that are neither crashed nor slow hold stake {stake}, below the quorum \
+         {quorum}: the simulated chain could never make progress"
+    )]
+    NoLiveQuorum { stake: Stake, quorum: Stake },
+    #[error("{got} keys given for a committee of {expected}")]
+    WrongKeyCount { expected: usize, got: usize },
+    #[error("key {authority} does not match the committee's public key")]
+    KeyMismatch { authority: AuthorityIndex },
+    #[error(
+        "{tps} TPS of {tx_size_bytes}-byte transactions make blocks of about {block_bytes} \
+         bytes, over the block limit of {max_block_bytes}; lower --tps or --tx-size"
+    )]
+    BlocksTooLarge {
+        tps: u64,
+        tx_size_bytes: usize,
+        block_bytes: u64,
+        max_block_bytes: usize,
+    },
+    #[error(
+        "{tps} TPS make about {per_block} transactions per block, over the limit of {max}; \
+         lower --tps"
+    )]
+    TooManyTransactions {
+        tps: u64,
+        per_block: u64,
+        max: usize,
+    },
+    #[error("invalid simulator config: {reason}")]
+    InvalidConfig { reason: String },
+    #[error(transparent)]
+    Dag(#[from] DagError),
+}
+
+impl SimError {
+    /// A short, static name for each kind of error: a metric label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SimError::UnknownAuthority { .. } => "unknown_authority",
+            SimError::NoLiveQuorum { .. } => "no_live_quorum",
+            SimError::WrongKeyCount { .. } => "wrong_key_count",
+            SimError::KeyMismatch { .. } => "key_mismatch",
+            SimError::BlocksTooLarge { .. } => "blocks_too_large",
+            SimError::TooManyTransactions { .. } => "too_many_transactions",
+            SimError::InvalidConfig { .. } => "invalid_config",
+            SimError::Dag(err) => err.name(),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The simulated committee: one round of signed blocks at a time.
+
+use crate::rng::SeededStream;
+use crate::{CommitteeKeys, Result, SimConfig};
+use dagstream_dag::{DagConfig, DagConsensus, Decision};
+use dagstream_types::{
+    AuthorityIndex, Block, BlockLimits, BlockRef, CommitRef, CommittedSubDag, Committee, Round,
+    Stake, Transaction, VerifiedBlock,
+};
+use std::sync::Arc;
+
+/// Everything one round produced.
+#[derive(Debug)]
+pub struct RoundOutput {
+    pub round: Round,
+    /// The round's blocks, in author order.
+    pub blocks: Vec<VerifiedBlock>,
+    /// Leaders decided once this round was added, in round order.
+    pub decisions: Vec<Decision>,
+    /// Commits decided once this round was added, in index order.
+    pub commits: Vec<CommittedSubDag>,
+}
+
+/// A deterministic committee of authorities that all share one view.
+///
+/// Round `r` of every live authority is built from round `r - 1`, signed, and
+/// fed to the same [`DagConsensus`] an observer runs; its commits are voted
+/// for by every live authority's block of round `r + 1`. Time is an input:
+/// [`Simulator::produce_due`] produces the rounds scheduled up to a given
+/// instant, so the simulator itself never reads a clock.
+pub struct Simulator {
+    committee: Arc<Committee>,
+    keys: CommitteeKeys,
+    config: SimConfig,
+    consensus: DagConsensus,
+    next_round: Round,
+    /// Each authority's block of the previous round and the one before:
+    /// `recent[0]` is round `next_round - 1`.
+    recent: [Vec<Option<BlockRef>>; 2],
+    /// Commits decided after the previous round: every block of the next
+    /// round votes for them.
+    votes: Vec<CommitRef>,
+}
+
+impl Simulator {
+    /// A committee at genesis. Fails if the keys or the config do not fit
+    /// the committee.
+    pub fn new(
+        committee: Arc<Committee>,
+        keys: CommitteeKeys,
+        config: SimConfig,
+        limits: &BlockLimits,
+    ) -> Result<Self> {
+        keys.check(&committee)?;
+        config.validate(&committee, limits)?;
+        let genesis: Vec<Option<BlockRef>> = VerifiedBlock::genesis(&committee)
+            .iter()
+            .map(|b| Some(b.reference()))
+            .collect();
+        Ok(Simulator {
+            consensus: DagConsensus::new(committee.clone(), DagConfig::default()),
+            recent: [genesis, vec![None; committee.size()]],
+            committee,
+            keys,
+            config,
+            next_round: 1,
+            votes: vec![],
+        })
+    }
+
+    pub fn committee(&self) -> &Arc<Committee> {
+        &self.committee
+    }
+
+    pub fn next_round(&self) -> Round {
+        self.next_round
+    }
+
+    /// When the next round is due, in Unix milliseconds.
+    pub fn next_round_time_ms(&self) -> u64 {
+        self.committee.round_time_ms(self.next_round)
+    }
+
+    /// Produces every round scheduled at or before `now_ms`, at most
+    /// `max_rounds` of them, so that a caller catching up on a long history
+    /// can persist and yield between chunks.
+    pub fn produce_due(&mut self, now_ms: u64, max_rounds: usize) -> Result<Vec<RoundOutput>> {
+        let mut out = Vec::new();
+        while out.len() < max_rounds && self.next_round_time_ms() <= now_ms {
+            out.push(self.produce_round()?);
+        }
+        Ok(out)
+    }
+
+    /// Produces the next round, whatever the time.
+    pub fn produce_round(&mut self) -> Result<RoundOutput> {
+        let round = self.next_round;
+        let blocks: Vec<VerifiedBlock> = self
+            .committee
+            .indexes()
+            .filter(|a| !self.config.crashed.contains(a))
+            .map(|author| self.make_block(round, author))
+            .collect();
+        let output = self.consensus.add_blocks(blocks.iter().cloned())?;
+        debug_assert_eq!(output.accepted.len(), blocks.len());
+
+        let mut this_round = vec![None; self.committee.size()];
+        for block in &blocks {
+            this_round[block.author() as usize] = Some(block.reference());
+        }
+        let previous = std::mem::replace(&mut self.recent[0], this_round);
+        self.recent[1] = previous;
+        self.votes = output.commits.iter().map(|c| c.reference()).collect();
+        self.next_round += 1;
+        Ok(RoundOutput {
+            round,
+            blocks,
+            decisions: output.decisions,
+            commits: output.commits,
+        })
+    }
+
+    fn make_block(&self, round: Round, author: AuthorityIndex) -> VerifiedBlock {
+        let committee = &self.committee;
+        let seed = self.config.seed;
+        let slow = &self.config.slow;
+        let previous = &self.recent[0];
+        let own_previous = previous[author as usize].expect("a live authority produced last round");
+
+        // The block must reference a quorum of the previous round: its own
+        // block, then on-time authorities in a seeded order until the quorum
+        // is reached, then each remaining one with a seeded chance.
+        let mut on_time: Vec<AuthorityIndex> = committee
+            .indexes()
+            .filter(|&a| a != author && previous[a as usize].is_some() && !slow.contains(&a))
+            .collect();
+        let mut shape = SeededStream::new(seed, "parents", round, author);
+        shape.shuffle(&mut on_time);
+        let mut stake: Stake = committee.stake(author);
+        let mut ancestors = vec![own_previous];
+        for parent in on_time {
+            if committee.reached_quorum(stake) && !shape.percent(self.config.extra_parent_percent) {
+                continue;
+            }
+            stake += committee.stake(parent);
+            ancestors.extend(previous[parent as usize]);
+        }
+        // Slow authorities' blocks reach everyone a round late. Before round
+        // 2 there is nothing older than genesis, which is never late.
+        for &parent in slow.iter().filter(|&&p| p != author) {
+            let late = if round >= 2 {
+                self.recent[1][parent as usize]
+            } else {
+                previous[parent as usize]
+            };
+            ancestors.extend(late);
+        }
+        ancestors.sort();
+
+        let mut jitter = SeededStream::new(seed, "timestamp", round, author);
+        let timestamp_ms =
+            committee.round_time_ms(round) + jitter.below(self.config.max_timestamp_jitter_ms + 1);
+
+        VerifiedBlock::sign(
+            Block {
+                epoch: committee.epoch(),
+                round,
+                author,
+                timestamp_ms,
+                ancestors,
+                transactions: self.make_transactions(round, author),
+                commit_votes: self.votes.clone(),
+            },
+            &self.keys.keys()[author as usize],
+        )
+    }
+
+    /// The seeded payload of one block: on average `tps * interval / live`
+    /// transactions, the fraction resolved by a seeded draw.
+    fn make_transactions(&self, round: Round, author: AuthorityIndex) -> Vec<Transaction> {
+        let milli = self.config.milli_transactions_per_block(&self.committee);
+        let mut stream = SeededStream::new(self.config.seed, "transactions", round, author);
+        let count = milli / 1000 + u64::from(stream.below(1000) < milli % 1000);
+        (0..count)
+            .map(|_| {
+                let mut bytes = vec![0u8; self.config.tx_size_bytes];
+                stream.fill(&mut bytes);
+                Transaction(bytes)
+            })
+            .collect()
+    }
+}
