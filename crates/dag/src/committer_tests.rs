@@ -270,3 +270,24 @@ fn slow_authority_is_skipped_as_leader_and_committed_late() {
         );
     }
 }
+
+/// The leader schedule of the wire-format vector committee
+/// (`docs/wire-format.md`): any implementation must elect the same leaders.
+#[test]
+fn leader_schedule_vector() {
+    let committee = crate::test_dag::test_committee(&[1, 1, 1, 1], 50);
+    assert_eq!(
+        committee.digest().to_string(),
+        "cf1e8bc43d106afcb866a2ce5ecc281649d7cda4d02b0e5193020af44408a9c0"
+    );
+    let schedule = crate::LeaderSchedule::new(&committee);
+    let leaders: Vec<AuthorityIndex> = (1..=12).map(|r| schedule.leader(r)).collect();
+    assert_eq!(leaders, vec![3, 2, 2, 0, 1, 2, 0, 1, 3, 1, 1, 0]);
+
+    // Stake weighting: an authority with 97% of the stake leads ~97% of
+    // rounds.
+    let weighted = crate::test_dag::test_committee(&[97, 1, 1, 1], 50);
+    let schedule = crate::LeaderSchedule::new(&weighted);
+    let led_by_0 = (1..=1000).filter(|r| schedule.leader(*r) == 0).count();
+    assert!((940..=995).contains(&led_by_0), "{led_by_0}");
+}

@@ -37,9 +37,9 @@ pub struct Genesis {
     pub genesis_time_ms: u64,
     /// Round `r` is scheduled at `genesis_time_ms + r * round_interval_ms`.
     pub round_interval_ms: u64,
-    /// Commit rule parameter: blocks at or below `last committed leader round
-    /// - gc_depth_rounds` are never committed. Part of the chain because every
-    /// node must linearize identically.
+    /// Commit rule parameter: blocks at or below the last committed leader's
+    /// round minus `gc_depth_rounds` are never committed. Part of the chain
+    /// because every node must linearize identically.
     #[serde(default = "default_gc_depth")]
     pub gc_depth_rounds: Round,
     pub authorities: Vec<Authority>,

@@ -1,0 +1,106 @@
+//! [`WriteBatch`]: everything one [`Store::write`](crate::Store::write) applies
+//! atomically.
+
+use crate::{Result, StoreError};
+use bytes::Bytes;
+use dagstream_types::{BlockRef, CommitIndex, TrustedCommit, VerifiedBlock};
+use std::fmt;
+
+/// Blocks, commits and metadata to be written together, all or nothing.
+///
+/// Blocks are kept as their exact wire bytes; commits must continue the
+/// store's commit sequence (see [`Store::write`](crate::Store::write)).
+#[derive(Clone, Default)]
+pub struct WriteBatch {
+    blocks: Vec<(BlockRef, Bytes)>,
+    commits: Vec<TrustedCommit>,
+    meta: Vec<(String, Bytes)>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a block, stored as its exact `SignedBlock` bytes under its ref.
+    pub fn add_block(&mut self, block: &VerifiedBlock) -> &mut Self {
+        self.blocks
+            .push((block.reference(), block.serialized().clone()));
+        self
+    }
+
+    /// Adds the next commit. Commits of one batch must be in index order.
+    pub fn add_commit(&mut self, commit: TrustedCommit) -> &mut Self {
+        self.commits.push(commit);
+        self
+    }
+
+    /// Sets a metadata value. A later value for the same key, in this batch or
+    /// a later one, replaces it.
+    pub fn put_meta(&mut self, key: impl Into<String>, value: impl Into<Bytes>) -> &mut Self {
+        self.meta.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.commits.is_empty() && self.meta.is_empty()
+    }
+
+    /// The blocks, in insertion order, with their refs.
+    pub fn blocks(&self) -> &[(BlockRef, Bytes)] {
+        &self.blocks
+    }
+
+    /// The commits, in insertion order.
+    pub fn commits(&self) -> &[TrustedCommit] {
+        &self.commits
+    }
+
+    /// The metadata writes, in insertion order.
+    pub fn meta(&self) -> &[(String, Bytes)] {
+        &self.meta
+    }
+
+    /// Checks that the commits are exactly `last + 1, last + 2, ...`, where
+    /// `last` is the highest commit index the store ever accepted, and returns
+    /// the highest index after this batch.
+    ///
+    /// For [`Store`](crate::Store) implementations: call it before writing
+    /// anything of the batch.
+    pub fn check_commit_sequence(&self, last: CommitIndex) -> Result<CommitIndex> {
+        self.commits.iter().try_fold(last, |last, commit| {
+            // An index of u64::MAX cannot be followed; the sequence cannot
+            // realistically get there, but saturating keeps this panic-free.
+            let expected = last.saturating_add(1);
+            if commit.index() == expected && expected != last {
+                Ok(expected)
+            } else {
+                Err(StoreError::NonContiguousCommit {
+                    expected,
+                    got: commit.index(),
+                })
+            }
+        })
+    }
+}
+
+impl fmt::Debug for WriteBatch {
+    /// Counts and commit indexes: the block bytes would drown everything else.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteBatch")
+            .field("blocks", &self.blocks.len())
+            .field(
+                "commits",
+                &self.commits.iter().map(|c| c.index()).collect::<Vec<_>>(),
+            )
+            .field(
+                "meta",
+                &self
+                    .meta
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}

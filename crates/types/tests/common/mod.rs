@@ -1,0 +1,67 @@
+//! The committee, block and commit of the wire-format test vectors
+//! (`docs/wire-format.md`), shared by the tests of this crate.
+#![allow(dead_code)]
+
+use dagstream_types::*;
+use ed25519_dalek::SigningKey;
+
+pub const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
+
+/// Authority `i` signs with the key whose 32 bytes all equal `i + 1`.
+pub fn key(i: u32) -> SigningKey {
+    SigningKey::from_bytes(&[i as u8 + 1; 32])
+}
+
+pub fn genesis() -> Genesis {
+    Genesis {
+        epoch: 0,
+        genesis_time_ms: GENESIS_TIME_MS,
+        round_interval_ms: 100,
+        gc_depth_rounds: 50,
+        authorities: (0..4)
+            .map(|i| Authority {
+                index: i,
+                stake: 1,
+                public_key: PublicKey::from_signing_key(&key(i)),
+            })
+            .collect(),
+    }
+}
+
+pub fn committee() -> Committee {
+    Committee::new(genesis()).unwrap()
+}
+
+/// The vector block: authority 2 at round 1 over all four genesis blocks,
+/// with two transactions and one commit vote.
+pub fn block(committee: &Committee) -> Block {
+    Block {
+        epoch: 0,
+        round: 1,
+        author: 2,
+        timestamp_ms: GENESIS_TIME_MS + 105,
+        ancestors: VerifiedBlock::genesis(committee)
+            .iter()
+            .map(|b| b.reference())
+            .collect(),
+        transactions: vec![
+            Transaction(b"hello".to_vec()),
+            Transaction(b"dagstream".to_vec()),
+        ],
+        commit_votes: vec![CommitRef {
+            index: 7,
+            digest: Digest::of(b"vote"),
+        }],
+    }
+}
+
+/// The vector commit: commit 1, whose sub-DAG is the vector block alone.
+pub fn commit(block: &VerifiedBlock) -> Commit {
+    Commit {
+        index: 1,
+        previous_digest: Digest::ZERO,
+        timestamp_ms: block.timestamp_ms(),
+        leader: block.reference(),
+        blocks: vec![block.reference()],
+    }
+}

@@ -1,0 +1,371 @@
+//! Every way a received block can be wrong is rejected with its own error,
+//! never a panic.
+
+mod common;
+
+use bytes::Bytes;
+use dagstream_types::*;
+use proptest::prelude::*;
+
+fn limits() -> BlockLimits {
+    BlockLimits::default()
+}
+
+/// A valid round-2 block of `author` over all of round 1, signed by `signer`.
+struct Fixture {
+    committee: Committee,
+    round1: Vec<VerifiedBlock>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let committee = common::committee();
+        let genesis: Vec<BlockRef> = VerifiedBlock::genesis(&committee)
+            .iter()
+            .map(|b| b.reference())
+            .collect();
+        let round1 = (0..4)
+            .map(|author| {
+                VerifiedBlock::sign(
+                    Block {
+                        epoch: 0,
+                        round: 1,
+                        author,
+                        timestamp_ms: 0,
+                        ancestors: genesis.clone(),
+                        transactions: vec![],
+                        commit_votes: vec![],
+                    },
+                    &common::key(author),
+                )
+            })
+            .collect();
+        Fixture { committee, round1 }
+    }
+
+    fn block(&self, author: AuthorityIndex) -> Block {
+        Block {
+            epoch: 0,
+            round: 2,
+            author,
+            timestamp_ms: 1,
+            ancestors: self.round1.iter().map(|b| b.reference()).collect(),
+            transactions: vec![Transaction(vec![7; 10])],
+            commit_votes: vec![],
+        }
+    }
+
+    fn signed(&self, block: Block, signer: AuthorityIndex) -> Bytes {
+        VerifiedBlock::sign(block, &common::key(signer))
+            .serialized()
+            .clone()
+    }
+
+    fn verify(&self, bytes: Bytes) -> Result<VerifiedBlock> {
+        VerifiedBlock::verify(bytes, &self.committee, &limits())
+    }
+
+    fn verify_block(&self, block: Block) -> Result<VerifiedBlock> {
+        let author = block.author.min(3);
+        self.verify(self.signed(block, author))
+    }
+}
+
+#[test]
+fn a_valid_block_passes() {
+    let f = Fixture::new();
+    let block = f.verify_block(f.block(1)).unwrap();
+    assert_eq!(block.round(), 2);
+    assert_eq!(block.author(), 1);
+}
+
+#[test]
+fn bad_signature() {
+    let f = Fixture::new();
+    // Signed by authority 3, claims authority 1.
+    let forged = f.signed(f.block(1), 3);
+    assert_eq!(
+        f.verify(forged).unwrap_err(),
+        TypesError::InvalidSignature {
+            author: 1,
+            round: 2
+        }
+    );
+    // One flipped bit of the signature.
+    let mut bytes = f.signed(f.block(1), 1).to_vec();
+    *bytes.last_mut().unwrap() ^= 1;
+    assert_eq!(
+        f.verify(bytes.into()).unwrap_err(),
+        TypesError::InvalidSignature {
+            author: 1,
+            round: 2
+        }
+    );
+}
+
+#[test]
+fn author_not_in_committee() {
+    let f = Fixture::new();
+    let mut block = f.block(1);
+    block.author = 4;
+    assert_eq!(
+        f.verify_block(block).unwrap_err(),
+        TypesError::UnknownAuthority {
+            author: 4,
+            committee_size: 4
+        }
+    );
+    let mut block = f.block(1);
+    block.ancestors[3].author = 9;
+    assert_eq!(
+        f.verify_block(block).unwrap_err(),
+        TypesError::UnknownAuthority {
+            author: 9,
+            committee_size: 4
+        }
+    );
+}
+
+#[test]
+fn wrong_epoch() {
+    let f = Fixture::new();
+    let mut block = f.block(1);
+    block.epoch = 3;
+    assert_eq!(
+        f.verify_block(block).unwrap_err(),
+        TypesError::WrongEpoch {
+            expected: 0,
+            got: 3
+        }
+    );
+}
+
+#[test]
+fn round_zero() {
+    let f = Fixture::new();
+    let mut block = f.block(1);
+    block.round = 0;
+    assert_eq!(
+        f.verify_block(block).unwrap_err(),
+        TypesError::GenesisRound { author: 1 }
+    );
+    // Genesis blocks themselves are never accepted from the wire.
+    let genesis = VerifiedBlock::genesis(&f.committee)[0].serialized().clone();
+    assert_eq!(
+        f.verify(genesis).unwrap_err(),
+        TypesError::GenesisRound { author: 0 }
+    );
+}
+
+#[test]
+fn ancestor_not_from_a_lower_round() {
+    let f = Fixture::new();
+    let mut block = f.block(1);
+    block.ancestors[0].round = 2;
+    assert_eq!(
+        f.verify_block(block).unwrap_err(),
+        TypesError::AncestorNotLowerRound {
+            round: 2,
+            ancestor_round: 2
+        }
+    );
+}
+
+#[test]
+fn ancestor_author_repeated() {
+    let f = Fixture::new();
+    let mut block = f.block(1);
+    block.ancestors[3] = BlockRef {
+        round: 0,
+        ..block.ancestors[2]
+    };
+    assert_eq!(
+        f.verify_block(block).unwrap_err(),
+        TypesError::DuplicateAncestorAuthor { author: 2 }
+    );
+}
+
+#[test]
+fn own_previous_block_missing() {
+    let f = Fixture::new();
+    let mut block = f.block(1);
+    block.ancestors.remove(1);
+    assert_eq!(
+        f.verify_block(block).unwrap_err(),
+        TypesError::MissingOwnPreviousBlock { author: 1 }
+    );
+}
+
+#[test]
+fn fewer_than_a_quorum_of_parents() {
+    let f = Fixture::new();
+    let mut block = f.block(1);
+    // Own previous and one other from round 1, one from genesis: stake 2.
+    block.ancestors[3] = VerifiedBlock::genesis(&f.committee)[3].reference();
+    block.ancestors.remove(2);
+    assert_eq!(
+        f.verify_block(block).unwrap_err(),
+        TypesError::InsufficientParentStake {
+            parent_round: 1,
+            stake: 2,
+            quorum: 3
+        }
+    );
+}
+
+#[test]
+fn trailing_bytes() {
+    let f = Fixture::new();
+    let mut bytes = f.signed(f.block(1), 1).to_vec();
+    bytes.push(0);
+    assert_eq!(
+        f.verify(bytes.into()).unwrap_err(),
+        TypesError::TrailingBytes { what: "block" }
+    );
+}
+
+#[test]
+fn truncated_bytes() {
+    let f = Fixture::new();
+    let bytes = f.signed(f.block(1), 1);
+    for len in [0, 1, 30, bytes.len() - 1] {
+        assert!(
+            matches!(
+                f.verify(bytes.slice(..len)).unwrap_err(),
+                TypesError::Malformed { what: "block", .. }
+            ),
+            "length {len}"
+        );
+    }
+}
+
+#[test]
+fn over_the_size_limits() {
+    let f = Fixture::new();
+    let mut block = f.block(1);
+    block.transactions = vec![Transaction(vec![1]); 11];
+    let bytes = f.signed(block, 1);
+    let tight = BlockLimits {
+        max_transactions_per_block: 10,
+        ..limits()
+    };
+    assert_eq!(
+        VerifiedBlock::verify(bytes.clone(), &f.committee, &tight).unwrap_err(),
+        TypesError::TooManyTransactions { count: 11, max: 10 }
+    );
+    let small = BlockLimits {
+        max_block_bytes: bytes.len() - 1,
+        ..limits()
+    };
+    assert_eq!(
+        VerifiedBlock::verify(bytes.clone(), &f.committee, &small).unwrap_err(),
+        TypesError::TooLarge {
+            what: "block",
+            size: bytes.len(),
+            max: bytes.len() - 1
+        }
+    );
+    // A length prefix that claims far more than the bytes hold is an error,
+    // and allocates nothing close to what it claims.
+    let mut huge = f.signed(f.block(1), 1).to_vec();
+    let tx_count_at = 8 + 8 + 4 + 8 + 1 + 4 * 44;
+    huge[tx_count_at..tx_count_at + 5].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
+    assert!(matches!(
+        f.verify(huge.into()).unwrap_err(),
+        TypesError::Malformed { .. }
+    ));
+}
+
+#[test]
+fn committee_validation() {
+    let mut genesis = common::genesis();
+    genesis.authorities[1].stake = 0;
+    assert!(matches!(
+        Committee::new(genesis),
+        Err(TypesError::InvalidCommittee { .. })
+    ));
+    let mut genesis = common::genesis();
+    genesis.authorities[2].index = 3;
+    assert!(matches!(
+        Committee::new(genesis),
+        Err(TypesError::InvalidCommittee { .. })
+    ));
+    let mut genesis = common::genesis();
+    genesis.authorities[3].public_key = genesis.authorities[0].public_key;
+    assert!(matches!(
+        Committee::new(genesis),
+        Err(TypesError::InvalidCommittee { .. })
+    ));
+    let mut genesis = common::genesis();
+    genesis.authorities.clear();
+    assert!(matches!(
+        Committee::new(genesis),
+        Err(TypesError::InvalidCommittee { .. })
+    ));
+    let mut genesis = common::genesis();
+    genesis.round_interval_ms = 0;
+    assert!(matches!(
+        Committee::new(genesis),
+        Err(TypesError::InvalidCommittee { .. })
+    ));
+}
+
+#[test]
+fn quorum_is_the_smallest_stake_above_two_thirds() {
+    let with_stakes = |stakes: &[u64]| {
+        let mut genesis = common::genesis();
+        genesis.authorities = stakes
+            .iter()
+            .enumerate()
+            .map(|(i, &stake)| Authority {
+                index: i as u32,
+                stake,
+                public_key: PublicKey::from_signing_key(&common::key(i as u32)),
+            })
+            .collect();
+        Committee::new(genesis).unwrap().quorum_threshold()
+    };
+    assert_eq!(with_stakes(&[1]), 1);
+    assert_eq!(with_stakes(&[1, 1, 1]), 3);
+    assert_eq!(with_stakes(&[1, 1, 1, 1]), 3);
+    assert_eq!(with_stakes(&[1; 7]), 5);
+    assert_eq!(with_stakes(&[1, 2, 3]), 5);
+    assert_eq!(with_stakes(&[10, 20, 30, 40]), 67);
+}
+
+#[test]
+fn genesis_json_rejects_unknown_fields_and_defaults_gc_depth() {
+    let json = common::genesis().to_json_pretty();
+    let without_gc = json.replace("\"gc_depth_rounds\": 50,", "");
+    assert_eq!(
+        Genesis::from_json(&without_gc).unwrap().gc_depth_rounds,
+        DEFAULT_GC_DEPTH_ROUNDS
+    );
+    let unknown = json.replace("\"epoch\": 0,", "\"epoch\": 0, \"shard\": 1,");
+    let err = Genesis::from_json(&unknown).unwrap_err();
+    assert!(err.to_string().contains("shard"), "{err}");
+    let bad_key = json.replace("8a88e3dd", "zz88e3dd");
+    assert!(Genesis::from_json(&bad_key).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary bytes never panic the decoder.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let f = Fixture::new();
+        let _ = f.verify(bytes.into());
+    }
+
+    /// Changing any one byte of a valid block makes it invalid: every byte is
+    /// covered by the signature or by a structural check.
+    #[test]
+    fn any_single_byte_change_is_rejected(position in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        let f = Fixture::new();
+        let mut bytes = f.signed(f.block(1), 1).to_vec();
+        let at = position.index(bytes.len());
+        bytes[at] ^= flip;
+        prop_assert!(f.verify(bytes.into()).is_err());
+    }
+}
