@@ -291,3 +291,68 @@ fn leader_schedule_vector() {
     let led_by_0 = (1..=1000).filter(|r| schedule.leader(*r) == 0).count();
     assert!((940..=995).contains(&led_by_0), "{led_by_0}");
 }
+
+/// A core rebuilt from its last commit, its blocks above the GC round and
+/// which of them are committed continues exactly like the original.
+#[test]
+fn recovered_core_continues_identically() {
+    let mut dag = DagBuilder::new(4);
+    dag.layers(1..=12);
+    // Make the leaders right after the recovery point need the skip and
+    // indirect rules.
+    let l = dag.leader(13);
+    dag.round(13).build();
+    dag.round(14).skip_parent(l).build();
+    dag.layers(15..=40);
+    // Split after round 14: round 13's skip is decided, round 14's leader
+    // is not, so the last decision is a skip after the last commit.
+    let split = dag.blocks().iter().position(|b| b.round() == 15).unwrap();
+    let (first, rest) = dag.blocks().split_at(split);
+
+    let mut original = DagConsensus::new(dag.committee(), DagConfig::default());
+    let before = original.add_blocks(first.to_vec()).unwrap().commits;
+    let blocks: Vec<_> = original.dag().blocks().cloned().collect();
+    let committed: Vec<_> = blocks
+        .iter()
+        .map(|b| b.reference())
+        .filter(|r| original.dag().is_committed(r))
+        .collect();
+    let mut recovered = DagConsensus::recover(
+        dag.committee(),
+        DagConfig::default(),
+        original.last_commit().cloned(),
+        blocks,
+        committed,
+    )
+    .unwrap();
+
+    let expected = original.add_blocks(rest.to_vec()).unwrap();
+    let actual = recovered.add_blocks(rest.to_vec()).unwrap();
+    assert!(!before.is_empty() && expected.commits.len() > 20);
+    let refs = |c: &[CommittedSubDag]| c.iter().map(|c| c.reference()).collect::<Vec<_>>();
+    assert_eq!(refs(&actual.commits), refs(&expected.commits));
+    // The recovered core decides the skip of round 13 again, then agrees.
+    assert_eq!(
+        outline(&actual.decisions)[0],
+        (13, false, DecisionRule::Direct)
+    );
+    assert_eq!(
+        outline(&actual.decisions)[1..],
+        outline(&expected.decisions)[..]
+    );
+
+    // Recovery without the blocks the DAG needs is refused.
+    let last = original.last_commit().cloned();
+    let newest: Vec<_> = original
+        .dag()
+        .blocks()
+        .filter(|b| b.round() == 40)
+        .cloned()
+        .collect();
+    assert!(matches!(
+        DagConsensus::recover(dag.committee(), DagConfig::default(), last, newest, []),
+        Err(crate::DagError::IncompleteRecovery {
+            missing_ancestors_of: 4
+        })
+    ));
+}

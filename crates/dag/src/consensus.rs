@@ -1,7 +1,7 @@
 //! The facade: blocks in, decisions and commits out.
 
-use crate::{Committer, DagState, Decision, Linearizer, Result};
-use dagstream_types::{CommittedSubDag, Committee, TrustedCommit, VerifiedBlock};
+use crate::{Committer, DagError, DagState, Decision, Linearizer, Result};
+use dagstream_types::{BlockRef, CommittedSubDag, Committee, TrustedCommit, VerifiedBlock};
 use std::sync::Arc;
 
 /// Configuration of the local consensus core. The commit rule's own
@@ -51,6 +51,44 @@ impl DagConsensus {
             committer,
             linearizer,
         }
+    }
+
+    /// A core that continues after `last_commit`, rebuilt from storage.
+    ///
+    /// `blocks` must hold every accepted block above the GC round that
+    /// `last_commit` implies (older ones are ignored), and `committed` the
+    /// refs among them that earlier commits hold. Leaders after the last
+    /// committed one are decided again from these blocks, with the same
+    /// outcome as before, since decisions depend on the blocks alone.
+    pub fn recover(
+        committee: Arc<Committee>,
+        config: DagConfig,
+        last_commit: Option<TrustedCommit>,
+        mut blocks: Vec<VerifiedBlock>,
+        committed: impl IntoIterator<Item = BlockRef>,
+    ) -> Result<Self> {
+        let last_leader_round = last_commit.as_ref().map_or(0, |c| c.leader().round);
+        let linearizer = Linearizer::new(last_commit, committee.gc_depth_rounds());
+        let mut dag = DagState::new(committee.clone(), config.max_pending_blocks);
+        dag.set_gc_round(linearizer.gc_round());
+        // Causal order: ancestors are always from lower rounds.
+        blocks.sort_by_key(|b| b.reference());
+        for block in blocks {
+            dag.add_block(block)?;
+        }
+        if dag.pending_len() > 0 {
+            return Err(DagError::IncompleteRecovery {
+                missing_ancestors_of: dag.pending_len(),
+            });
+        }
+        for reference in committed {
+            dag.set_committed(&reference);
+        }
+        Ok(DagConsensus {
+            dag,
+            committer: Committer::new(&committee, last_leader_round),
+            linearizer,
+        })
     }
 
     /// Adds verified blocks, in any order, then decides and commits what it

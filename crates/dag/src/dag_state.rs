@@ -168,6 +168,12 @@ impl DagState {
         self.accepted.len()
     }
 
+    /// Every accepted block above the GC round, in `(round, author, digest)`
+    /// order.
+    pub fn blocks(&self) -> impl Iterator<Item = &VerifiedBlock> {
+        self.accepted.values().map(|a| &a.block)
+    }
+
     pub fn get(&self, reference: &BlockRef) -> Option<&VerifiedBlock> {
         self.accepted.get(reference).map(|a| &a.block)
     }

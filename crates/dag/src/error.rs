@@ -15,6 +15,10 @@ pub enum DagError {
     /// was restored without the blocks it needs.
     #[error("block {block:?} is needed to linearize a commit but is not in the DAG")]
     MissingBlock { block: BlockRef },
+    /// Recovery was given blocks whose ancestors above the GC round it was
+    /// not given: the stored DAG is incomplete.
+    #[error("recovered DAG is incomplete: {missing_ancestors_of} blocks lack ancestors")]
+    IncompleteRecovery { missing_ancestors_of: usize },
 }
 
 impl DagError {
@@ -23,6 +27,7 @@ impl DagError {
         match self {
             DagError::TooManyPendingBlocks { .. } => "too_many_pending_blocks",
             DagError::MissingBlock { .. } => "missing_block",
+            DagError::IncompleteRecovery { .. } => "incomplete_recovery",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The one error type of this crate.
 
 use dagstream_dag::DagError;
-use dagstream_types::{AuthorityIndex, Stake};
+use dagstream_store::StoreError;
+use dagstream_types::{AuthorityIndex, Stake, TypesError};
 
 pub type Result<T, E = SimError> = std::result::Result<T, E>;
 
@@ -43,8 +44,19 @@ pub enum SimError {
     },
     #[error("invalid simulator config: {reason}")]
     InvalidConfig { reason: String },
+    #[error(
+        "the store holds a chain made by another genesis or simulator config \
+         (stored {stored}, this one {expected}); use a fresh data directory"
+    )]
+    DifferentChain { stored: String, expected: String },
+    #[error("simulator state in the store is corrupt: {reason}")]
+    CorruptState { reason: String },
     #[error(transparent)]
     Dag(#[from] DagError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Types(#[from] TypesError),
 }
 
 impl SimError {
@@ -58,7 +70,11 @@ impl SimError {
             SimError::BlocksTooLarge { .. } => "blocks_too_large",
             SimError::TooManyTransactions { .. } => "too_many_transactions",
             SimError::InvalidConfig { .. } => "invalid_config",
+            SimError::DifferentChain { .. } => "different_chain",
+            SimError::CorruptState { .. } => "corrupt_state",
             SimError::Dag(err) => err.name(),
+            SimError::Store(err) => err.name(),
+            SimError::Types(err) => err.name(),
         }
     }
 }

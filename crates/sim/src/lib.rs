@@ -12,6 +12,8 @@
 //!   [`SimConfig`]: seed, load, crashed and slow authorities.
 //! - [`simulator`]: [`Simulator`], which makes each round's blocks and feeds
 //!   them to [`DagConsensus`](dagstream_dag::DagConsensus).
+//! - `persist`: [`Simulator::batch_for`] makes each round one atomic store
+//!   batch; [`Simulator::recover`] continues a chain from a store.
 //! - [`rng`]: the seeded, portable randomness behind every choice.
 //!
 //! # Data flow
@@ -51,6 +53,7 @@
 pub mod config;
 mod error;
 pub mod genesis;
+mod persist;
 pub mod rng;
 pub mod simulator;
 

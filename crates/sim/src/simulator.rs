@@ -4,8 +4,8 @@ use crate::rng::SeededStream;
 use crate::{CommitteeKeys, Result, SimConfig};
 use dagstream_dag::{DagConfig, DagConsensus, Decision};
 use dagstream_types::{
-    AuthorityIndex, Block, BlockLimits, BlockRef, CommitRef, CommittedSubDag, Committee, Round,
-    Stake, Transaction, VerifiedBlock,
+    AuthorityIndex, Block, BlockLimits, BlockRef, CommitIndex, CommitRef, CommittedSubDag,
+    Committee, Round, Stake, Transaction, VerifiedBlock,
 };
 use std::sync::Arc;
 
@@ -70,6 +70,29 @@ impl Simulator {
 
     pub fn committee(&self) -> &Arc<Committee> {
         &self.committee
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Index of the last commit produced; 0 before the first.
+    pub fn last_commit_index(&self) -> CommitIndex {
+        self.consensus.last_commit().map_or(0, |c| c.index())
+    }
+
+    /// Continues from recovered state; see [`Simulator::recover`].
+    pub(crate) fn resume_at(
+        &mut self,
+        next_round: Round,
+        consensus: DagConsensus,
+        recent: [Vec<Option<BlockRef>>; 2],
+        votes: Vec<CommitRef>,
+    ) {
+        self.next_round = next_round;
+        self.consensus = consensus;
+        self.recent = recent;
+        self.votes = votes;
     }
 
     pub fn next_round(&self) -> Round {

@@ -68,6 +68,7 @@ mod fixed_bytes;
 pub mod limits;
 
 pub use block::{Block, BlockRef, SignedBlock, Transaction, VerifiedBlock};
+pub use bytes::Bytes;
 pub use commit::{Commit, CommitIndex, CommitRef, CommittedSubDag, TrustedCommit};
 pub use committee::{Authority, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
 pub use crypto::{PublicKey, Signature};

@@ -1,0 +1,215 @@
+//! Writing the simulated chain to a [`Store`] and resuming from it.
+//!
+//! Each round is one atomic [`WriteBatch`]: the round's blocks, the commits
+//! it decided, and a progress marker. A simulator that crashes loses at most
+//! the round it was writing, and [`Simulator::recover`] continues from the
+//! last written one, producing exactly the blocks an uninterrupted run would.
+
+use crate::{CommitteeKeys, Result, RoundOutput, SimConfig, SimError, Simulator};
+use dagstream_dag::{DagConfig, DagConsensus};
+use dagstream_store::{Store, WriteBatch};
+use dagstream_types::{
+    BlockLimits, BlockRef, CommitIndex, CommitRef, Committee, Digest, Round, VerifiedBlock,
+};
+use std::sync::Arc;
+
+/// Meta key of the chain identity: which genesis and config made the chain.
+const IDENTITY_KEY: &str = "sim/identity";
+/// Meta key of the progress marker: last round written (LE u64), then the
+/// first commit index decided in that round (LE u64).
+const PROGRESS_KEY: &str = "sim/progress";
+
+/// Most blocks read from the store per scan while recovering: bounds memory
+/// per read, whatever the committee size.
+const RECOVERY_SCAN_LIMIT: usize = 10_000;
+
+/// BLAKE3 of the committee digest and the config: two simulators with the
+/// same identity produce the same chain.
+fn chain_identity(committee: &Committee, config: &SimConfig) -> Digest {
+    let config = serde_json::to_vec(config).expect("config always serializes");
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(committee.digest().as_bytes());
+    hasher.update(&config);
+    Digest(*hasher.finalize().as_bytes())
+}
+
+impl Simulator {
+    /// The store batch that makes `output` durable. Write batches in round
+    /// order.
+    pub fn batch_for(&self, output: &RoundOutput) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        for block in &output.blocks {
+            batch.add_block(block);
+        }
+        let votes_from = output
+            .commits
+            .first()
+            .map_or(self.last_commit_index() + 1, |c| c.index());
+        for commit in &output.commits {
+            batch.add_commit(commit.commit.clone());
+        }
+        let mut progress = Vec::with_capacity(16);
+        progress.extend_from_slice(&output.round.to_le_bytes());
+        progress.extend_from_slice(&votes_from.to_le_bytes());
+        batch.put_meta(PROGRESS_KEY, progress);
+        if output.round == 1 {
+            let identity = chain_identity(self.committee(), self.config());
+            batch.put_meta(IDENTITY_KEY, identity.as_bytes().to_vec());
+        }
+        batch
+    }
+
+    /// A simulator that continues the chain in `store`, or starts at genesis
+    /// if the store holds none. Refuses a store written with another genesis
+    /// or config.
+    pub fn recover(
+        committee: Arc<Committee>,
+        keys: CommitteeKeys,
+        config: SimConfig,
+        limits: &BlockLimits,
+        store: &dyn Store,
+    ) -> Result<Simulator> {
+        let Some(progress) = store.read_meta(PROGRESS_KEY)? else {
+            return Simulator::new(committee, keys, config, limits);
+        };
+        let expected = chain_identity(&committee, &config);
+        let stored = store.read_meta(IDENTITY_KEY)?.unwrap_or_default();
+        if stored.as_ref() != expected.as_bytes() {
+            return Err(SimError::DifferentChain {
+                stored: hex::encode(&stored),
+                expected: expected.to_string(),
+            });
+        }
+        let corrupt = |reason: String| SimError::CorruptState { reason };
+        let progress: [u8; 16] = progress
+            .as_ref()
+            .try_into()
+            .map_err(|_| corrupt(format!("progress marker of {} bytes", progress.len())))?;
+        let last_round = Round::from_le_bytes(progress[..8].try_into().expect("8 bytes"));
+        let votes_from = CommitIndex::from_le_bytes(progress[8..].try_into().expect("8 bytes"));
+
+        let last_commit = store.last_commit()?;
+        let last_index = last_commit.as_ref().map_or(0, |c| c.index());
+        let gc_round = last_commit.as_ref().map_or(0, |c| {
+            c.leader().round.saturating_sub(committee.gc_depth_rounds())
+        });
+
+        // Every block above the GC round, up to the last round written.
+        let mut blocks = Vec::new();
+        let mut from = BlockRef::round_start(gc_round + 1);
+        loop {
+            let chunk = store.scan_blocks(from, last_round, RECOVERY_SCAN_LIMIT)?;
+            let Some((last, _)) = chunk.last() else { break };
+            from = successor(*last);
+            let full = chunk.len() == RECOVERY_SCAN_LIMIT;
+            for (_, bytes) in chunk {
+                blocks.push(VerifiedBlock::decode_trusted(bytes)?);
+            }
+            if !full {
+                break;
+            }
+        }
+        // Which of them are committed: only commits whose leader is above the
+        // GC round can hold blocks above it.
+        let mut committed = Vec::new();
+        let mut index = last_index;
+        while index > 0 {
+            let commit = store
+                .read_commit(index)?
+                .ok_or_else(|| corrupt(format!("commit {index} is missing")))?;
+            if commit.leader().round <= gc_round {
+                break;
+            }
+            committed.extend(commit.commit().blocks.iter().copied());
+            index -= 1;
+        }
+        let votes = (votes_from..=last_index)
+            .map(|index| {
+                store
+                    .read_commit(index)?
+                    .map(|c| c.reference())
+                    .ok_or_else(|| corrupt(format!("commit {index} is missing")))
+            })
+            .collect::<Result<Vec<CommitRef>>>()?;
+
+        let recent = [last_round, last_round.saturating_sub(1)].map(|round| {
+            let mut by_author = vec![None; committee.size()];
+            let source: Box<dyn Iterator<Item = BlockRef>> = if round == 0 {
+                Box::new(
+                    VerifiedBlock::genesis(&committee)
+                        .into_iter()
+                        .map(|b| b.reference()),
+                )
+            } else {
+                Box::new(
+                    blocks
+                        .iter()
+                        .filter(|b| b.round() == round)
+                        .map(|b| b.reference()),
+                )
+            };
+            for reference in source {
+                by_author[reference.author as usize] = Some(reference);
+            }
+            by_author
+        });
+        let consensus = DagConsensus::recover(
+            committee.clone(),
+            DagConfig::default(),
+            last_commit,
+            blocks,
+            committed,
+        )?;
+        let mut simulator = Simulator::new(committee, keys, config, limits)?;
+        simulator.resume_at(last_round + 1, consensus, recent, votes);
+        Ok(simulator)
+    }
+}
+
+/// The smallest `BlockRef` greater than `reference`, for resuming a scan
+/// right after a key.
+fn successor(reference: BlockRef) -> BlockRef {
+    let mut digest = reference.digest.0;
+    for byte in digest.iter_mut().rev() {
+        let (next, overflow) = byte.overflowing_add(1);
+        *byte = next;
+        if !overflow {
+            return BlockRef {
+                digest: Digest(digest),
+                ..reference
+            };
+        }
+    }
+    // The digest was all ones: move on to the next author, or round.
+    match reference.author.checked_add(1) {
+        Some(author) => BlockRef {
+            author,
+            digest: Digest::MIN,
+            ..reference
+        },
+        None => BlockRef::round_start(reference.round + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_is_the_next_key() {
+        let r = |round, author, digest| BlockRef {
+            round,
+            author,
+            digest: Digest(digest),
+        };
+        let mut last_byte = [7u8; 32];
+        last_byte[31] = 0xff;
+        let mut carried = [7u8; 32];
+        carried[30] = 8;
+        carried[31] = 0;
+        assert_eq!(successor(r(3, 1, last_byte)), r(3, 1, carried));
+        assert_eq!(successor(r(3, 1, [0xff; 32])), r(3, 2, [0; 32]));
+        assert_eq!(successor(r(3, u32::MAX, [0xff; 32])), r(4, 0, [0; 32]));
+        assert!(successor(r(3, 1, last_byte)) > r(3, 1, last_byte));
+    }
+}
