@@ -42,6 +42,8 @@ pub enum SimError {
         per_block: u64,
         max: usize,
     },
+    #[error("cannot use committee keys file {path}: {reason}")]
+    KeysFile { path: String, reason: String },
     #[error("invalid simulator config: {reason}")]
     InvalidConfig { reason: String },
     #[error(
@@ -70,6 +72,7 @@ impl SimError {
             SimError::BlocksTooLarge { .. } => "blocks_too_large",
             SimError::TooManyTransactions { .. } => "too_many_transactions",
             SimError::InvalidConfig { .. } => "invalid_config",
+            SimError::KeysFile { .. } => "keys_file",
             SimError::DifferentChain { .. } => "different_chain",
             SimError::CorruptState { .. } => "corrupt_state",
             SimError::Dag(err) => err.name(),

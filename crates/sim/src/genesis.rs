@@ -4,6 +4,8 @@ use crate::{Result, SimError};
 use dagstream_types::{Authority, AuthorityIndex, Committee, Genesis, PublicKey, Round};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
 
 /// What a new simulated chain looks like.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +103,35 @@ impl CommitteeKeys {
                 .collect(),
         };
         serde_json::to_string_pretty(&file).expect("keys always serialize to JSON")
+    }
+
+    /// Writes `committee-keys.json` readable by its owner only (mode 0600 on
+    /// Unix): these are the committee's private keys.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io_error = |err: std::io::Error| SimError::KeysFile {
+            path: path.display().to_string(),
+            reason: err.to_string(),
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(io_error)?;
+        file.write_all(self.to_json_pretty().as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io_error)
+    }
+
+    /// Reads `committee-keys.json`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|err| SimError::KeysFile {
+            path: path.display().to_string(),
+            reason: err.to_string(),
+        })?;
+        Self::from_json(&text)
     }
 
     pub fn from_json(text: &str) -> Result<Self> {

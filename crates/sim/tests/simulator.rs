@@ -345,3 +345,25 @@ fn committee_keys_round_trip_through_json() {
         Err(SimError::InvalidConfig { .. })
     ));
 }
+
+#[test]
+fn committee_keys_file_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("committee-keys.json");
+    let (genesis, keys) = generate(&params(4, 9));
+    keys.save(&path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    CommitteeKeys::load(&path)
+        .unwrap()
+        .check(&Committee::new(genesis).unwrap())
+        .unwrap();
+    assert!(matches!(
+        CommitteeKeys::load(&dir.path().join("missing.json")),
+        Err(SimError::KeysFile { .. })
+    ));
+}
