@@ -356,3 +356,34 @@ fn recovered_core_continues_identically() {
         })
     ));
 }
+
+/// Memory stays bounded: however long the chain, the DAG holds only the
+/// blocks above the GC round, plus the undecided tail.
+#[test]
+fn dag_size_stays_bounded_over_a_long_run() {
+    let gc_depth = 3;
+    let committee = crate::test_dag::test_committee(&[1, 1, 1, 1], gc_depth);
+    let mut dag = DagBuilder::with_committee(committee);
+    let mut core = DagConsensus::new(dag.committee(), DagConfig::default());
+    let mut largest = 0;
+    for round in 1..=600 {
+        dag.round(round).build();
+        let new: Vec<_> = dag
+            .blocks()
+            .iter()
+            .filter(|b| b.round() == round)
+            .cloned()
+            .collect();
+        core.add_blocks(new).unwrap();
+        largest = largest.max(core.dag().accepted_len());
+        // Kept: rounds above `last leader round - gc_depth`; the last leader
+        // trails the newest round by 2 in a full DAG.
+        assert!(
+            core.dag().accepted_len() <= 4 * (gc_depth as usize + 3),
+            "round {round}: {} blocks kept",
+            core.dag().accepted_len()
+        );
+    }
+    assert_eq!(core.last_commit().unwrap().index(), 598);
+    assert_eq!(largest, 4 * (gc_depth as usize + 3));
+}
