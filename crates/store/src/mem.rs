@@ -2,7 +2,7 @@
 
 use crate::{PruneStats, Result, Store, WriteBatch};
 use bytes::Bytes;
-use dagstream_types::{BlockRef, CommitIndex, Digest, Round, TrustedCommit};
+use dagstream_types::{BlockRef, CommitIndex, Round, TrustedCommit};
 use std::collections::BTreeMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -78,11 +78,7 @@ impl Store for MemStore {
         if from.round > to_round {
             return Ok(Vec::new());
         }
-        let end = BlockRef {
-            round: to_round,
-            author: u32::MAX,
-            digest: Digest::MAX,
-        };
+        let end = BlockRef::round_end(to_round);
         Ok(self
             .read()
             .blocks

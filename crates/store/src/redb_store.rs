@@ -256,11 +256,7 @@ impl Store for RedbStore {
             return Ok(Vec::new());
         }
         let start = encode_block_key(&from);
-        let end = encode_block_key(&BlockRef {
-            round: to_round,
-            author: u32::MAX,
-            digest: Digest::MAX,
-        });
+        let end = encode_block_key(&BlockRef::round_end(to_round));
         let table = self.read_table(BLOCKS)?;
         let range = table
             .range(start.as_slice()..=end.as_slice())

@@ -35,6 +35,15 @@ impl BlockRef {
             digest: Digest::MIN,
         }
     }
+
+    /// The largest ref of a round, for inclusive range scans.
+    pub const fn round_end(round: Round) -> BlockRef {
+        BlockRef {
+            round,
+            author: AuthorityIndex::MAX,
+            digest: Digest::MAX,
+        }
+    }
 }
 
 impl fmt::Debug for BlockRef {
