@@ -100,7 +100,7 @@ impl Simulator {
         loop {
             let chunk = store.scan_blocks(from, last_round, RECOVERY_SCAN_LIMIT)?;
             let Some((last, _)) = chunk.last() else { break };
-            from = successor(*last);
+            from = last.successor();
             let full = chunk.len() == RECOVERY_SCAN_LIMIT;
             for (_, bytes) in chunk {
                 blocks.push(VerifiedBlock::decode_trusted(bytes)?);
@@ -163,53 +163,5 @@ impl Simulator {
         let mut simulator = Simulator::new(committee, keys, config, limits)?;
         simulator.resume_at(last_round + 1, consensus, recent, votes);
         Ok(simulator)
-    }
-}
-
-/// The smallest `BlockRef` greater than `reference`, for resuming a scan
-/// right after a key.
-fn successor(reference: BlockRef) -> BlockRef {
-    let mut digest = reference.digest.0;
-    for byte in digest.iter_mut().rev() {
-        let (next, overflow) = byte.overflowing_add(1);
-        *byte = next;
-        if !overflow {
-            return BlockRef {
-                digest: Digest(digest),
-                ..reference
-            };
-        }
-    }
-    // The digest was all ones: move on to the next author, or round.
-    match reference.author.checked_add(1) {
-        Some(author) => BlockRef {
-            author,
-            digest: Digest::MIN,
-            ..reference
-        },
-        None => BlockRef::round_start(reference.round + 1),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn successor_is_the_next_key() {
-        let r = |round, author, digest| BlockRef {
-            round,
-            author,
-            digest: Digest(digest),
-        };
-        let mut last_byte = [7u8; 32];
-        last_byte[31] = 0xff;
-        let mut carried = [7u8; 32];
-        carried[30] = 8;
-        carried[31] = 0;
-        assert_eq!(successor(r(3, 1, last_byte)), r(3, 1, carried));
-        assert_eq!(successor(r(3, 1, [0xff; 32])), r(3, 2, [0; 32]));
-        assert_eq!(successor(r(3, u32::MAX, [0xff; 32])), r(4, 0, [0; 32]));
-        assert!(successor(r(3, 1, last_byte)) > r(3, 1, last_byte));
     }
 }

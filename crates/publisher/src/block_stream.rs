@@ -1,0 +1,306 @@
+//! One block stream: Start/Stop commands in, batches of blocks out.
+//!
+//! After a Start, the stream first reads the backlog from the source in
+//! `(round, author)` order, then follows the live feed. It subscribes to the
+//! feed *before* reading, so every block is in one or the other, and it
+//! keeps the highest round sent per author, so a block seen in both is sent
+//! once. An author's blocks are accepted in round order (each references the
+//! previous), so that filter never drops a block that was not sent. If the
+//! feed lags, the stream reads the source again instead of skipping.
+
+use crate::batching::{batch_size, ByteBudget};
+use crate::server::Shared;
+use crate::session::{EndReason, Outbox};
+use crate::{metrics, Result, SourceEvent};
+use bytes::Bytes;
+use dagstream_proto::v1::{
+    block_stream_request, BlockStreamRequest, BlockStreamResponse, StartBlockStream,
+};
+use dagstream_types::{BlockRef, Round, VerifiedBlock};
+use std::sync::Arc;
+use tokio::sync::broadcast::{self, error::TryRecvError};
+use tonic::{Status, Streaming};
+
+/// Most blocks examined per backlog read: bounds the work and memory of one
+/// store read, whatever the batch size.
+const SCAN_CHUNK: usize = 512;
+
+/// Where a started stream is.
+struct Cursor {
+    /// Highest round sent (or already held by the subscriber) per author.
+    sent: Vec<Round>,
+    /// While reading the backlog: the next ref to read from the source.
+    backlog: Option<BlockRef>,
+    feed: broadcast::Receiver<SourceEvent>,
+    preferred: u32,
+}
+
+impl Cursor {
+    fn start(shared: &Shared, start: StartBlockStream) -> Result<Cursor, Status> {
+        let size = shared.source.committee().size();
+        let got = start.highest_round_per_authority.len();
+        if got != size {
+            return Err(Status::invalid_argument(format!(
+                "highest_round_per_authority has {got} entries, but the committee has {size} \
+                 authorities"
+            )));
+        }
+        // Subscribe before reading the store: nothing accepted from now on
+        // can be missed.
+        let feed = shared.source.subscribe();
+        let floor = shared
+            .source
+            .highest_round()
+            .saturating_sub(shared.config.block_backlog_rounds);
+        let sent: Vec<Round> = start
+            .highest_round_per_authority
+            .iter()
+            .map(|&round| round.max(floor))
+            .collect();
+        let mut cursor = Cursor {
+            sent,
+            backlog: None,
+            feed,
+            preferred: start.preferred_batch_size,
+        };
+        cursor.rewind(floor);
+        Ok(cursor)
+    }
+
+    /// Reads the source again from the lowest round the subscriber may lack.
+    fn rewind(&mut self, floor: Round) {
+        let lowest = self.sent.iter().copied().min().unwrap_or(0).max(floor);
+        self.backlog = Some(BlockRef::round_start(lowest + 1));
+    }
+
+    /// Takes `block` if the subscriber does not have it yet.
+    fn admit(&mut self, reference: &BlockRef) -> bool {
+        match self.sent.get_mut(reference.author as usize) {
+            Some(sent) if reference.round > *sent => {
+                *sent = reference.round;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The next batch: from the backlog while there is one, then from the
+    /// feed, waiting for it. Cancel-safe: it awaits only while holding
+    /// nothing.
+    async fn next_batch(&mut self, shared: &Shared) -> Result<(Vec<Bytes>, u64)> {
+        loop {
+            if let Some(from) = self.backlog {
+                let batch = self.read_backlog(shared, from)?;
+                if !batch.0.is_empty() {
+                    return Ok(batch);
+                }
+                continue;
+            }
+            let first = match self.feed.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.rewind(self.window_floor(shared));
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    // The source is gone: nothing more will come.
+                    std::future::pending::<()>().await;
+                    unreachable!("pending never resolves")
+                }
+            };
+            let pending = self.feed.len() as u64 + 1;
+            let max_items = batch_size(pending, self.preferred);
+            let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(event) = next.take() {
+                if let SourceEvent::Block(block) = event {
+                    if !self.take(&block, &mut budget, &mut batch) {
+                        // Over the byte cap: this block goes first next time.
+                        self.backlog = Some(block.reference());
+                        break;
+                    }
+                }
+                if batch.len() >= max_items {
+                    break;
+                }
+                next = match self.feed.try_recv() {
+                    Ok(event) => Some(event),
+                    Err(TryRecvError::Lagged(_)) => {
+                        self.rewind(self.window_floor(shared));
+                        None
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => None,
+                };
+            }
+            if !batch.is_empty() {
+                return Ok((batch, pending));
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        block: &VerifiedBlock,
+        budget: &mut ByteBudget,
+        batch: &mut Vec<Bytes>,
+    ) -> bool {
+        let reference = block.reference();
+        if self
+            .sent
+            .get(reference.author as usize)
+            .is_some_and(|s| reference.round <= *s)
+        {
+            return true;
+        }
+        if !budget.take(block.serialized().len()) {
+            return false;
+        }
+        self.admit(&reference);
+        batch.push(block.serialized().clone());
+        true
+    }
+
+    fn window_floor(&self, shared: &Shared) -> Round {
+        shared
+            .source
+            .highest_round()
+            .saturating_sub(shared.config.block_backlog_rounds)
+    }
+
+    /// One batch from the source, starting at `from`. Ends the backlog when
+    /// the source has nothing more.
+    fn read_backlog(&mut self, shared: &Shared, mut from: BlockRef) -> Result<(Vec<Bytes>, u64)> {
+        let highest = shared.source.highest_round();
+        let size = shared.source.committee().size() as u64;
+        let pending = (highest + 1).saturating_sub(from.round) * size;
+        let max_items = batch_size(pending, self.preferred);
+        let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
+        let mut batch = Vec::new();
+        while batch.len() < max_items {
+            let chunk = shared.source.scan_blocks(from, highest, SCAN_CHUNK)?;
+            let exhausted = chunk.len() < SCAN_CHUNK;
+            for (reference, bytes) in chunk {
+                let have = self
+                    .sent
+                    .get(reference.author as usize)
+                    .is_none_or(|s| reference.round <= *s);
+                if !have {
+                    if batch.len() >= max_items || !budget.take(bytes.len()) {
+                        self.backlog = Some(reference);
+                        return Ok((batch, pending));
+                    }
+                    self.admit(&reference);
+                    batch.push(bytes);
+                }
+                from = reference.successor();
+            }
+            if exhausted {
+                self.backlog = None;
+                return Ok((batch, pending));
+            }
+        }
+        self.backlog = Some(from);
+        Ok((batch, pending))
+    }
+}
+
+/// Serves one block stream until the subscriber leaves or an error ends it.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut requests: Streaming<BlockStreamRequest>,
+    mut outbox: Outbox<BlockStreamResponse>,
+    subscriber: String,
+) -> EndReason {
+    let lag_gauge = shared
+        .metrics
+        .subscriber_lag
+        .with_label_values(&[metrics::BLOCKS, &subscriber]);
+    let mut limiter = shared.command_limiter();
+    let mut cursor: Option<Cursor> = None;
+    let mut shutdown = shared.shutdown.clone();
+    let heartbeat = shared.config.heartbeat_interval();
+    let reason = loop {
+        let heartbeat_at = outbox.last_sent() + heartbeat;
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                outbox.fail(Status::unavailable("publisher is shutting down"));
+                break EndReason::Shutdown;
+            }
+            message = requests.message() => {
+                let request = match message {
+                    Ok(Some(request)) => request,
+                    Ok(None) | Err(_) => break EndReason::ClientClosed,
+                };
+                if !limiter.allow(std::time::Instant::now()) {
+                    outbox.fail(Status::resource_exhausted(format!(
+                        "more than {} commands per second",
+                        shared.config.max_commands_per_second
+                    )));
+                    break EndReason::RateLimited;
+                }
+                let command = match &request.command {
+                    Some(block_stream_request::Command::Start(_)) => "start",
+                    Some(block_stream_request::Command::Stop(_)) => "stop",
+                    None => "none",
+                };
+                shared.metrics.commands.with_label_values(&[metrics::BLOCKS, command]).inc();
+                match request.command {
+                    Some(block_stream_request::Command::Start(start)) => {
+                        match Cursor::start(&shared, start) {
+                            Ok(started) => cursor = Some(started),
+                            Err(status) => {
+                                outbox.fail(status);
+                                break EndReason::InvalidArgument;
+                            }
+                        }
+                    }
+                    Some(block_stream_request::Command::Stop(_)) => cursor = None,
+                    None => {
+                        outbox.fail(Status::invalid_argument("request has no command"));
+                        break EndReason::InvalidArgument;
+                    }
+                }
+            }
+            batch = async { cursor.as_mut().expect("branch enabled only when started").next_batch(&shared).await }, if cursor.is_some() => {
+                let (blocks, pending) = match batch {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        tracing::error!(cause = %err, subscriber, "block stream failed");
+                        outbox.fail(Status::internal(err.to_string()));
+                        break EndReason::Internal;
+                    }
+                };
+                lag_gauge.set(pending.saturating_sub(blocks.len() as u64) as i64);
+                let bytes: usize = blocks.iter().map(|b| b.len()).sum();
+                let count = blocks.len();
+                let response = BlockStreamResponse {
+                    blocks,
+                    highest_commit_index: shared.source.highest_commit_index(),
+                };
+                if let Err(reason) = outbox.send(response).await {
+                    break reason;
+                }
+                shared.metrics.blocks_sent.with_label_values(&[metrics::BLOCKS]).inc_by(count as u64);
+                shared.metrics.bytes_sent.with_label_values(&[metrics::BLOCKS]).inc_by(bytes as u64);
+                shared.metrics.batch_size.with_label_values(&[metrics::BLOCKS]).observe(count as f64);
+            }
+            _ = tokio::time::sleep_until(heartbeat_at) => {
+                let response = BlockStreamResponse {
+                    blocks: vec![],
+                    highest_commit_index: shared.source.highest_commit_index(),
+                };
+                if let Err(reason) = outbox.send(response).await {
+                    break reason;
+                }
+            }
+            _ = outbox.closed() => break EndReason::ClientClosed,
+        }
+    };
+    let _ = shared
+        .metrics
+        .subscriber_lag
+        .remove_label_values(&[metrics::BLOCKS, &subscriber]);
+    reason
+}

@@ -1,0 +1,42 @@
+//! The one error type of this crate.
+
+use dagstream_store::StoreError;
+use dagstream_types::{CommitIndex, TypesError};
+
+pub type Result<T, E = PublisherError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublisherError {
+    #[error("invalid publisher config: {field} {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+    #[error("commit {index} is below the highest commit but missing from the source")]
+    MissingCommit { index: CommitIndex },
+    #[error("block {block} of commit {index} is missing from the source")]
+    MissingBlock { index: CommitIndex, block: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored data is malformed: {0}")]
+    Decode(#[from] TypesError),
+    #[error("cannot serve: {reason}")]
+    Serve { reason: String },
+}
+
+impl PublisherError {
+    /// A short, static name for each kind of error: a metric label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PublisherError::InvalidConfig { .. } => "invalid_config",
+            PublisherError::MissingCommit { .. } => "missing_commit",
+            PublisherError::MissingBlock { .. } => "missing_block",
+            PublisherError::Store(err) => err.name(),
+            PublisherError::Decode(err) => err.name(),
+            PublisherError::Serve { .. } => "serve",
+        }
+    }
+}
+
+impl From<PublisherError> for tonic::Status {
+    fn from(err: PublisherError) -> Self {
+        tonic::Status::internal(err.to_string())
+    }
+}

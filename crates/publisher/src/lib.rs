@@ -1,0 +1,58 @@
+//! The publisher: the validator side of dagstream's two streams, for many
+//! subscribers at once.
+//!
+//! It serves `BlockStreamService.StreamBlocks` (blocks in real time) and
+//! `CommitStreamService.StreamCommits` (certified commits, for catching up)
+//! from any [`ConsensusSource`]: a validator's store, an observer relaying
+//! what it verified, or a real consensus engine. The subscriber is in
+//! control: it sends Start and Stop, and the publisher answers with batches
+//! whose size adapts to how far behind the subscriber is. The protocol is
+//! specified in `docs/protocol.md`.
+//!
+//! # Layout
+//! - [`source`]: the [`ConsensusSource`] seam, and [`StoreSource`], its
+//!   implementation over a [`Store`](dagstream_store::Store) with a shared
+//!   in-memory cache of the live tail.
+//! - [`certifier`]: [`Certifier`], which commits are certified by a quorum of
+//!   votes, and the blocks that show it.
+//! - `block_stream` and `commit_stream`: one task per stream, turning
+//!   commands into batches.
+//! - [`batching`]: the adaptive batch size, the byte cap and the command
+//!   rate limit, as pure functions.
+//! - `session`: each stream's bounded response queue, slow-subscriber
+//!   detection and error delivery.
+//! - [`server`]: [`Publisher`], the gRPC services, limits and shutdown.
+//! - [`metrics`]: the Prometheus metrics, [`PublisherMetrics`].
+//!
+//! # Data flow
+//! ```text
+//! node ─write─▶ Store ─▶ StoreSource::publish ─feed─▶ Certifier (votes)
+//!                              │                          │ highest certified
+//!                              ▼                          ▼
+//!              block stream task            commit stream task
+//!   (store backlog, then feed; per-author    (commits in order, blocks by ref,
+//!    highest round filters duplicates)        certificate of the last one)
+//!                              │                          │
+//!                              ▼                          ▼
+//!                 bounded queue per stream ─▶ tonic ─▶ subscriber
+//! ```
+//! Blocks travel as the `Bytes` they were stored as: one copy in memory
+//! serves every subscriber, and none is ever decoded to be sent.
+
+pub mod batching;
+pub mod block_stream;
+pub mod certifier;
+pub mod commit_stream;
+pub mod config;
+mod error;
+pub mod metrics;
+pub mod server;
+mod session;
+pub mod source;
+
+pub use certifier::{Certificate, Certifier};
+pub use config::PublisherConfig;
+pub use error::{PublisherError, Result};
+pub use metrics::PublisherMetrics;
+pub use server::{Publisher, PublisherHandle};
+pub use source::{ConsensusSource, SourceEvent, StoreSource};

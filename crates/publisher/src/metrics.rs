@@ -1,0 +1,90 @@
+//! The publisher's Prometheus metrics, registered on a registry passed in.
+
+use prometheus::{
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// Service label values.
+pub const BLOCKS: &str = "blocks";
+pub const COMMITS: &str = "commits";
+
+#[derive(Clone)]
+pub struct PublisherMetrics {
+    /// Open streams, by service.
+    pub active_streams: IntGaugeVec,
+    /// Blocks sent on block streams.
+    pub blocks_sent: IntCounterVec,
+    /// Commits sent on commit streams.
+    pub commits_sent: IntCounterVec,
+    /// Payload bytes sent (blocks, including those of sub-DAGs and
+    /// certificates), by service.
+    pub bytes_sent: IntCounterVec,
+    /// Items per non-empty response, by service.
+    pub batch_size: HistogramVec,
+    /// Streams ended, by service and reason.
+    pub disconnects: IntCounterVec,
+    /// Start and Stop commands processed, by service and command.
+    pub commands: IntCounterVec,
+    /// Items the subscriber is behind, by service and subscriber.
+    pub subscriber_lag: IntGaugeVec,
+    /// Highest commit certified by a quorum of votes.
+    pub highest_certified_commit: IntGauge,
+}
+
+impl PublisherMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = PublisherMetrics {
+            active_streams: IntGaugeVec::new(
+                Opts::new("dagstream_publisher_active_streams", "Open streams"),
+                &["service"],
+            )?,
+            blocks_sent: IntCounterVec::new(
+                Opts::new("dagstream_publisher_blocks_sent_total", "Blocks sent"),
+                &["service"],
+            )?,
+            commits_sent: IntCounterVec::new(
+                Opts::new("dagstream_publisher_commits_sent_total", "Commits sent"),
+                &["service"],
+            )?,
+            bytes_sent: IntCounterVec::new(
+                Opts::new("dagstream_publisher_bytes_sent_total", "Block bytes sent"),
+                &["service"],
+            )?,
+            batch_size: HistogramVec::new(
+                HistogramOpts::new("dagstream_publisher_batch_size", "Items per response")
+                    .buckets(exponential_buckets(1.0, 2.0, 8)?),
+                &["service"],
+            )?,
+            disconnects: IntCounterVec::new(
+                Opts::new("dagstream_publisher_disconnects_total", "Streams ended"),
+                &["service", "reason"],
+            )?,
+            commands: IntCounterVec::new(
+                Opts::new("dagstream_publisher_commands_total", "Commands processed"),
+                &["service", "command"],
+            )?,
+            subscriber_lag: IntGaugeVec::new(
+                Opts::new(
+                    "dagstream_publisher_subscriber_lag",
+                    "Items a subscriber is behind",
+                ),
+                &["service", "subscriber"],
+            )?,
+            highest_certified_commit: IntGauge::new(
+                "dagstream_publisher_highest_certified_commit",
+                "Highest commit certified by a quorum of votes",
+            )?,
+        };
+        registry.register(Box::new(metrics.active_streams.clone()))?;
+        registry.register(Box::new(metrics.blocks_sent.clone()))?;
+        registry.register(Box::new(metrics.commits_sent.clone()))?;
+        registry.register(Box::new(metrics.bytes_sent.clone()))?;
+        registry.register(Box::new(metrics.batch_size.clone()))?;
+        registry.register(Box::new(metrics.disconnects.clone()))?;
+        registry.register(Box::new(metrics.commands.clone()))?;
+        registry.register(Box::new(metrics.subscriber_lag.clone()))?;
+        registry.register(Box::new(metrics.highest_certified_commit.clone()))?;
+        Ok(metrics)
+    }
+}

@@ -1,0 +1,277 @@
+//! The gRPC services and the publisher that runs them.
+
+use crate::batching::CommandLimiter;
+use crate::session::{self, EndReason, ResponseStream};
+use crate::{
+    block_stream, commit_stream, metrics, Certifier, ConsensusSource, PublisherConfig,
+    PublisherError, PublisherMetrics, Result,
+};
+use dagstream_proto::v1::block_stream_service_server::{
+    BlockStreamService, BlockStreamServiceServer,
+};
+use dagstream_proto::v1::commit_stream_service_server::{
+    CommitStreamService, CommitStreamServiceServer,
+};
+use dagstream_proto::v1::{
+    BlockStreamRequest, BlockStreamResponse, CommitStreamRequest, CommitStreamResponse,
+};
+use dagstream_proto::MAX_MESSAGE_BYTES;
+use prometheus::Registry;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, Instrument};
+
+/// Largest request a subscriber may send: a Start carries one `u64` per
+/// authority, so 1 MiB allows committees of over 100,000.
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// State shared by the services and every stream task.
+pub(crate) struct Shared {
+    pub(crate) source: Arc<dyn ConsensusSource>,
+    pub(crate) config: PublisherConfig,
+    pub(crate) metrics: PublisherMetrics,
+    pub(crate) certifier: Arc<Certifier>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    block_streams: Arc<Semaphore>,
+    commit_streams: Arc<Semaphore>,
+    next_stream_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn command_limiter(&self) -> CommandLimiter {
+        CommandLimiter::new(
+            self.config.max_commands_per_second,
+            self.config.command_burst,
+        )
+    }
+
+    fn admit(&self, service: &'static str) -> Result<OwnedSemaphorePermit, Status> {
+        let permits = match service {
+            metrics::BLOCKS => &self.block_streams,
+            _ => &self.commit_streams,
+        };
+        permits.clone().try_acquire_owned().map_err(|_| {
+            self.metrics
+                .disconnects
+                .with_label_values(&[service, "max_subscribers"])
+                .inc();
+            Status::resource_exhausted(format!(
+                "this publisher already serves its maximum of {} {service} streams \
+                 (max_subscribers); try another publisher or later",
+                self.config.max_subscribers
+            ))
+        })
+    }
+
+    fn subscriber_name<T>(&self, request: &Request<T>) -> String {
+        let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
+        match request.remote_addr() {
+            Some(addr) => format!("{addr}#{id}"),
+            None => format!("local#{id}"),
+        }
+    }
+}
+
+/// The validator side of both streams, serving from a [`ConsensusSource`].
+///
+/// Cheap to clone: clones share the streams, the certifier and the metrics.
+#[derive(Clone)]
+pub struct Publisher {
+    shared: Arc<Shared>,
+}
+
+/// Owns the publisher's background task; [`PublisherHandle::stop`] ends it
+/// and every open stream.
+pub struct PublisherHandle {
+    publisher: Publisher,
+    shutdown: watch::Sender<bool>,
+    certifier_task: JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Validates the config, registers the metrics, finds the highest
+    /// certified commit, and starts following the source's feed. Must be
+    /// called inside a Tokio runtime.
+    pub fn start(
+        source: Arc<dyn ConsensusSource>,
+        config: PublisherConfig,
+        registry: &Registry,
+    ) -> Result<PublisherHandle> {
+        config.validate()?;
+        let metrics = PublisherMetrics::new(registry).map_err(|err| PublisherError::Serve {
+            reason: format!("cannot register metrics: {err}"),
+        })?;
+        let certifier = Arc::new(Certifier::new(source.clone(), &config));
+        // Subscribe before the search, so that no vote falls in between.
+        let feed = source.subscribe();
+        certifier.initialize()?;
+        let certifier_task = tokio::spawn({
+            let certifier = certifier.clone();
+            let gauge = metrics.highest_certified_commit.clone();
+            let mut certified = certifier.watch();
+            async move {
+                let track = async move {
+                    while certified.changed().await.is_ok() {
+                        gauge.set(*certified.borrow() as i64);
+                    }
+                };
+                tokio::join!(certifier.run(feed), track);
+            }
+        });
+        metrics
+            .highest_certified_commit
+            .set(certifier.highest_certified() as i64);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let permits = || Arc::new(Semaphore::new(config.max_subscribers));
+        let shared = Arc::new(Shared {
+            source,
+            metrics,
+            certifier,
+            shutdown: shutdown_rx,
+            block_streams: permits(),
+            commit_streams: permits(),
+            next_stream_id: AtomicU64::new(0),
+            config,
+        });
+        Ok(PublisherHandle {
+            publisher: Publisher { shared },
+            shutdown,
+            certifier_task,
+        })
+    }
+
+    pub fn config(&self) -> &PublisherConfig {
+        &self.shared.config
+    }
+
+    /// The highest commit certified by a quorum of votes.
+    pub fn highest_certified(&self) -> u64 {
+        self.shared.certifier.highest_certified()
+    }
+
+    /// The block stream service, with dagstream's message limits.
+    pub fn block_service(&self) -> BlockStreamServiceServer<Publisher> {
+        BlockStreamServiceServer::new(self.clone())
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    /// The commit stream service, with dagstream's message limits.
+    pub fn commit_service(&self) -> CommitStreamServiceServer<Publisher> {
+        CommitStreamServiceServer::new(self.clone())
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    /// Serves both streams on `listener` until `shutdown` resolves, with
+    /// HTTP/2 keepalive. Open streams end with `UNAVAILABLE` at shutdown.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let config = &self.shared.config;
+        let local = listener.local_addr().ok();
+        info!(address = ?local, "publisher serving");
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_millis(config.keepalive_interval_ms)))
+            .http2_keepalive_timeout(Some(Duration::from_millis(config.keepalive_timeout_ms)))
+            .add_service(self.block_service())
+            .add_service(self.commit_service())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+            .map_err(|err| PublisherError::Serve {
+                reason: err.to_string(),
+            })
+    }
+
+    fn spawn_stream<Req, Resp, F, Fut>(
+        &self,
+        service: &'static str,
+        request: Request<Streaming<Req>>,
+        run: F,
+    ) -> Result<Response<ResponseStream<Resp>>, Status>
+    where
+        Req: Send + 'static,
+        Resp: Send + 'static,
+        F: FnOnce(Arc<Shared>, Streaming<Req>, session::Outbox<Resp>, String) -> Fut,
+        Fut: Future<Output = EndReason> + Send + 'static,
+    {
+        let shared = &self.shared;
+        let permit = shared.admit(service)?;
+        let subscriber = shared.subscriber_name(&request);
+        let (outbox, stream) = session::channel(
+            shared.config.stream_queue_len,
+            shared.config.slow_subscriber_timeout(),
+        );
+        let task = run(
+            shared.clone(),
+            request.into_inner(),
+            outbox,
+            subscriber.clone(),
+        );
+        let metrics = shared.metrics.clone();
+        metrics.active_streams.with_label_values(&[service]).inc();
+        let span = tracing::info_span!("stream", service, subscriber = %subscriber);
+        tokio::spawn(
+            async move {
+                info!("stream opened");
+                let reason = task.await;
+                info!(reason = reason.name(), "stream closed");
+                metrics
+                    .disconnects
+                    .with_label_values(&[service, reason.name()])
+                    .inc();
+                metrics.active_streams.with_label_values(&[service]).dec();
+                drop(permit);
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(stream))
+    }
+}
+
+impl PublisherHandle {
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// Ends every open stream with `UNAVAILABLE` and stops following the
+    /// source.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.certifier_task.abort();
+        let _ = self.certifier_task.await;
+    }
+}
+
+#[tonic::async_trait]
+impl BlockStreamService for Publisher {
+    type StreamBlocksStream = ResponseStream<BlockStreamResponse>;
+
+    async fn stream_blocks(
+        &self,
+        request: Request<Streaming<BlockStreamRequest>>,
+    ) -> Result<Response<Self::StreamBlocksStream>, Status> {
+        self.spawn_stream(metrics::BLOCKS, request, block_stream::run)
+    }
+}
+
+#[tonic::async_trait]
+impl CommitStreamService for Publisher {
+    type StreamCommitsStream = ResponseStream<CommitStreamResponse>;
+
+    async fn stream_commits(
+        &self,
+        request: Request<Streaming<CommitStreamRequest>>,
+    ) -> Result<Response<Self::StreamCommitsStream>, Status> {
+        self.spawn_stream(metrics::COMMITS, request, commit_stream::run)
+    }
+}

@@ -1,0 +1,252 @@
+//! The seam between consensus and the publisher.
+//!
+//! A [`ConsensusSource`] is anything that can serve the streams: a validator
+//! (the simulated committee writing to its store), an observer relaying what
+//! it verified, or a real consensus engine. It gives blocks by ref and in
+//! `(round, author)` order, commits by index, the highest commit index, and
+//! a live feed of newly accepted blocks and new commits.
+
+use crate::Result;
+use bytes::Bytes;
+use dagstream_store::Store;
+use dagstream_types::{BlockRef, CommitIndex, Committee, Round, TrustedCommit, VerifiedBlock};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
+
+/// One event of the live feed.
+#[derive(Clone, Debug)]
+pub enum SourceEvent {
+    /// A block was accepted (and is readable from the source).
+    Block(VerifiedBlock),
+    /// A commit was decided (and is readable from the source).
+    Commit(TrustedCommit),
+}
+
+/// What the publisher needs from consensus.
+///
+/// Contract: an item is readable through the getters before its event is
+/// sent on the feed, and an author's blocks are accepted in round order
+/// (each references its author's previous block). Together these let a
+/// stream subscribe to the feed, then read the store, and miss nothing.
+pub trait ConsensusSource: Send + Sync + 'static {
+    fn committee(&self) -> &Arc<Committee>;
+
+    /// The exact `SignedBlock` bytes of a block.
+    fn block(&self, reference: &BlockRef) -> Result<Option<Bytes>>;
+
+    /// Blocks with ref `>= from` and round `<= to_round`, in `(round,
+    /// author, digest)` order, at most `limit`.
+    fn scan_blocks(
+        &self,
+        from: BlockRef,
+        to_round: Round,
+        limit: usize,
+    ) -> Result<Vec<(BlockRef, Bytes)>>;
+
+    fn commit(&self, index: CommitIndex) -> Result<Option<TrustedCommit>>;
+
+    /// The lowest commit index still retained (1 when nothing was pruned).
+    fn lowest_commit_index(&self) -> Result<CommitIndex>;
+
+    /// The highest commit decided so far; 0 before the first.
+    fn highest_commit_index(&self) -> CommitIndex;
+
+    /// The highest round of any accepted block.
+    fn highest_round(&self) -> Round;
+
+    /// A receiver of every event sent after this call.
+    fn subscribe(&self) -> broadcast::Receiver<SourceEvent>;
+}
+
+/// Feed events buffered per receiver before the slowest one lags (and falls
+/// back to reading the store). 16,384 events are 160 rounds of a
+/// 100-authority committee: lagging means a receiver stalled for seconds.
+const FEED_CAPACITY: usize = 16_384;
+
+/// A [`ConsensusSource`] over a [`Store`], for nodes that persist what they
+/// accept: the validator and relaying observers.
+///
+/// The node writes each batch to the store, then calls
+/// [`StoreSource::publish`]. The last `cache_rounds` rounds of blocks and
+/// the last `cache_commits` commits stay in memory, so the live tail is
+/// served to every subscriber from one shared copy, without store reads.
+pub struct StoreSource {
+    store: Arc<dyn Store>,
+    committee: Arc<Committee>,
+    feed: broadcast::Sender<SourceEvent>,
+    cache: RwLock<Cache>,
+    cache_rounds: Round,
+    cache_commits: usize,
+    highest_commit: AtomicU64,
+    highest_round: AtomicU64,
+}
+
+struct Cache {
+    blocks: BTreeMap<BlockRef, Bytes>,
+    /// Every block of rounds `>= complete_from` is in `blocks`: those rounds
+    /// began after this source was created, and were not evicted yet.
+    complete_from: Round,
+    commits: VecDeque<TrustedCommit>,
+}
+
+impl StoreSource {
+    /// Default rounds of blocks cached: the tail that live subscribers and
+    /// Starts near the tip read. 50 rounds of a 100-authority mainnet
+    /// profile are about 25 MB.
+    pub const DEFAULT_CACHE_ROUNDS: Round = 50;
+    /// Default commits cached: about as many as 50 rounds decide.
+    pub const DEFAULT_CACHE_COMMITS: usize = 64;
+
+    pub fn new(store: Arc<dyn Store>, committee: Arc<Committee>) -> Result<Self> {
+        Self::with_cache(
+            store,
+            committee,
+            Self::DEFAULT_CACHE_ROUNDS,
+            Self::DEFAULT_CACHE_COMMITS,
+        )
+    }
+
+    pub fn with_cache(
+        store: Arc<dyn Store>,
+        committee: Arc<Committee>,
+        cache_rounds: Round,
+        cache_commits: usize,
+    ) -> Result<Self> {
+        let highest_commit = store.last_commit_index()?;
+        let highest_round = store.highest_block_round()?.unwrap_or(0);
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        Ok(StoreSource {
+            store,
+            committee,
+            feed,
+            cache: RwLock::new(Cache {
+                blocks: BTreeMap::new(),
+                complete_from: highest_round + 1,
+                commits: VecDeque::new(),
+            }),
+            cache_rounds,
+            cache_commits,
+            highest_commit: AtomicU64::new(highest_commit),
+            highest_round: AtomicU64::new(highest_round),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Announces blocks and commits that are already durable in the store:
+    /// caches them, advances the highest round and commit, and sends them on
+    /// the feed. Blocks must come in acceptance order.
+    pub fn publish(&self, blocks: &[VerifiedBlock], commits: &[TrustedCommit]) {
+        {
+            let mut cache = self.cache.write().expect("cache lock poisoned");
+            for block in blocks {
+                cache
+                    .blocks
+                    .insert(block.reference(), block.serialized().clone());
+            }
+            if let Some(highest) = blocks.iter().map(|b| b.round()).max() {
+                let keep_from = highest.saturating_sub(self.cache_rounds) + 1;
+                if keep_from > cache.complete_from {
+                    cache.blocks = cache.blocks.split_off(&BlockRef::round_start(keep_from));
+                    cache.complete_from = keep_from;
+                }
+            }
+            for commit in commits {
+                cache.commits.push_back(commit.clone());
+                if cache.commits.len() > self.cache_commits {
+                    cache.commits.pop_front();
+                }
+            }
+        }
+        if let Some(highest) = blocks.iter().map(|b| b.round()).max() {
+            self.highest_round.fetch_max(highest, Ordering::AcqRel);
+        }
+        if let Some(last) = commits.last() {
+            self.highest_commit
+                .fetch_max(last.index(), Ordering::AcqRel);
+        }
+        // No receiver is not an error: nobody is subscribed right now.
+        for block in blocks {
+            let _ = self.feed.send(SourceEvent::Block(block.clone()));
+        }
+        for commit in commits {
+            let _ = self.feed.send(SourceEvent::Commit(commit.clone()));
+        }
+    }
+}
+
+impl ConsensusSource for StoreSource {
+    fn committee(&self) -> &Arc<Committee> {
+        &self.committee
+    }
+
+    fn block(&self, reference: &BlockRef) -> Result<Option<Bytes>> {
+        if let Some(bytes) = self
+            .cache
+            .read()
+            .expect("cache lock poisoned")
+            .blocks
+            .get(reference)
+        {
+            return Ok(Some(bytes.clone()));
+        }
+        Ok(self.store.read_block(reference)?)
+    }
+
+    fn scan_blocks(
+        &self,
+        from: BlockRef,
+        to_round: Round,
+        limit: usize,
+    ) -> Result<Vec<(BlockRef, Bytes)>> {
+        {
+            let cache = self.cache.read().expect("cache lock poisoned");
+            if from.round >= cache.complete_from {
+                return Ok(cache
+                    .blocks
+                    .range(from..=BlockRef::round_end(to_round))
+                    .take(limit)
+                    .map(|(r, b)| (*r, b.clone()))
+                    .collect());
+            }
+        }
+        Ok(self.store.scan_blocks(from, to_round, limit)?)
+    }
+
+    fn commit(&self, index: CommitIndex) -> Result<Option<TrustedCommit>> {
+        {
+            let cache = self.cache.read().expect("cache lock poisoned");
+            if let Some(first) = cache.commits.front() {
+                if index >= first.index() {
+                    if let Some(commit) = cache.commits.get((index - first.index()) as usize) {
+                        return Ok(Some(commit.clone()));
+                    }
+                }
+            }
+        }
+        Ok(self.store.read_commit(index)?)
+    }
+
+    fn lowest_commit_index(&self) -> Result<CommitIndex> {
+        Ok(match self.store.commit_range()? {
+            Some((lowest, _)) => lowest,
+            None => self.store.last_commit_index()? + 1,
+        })
+    }
+
+    fn highest_commit_index(&self) -> CommitIndex {
+        self.highest_commit.load(Ordering::Acquire)
+    }
+
+    fn highest_round(&self) -> Round {
+        self.highest_round.load(Ordering::Acquire)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<SourceEvent> {
+        self.feed.subscribe()
+    }
+}
