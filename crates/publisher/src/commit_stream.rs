@@ -246,6 +246,7 @@ pub(crate) async fn run(
             _ = outbox.closed() => break EndReason::ClientClosed,
         }
     };
+    outbox.finish();
     let _ = shared
         .metrics
         .subscriber_lag

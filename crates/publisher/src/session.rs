@@ -129,6 +129,12 @@ impl<T> Outbox<T> {
         }
     }
 
+    /// Ends the session normally: the subscriber gets what is queued, then
+    /// the end of the stream.
+    pub fn finish(mut self) {
+        self.failure = None;
+    }
+
     /// When the last response was queued: heartbeats go out after a quiet
     /// interval.
     pub fn last_sent(&self) -> Instant {
@@ -138,6 +144,17 @@ impl<T> Outbox<T> {
     /// Resolves when the subscriber has gone away.
     pub async fn closed(&self) {
         self.responses.closed().await
+    }
+}
+
+impl<T> Drop for Outbox<T> {
+    /// An outbox dropped without [`Outbox::finish`] or [`Outbox::fail`]
+    /// means the session's task died (panicked): the subscriber must see an
+    /// error, not a stream that looks complete.
+    fn drop(&mut self) {
+        if let Some(failure) = self.failure.take() {
+            let _ = failure.send(Status::internal("the publisher's stream task failed"));
+        }
     }
 }
 
@@ -162,9 +179,22 @@ mod tests {
         let (mut outbox, stream) = channel::<u32>(4, Duration::from_secs(1));
         outbox.send(1).await.unwrap();
         outbox.send(2).await.unwrap();
-        drop(outbox);
+        outbox.finish();
         let items: Vec<_> = stream.map(|r| r.unwrap()).collect().await;
         assert_eq!(items, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_session_that_dies_ends_the_stream_with_internal() {
+        let (mut outbox, mut stream) = channel::<u32>(4, Duration::from_secs(1));
+        outbox.send(1).await.unwrap();
+        let task = tokio::spawn(async move {
+            let _owned = outbox;
+            panic!("session bug");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let status = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
     }
 
     #[tokio::test(start_paused = true)]

@@ -65,6 +65,9 @@ pub trait ConsensusSource: Send + Sync + 'static {
 /// 100-authority committee: lagging means a receiver stalled for seconds.
 const FEED_CAPACITY: usize = 16_384;
 
+/// Blocks read per store scan while warming the cache: bounds one read.
+const WARM_UP_CHUNK: usize = 1_000;
+
 /// A [`ConsensusSource`] over a [`Store`], for nodes that persist what they
 /// accept: the validator and relaying observers.
 ///
@@ -85,8 +88,8 @@ pub struct StoreSource {
 
 struct Cache {
     blocks: BTreeMap<BlockRef, Bytes>,
-    /// Every block of rounds `>= complete_from` is in `blocks`: those rounds
-    /// began after this source was created, and were not evicted yet.
+    /// Every block the store holds of rounds `>= complete_from` is in
+    /// `blocks`: loaded at creation or published since, and not evicted.
     complete_from: Round,
     commits: VecDeque<TrustedCommit>,
 }
@@ -116,15 +119,35 @@ impl StoreSource {
     ) -> Result<Self> {
         let highest_commit = store.last_commit_index()?;
         let highest_round = store.highest_block_round()?.unwrap_or(0);
+        // Warm the cache with the recent tail, so that a restarted node
+        // serves it from memory at once.
+        let keep_from = highest_round.saturating_sub(cache_rounds) + 1;
+        let mut blocks = BTreeMap::new();
+        let mut from = BlockRef::round_start(keep_from);
+        loop {
+            let chunk = store.scan_blocks(from, highest_round, WARM_UP_CHUNK)?;
+            let full = chunk.len() == WARM_UP_CHUNK;
+            let Some((last, _)) = chunk.last() else { break };
+            from = last.successor();
+            blocks.extend(chunk);
+            if !full {
+                break;
+            }
+        }
+        let first_commit = (highest_commit + 1)
+            .saturating_sub(cache_commits as u64)
+            .max(1);
+        let commits: VecDeque<TrustedCommit> =
+            store.scan_commits(first_commit, cache_commits)?.into();
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         Ok(StoreSource {
             store,
             committee,
             feed,
             cache: RwLock::new(Cache {
-                blocks: BTreeMap::new(),
-                complete_from: highest_round + 1,
-                commits: VecDeque::new(),
+                blocks,
+                complete_from: keep_from,
+                commits,
             }),
             cache_rounds,
             cache_commits,
@@ -203,6 +226,9 @@ impl ConsensusSource for StoreSource {
         to_round: Round,
         limit: usize,
     ) -> Result<Vec<(BlockRef, Bytes)>> {
+        if from.round > to_round {
+            return Ok(Vec::new());
+        }
         {
             let cache = self.cache.read().expect("cache lock poisoned");
             if from.round >= cache.complete_from {
@@ -248,5 +274,73 @@ impl ConsensusSource for StoreSource {
 
     fn subscribe(&self) -> broadcast::Receiver<SourceEvent> {
         self.feed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dagstream_sim::{generate, GenesisParams, SimConfig, Simulator};
+    use dagstream_store::MemStore;
+    use dagstream_types::BlockLimits;
+
+    fn produce(
+        sim: &mut Simulator,
+        store: &dyn Store,
+        source: Option<&StoreSource>,
+        rounds: usize,
+    ) {
+        for _ in 0..rounds {
+            let output = sim.produce_round().unwrap();
+            store.write(sim.batch_for(&output)).unwrap();
+            if let Some(source) = source {
+                let commits: Vec<_> = output.commits.iter().map(|c| c.commit.clone()).collect();
+                source.publish(&output.blocks, &commits);
+            }
+        }
+    }
+
+    /// Scans answer the same from the cache as from the store, at every
+    /// starting point, including past the newest round.
+    #[test]
+    fn cached_scans_equal_store_scans() {
+        let (genesis, keys) = generate(&GenesisParams {
+            authorities: 4,
+            round_interval_ms: 100,
+            genesis_time_ms: 0,
+            gc_depth_rounds: 50,
+            seed: 1,
+        });
+        let committee = Arc::new(Committee::new(genesis).unwrap());
+        let mut sim = Simulator::new(
+            committee.clone(),
+            keys,
+            SimConfig::default(),
+            &BlockLimits::default(),
+        )
+        .unwrap();
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        produce(&mut sim, store.as_ref(), None, 30);
+        // Warmed with rounds 21..=30, then rounds 31..=40 published.
+        let source = StoreSource::with_cache(store.clone(), committee, 10, 8).unwrap();
+        produce(&mut sim, store.as_ref(), Some(&source), 10);
+        assert_eq!(source.highest_round(), 40);
+        for round in 1..=42 {
+            for limit in [1, 3, 1_000] {
+                let from = BlockRef::round_start(round);
+                assert_eq!(
+                    source.scan_blocks(from, 40, limit).unwrap(),
+                    store.scan_blocks(from, 40, limit).unwrap(),
+                    "from round {round}, limit {limit}"
+                );
+            }
+        }
+        let last = store.last_commit_index().unwrap();
+        for index in 1..=last + 1 {
+            assert_eq!(
+                source.commit(index).unwrap().map(|c| c.reference()),
+                store.read_commit(index).unwrap().map(|c| c.reference())
+            );
+        }
     }
 }

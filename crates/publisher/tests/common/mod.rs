@@ -38,7 +38,7 @@ pub fn test_config() -> PublisherConfig {
 
 pub struct Validator {
     pub sim: Simulator,
-    pub store: Arc<MemStore>,
+    pub store: Arc<dyn Store>,
     pub source: Arc<StoreSource>,
     pub handle: Option<PublisherHandle>,
     pub registry: Registry,
@@ -49,6 +49,9 @@ pub struct Validator {
     pub blocks: Vec<VerifiedBlock>,
     /// Every commit produced, in order.
     pub commits: Vec<TrustedCommit>,
+    /// The highest commit voted for by a round produced so far: every block
+    /// of round `r + 1` votes for the commits decided after round `r`.
+    pub certified: u64,
 }
 
 impl Validator {
@@ -64,6 +67,23 @@ impl Validator {
         history: usize,
         config: PublisherConfig,
     ) -> Validator {
+        Self::start_on(
+            Arc::new(MemStore::new()),
+            authorities,
+            sim_config,
+            history,
+            config,
+        )
+        .await
+    }
+
+    pub async fn start_on(
+        store: Arc<dyn Store>,
+        authorities: usize,
+        sim_config: SimConfig,
+        history: usize,
+        config: PublisherConfig,
+    ) -> Validator {
         let (genesis, keys) = generate(&GenesisParams {
             authorities,
             round_interval_ms: 100,
@@ -74,7 +94,6 @@ impl Validator {
         let committee = Arc::new(Committee::new(genesis).unwrap());
         let sim =
             Simulator::new(committee.clone(), keys, sim_config, &BlockLimits::default()).unwrap();
-        let store = Arc::new(MemStore::new());
         let mut validator = Validator {
             sim,
             source: Arc::new(StoreSource::new(store.clone(), committee).unwrap()),
@@ -86,6 +105,7 @@ impl Validator {
             server: None,
             blocks: Vec::new(),
             commits: Vec::new(),
+            certified: 0,
         };
         validator.produce(history);
         // The publisher of a restarted node: its source starts over the store.
@@ -114,7 +134,9 @@ impl Validator {
     /// Produces rounds: each is written to the store, then published.
     pub fn produce(&mut self, rounds: usize) {
         for _ in 0..rounds {
+            let voted = self.commits.last().map_or(0, |c| c.index());
             let output = self.sim.produce_round().unwrap();
+            self.certified = voted;
             self.store.write(self.sim.batch_for(&output)).unwrap();
             let commits: Vec<TrustedCommit> =
                 output.commits.iter().map(|c| c.commit.clone()).collect();
@@ -130,6 +152,16 @@ impl Validator {
 
     pub fn commit_refs(&self) -> Vec<CommitRef> {
         self.commits.iter().map(|c| c.reference()).collect()
+    }
+
+    /// Waits until the publisher has certified everything produced.
+    pub async fn wait_certified(&self) {
+        self.wait_metric(
+            "dagstream_publisher_highest_certified_commit",
+            &[],
+            self.certified as f64,
+        )
+        .await;
     }
 
     pub fn highest_certified(&self) -> u64 {

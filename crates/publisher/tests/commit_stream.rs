@@ -1,0 +1,262 @@
+//! Commit stream semantics over real gRPC on loopback.
+
+mod common;
+
+use common::{test_config, CommitStream, Validator};
+use dagstream_proto::v1::CommitStreamResponse;
+use dagstream_publisher::batching::batch_size_for_lag;
+use dagstream_publisher::PublisherConfig;
+use dagstream_types::{
+    BlockLimits, BlockRef, Commit, CommitRef, Committee, Digest, Stake, TrustedCommit,
+    VerifiedBlock,
+};
+use std::collections::HashSet;
+
+/// Checks a batch as an observer would: each commit's digest recomputed from
+/// its blocks and the chain so far, and the certifiers' votes for the last
+/// commit carrying a quorum. Returns the commits' refs.
+fn verify_batch(
+    committee: &Committee,
+    previous: &mut Option<TrustedCommit>,
+    response: &CommitStreamResponse,
+) -> Vec<CommitRef> {
+    let limits = BlockLimits::default();
+    let mut refs = Vec::new();
+    for data in &response.commits {
+        let blocks: Vec<BlockRef> = data
+            .blocks
+            .iter()
+            .map(|b| {
+                VerifiedBlock::verify(b.clone(), committee, &limits)
+                    .unwrap()
+                    .reference()
+            })
+            .collect();
+        let leader = data.leader.as_ref().unwrap();
+        let leader = BlockRef {
+            round: leader.round,
+            author: leader.authority_index,
+            digest: Digest(leader.digest.as_ref().try_into().unwrap()),
+        };
+        assert_eq!(blocks.last(), Some(&leader), "leader last");
+        let commit = TrustedCommit::new(Commit {
+            index: data.commit_index,
+            previous_digest: previous.as_ref().map_or(Digest::ZERO, |c| c.digest()),
+            timestamp_ms: data.timestamp_ms,
+            leader,
+            blocks,
+        });
+        assert_eq!(
+            commit.index(),
+            previous.as_ref().map_or(1, |c| c.index() + 1)
+        );
+        refs.push(commit.reference());
+        *previous = Some(commit);
+    }
+    if let Some(last) = refs.last() {
+        let mut voters = HashSet::new();
+        let mut stake: Stake = 0;
+        for bytes in &response.certifier_blocks {
+            let block = VerifiedBlock::verify(bytes.clone(), committee, &limits).unwrap();
+            assert!(
+                block.commit_votes().contains(last),
+                "certifier does not vote"
+            );
+            if voters.insert(block.author()) {
+                stake += committee.stake(block.author());
+            }
+        }
+        assert!(committee.reached_quorum(stake), "certifiers hold {stake}");
+    } else {
+        assert!(response.certifier_blocks.is_empty());
+    }
+    refs
+}
+
+/// Reads and verifies responses until commit `until` arrives.
+async fn read_until(
+    validator: &Validator,
+    stream: &mut CommitStream,
+    previous: &mut Option<TrustedCommit>,
+    until: u64,
+) -> Vec<CommitRef> {
+    let committee = validator.committee();
+    let mut refs = Vec::new();
+    while refs.last().is_none_or(|r: &CommitRef| r.index < until) {
+        let response = stream.next().await.unwrap();
+        refs.extend(verify_batch(&committee, previous, &response));
+    }
+    refs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_the_certified_chain_from_zero_and_then_live() {
+    let mut validator = Validator::start(150, test_config()).await;
+    validator.wait_certified().await;
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(0, 0).await;
+    let mut previous = None;
+    let mut received =
+        read_until(&validator, &mut stream, &mut previous, validator.certified).await;
+
+    // Only certified commits: the last round's commits wait for their votes,
+    // while highest_commit_index reports every decided one.
+    let highest = validator.commits.last().unwrap().index();
+    assert!(validator.certified < highest);
+    let heartbeat = stream.next().await.unwrap();
+    assert!(heartbeat.commits.is_empty());
+    assert_eq!(heartbeat.highest_commit_index, highest);
+
+    validator.produce(20);
+    received.extend(read_until(&validator, &mut stream, &mut previous, validator.certified).await);
+    let expected: Vec<CommitRef> = validator.commit_refs()[..validator.certified as usize].to_vec();
+    assert_eq!(received, expected);
+    validator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_from_the_middle_of_the_chain() {
+    let validator = Validator::start(150, test_config()).await;
+    validator.wait_certified().await;
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(100, 0).await;
+    let mut previous = Some(validator.commits[99].clone());
+    let received = read_until(&validator, &mut stream, &mut previous, validator.certified).await;
+    assert_eq!(received[0].index, 101);
+    assert_eq!(
+        received,
+        validator.commit_refs()[100..validator.certified as usize].to_vec()
+    );
+    validator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_commits_are_out_of_range() {
+    let validator = Validator::start(80, test_config()).await;
+    validator.store.prune(50, 0).unwrap();
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(10, 0).await;
+    let status = stream.next().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange);
+    assert!(
+        status.message().contains("lowest available commit is 50"),
+        "{}",
+        status.message()
+    );
+    // From the lowest retained commit on, it streams.
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(49, 0).await;
+    let response = stream.next().await.unwrap();
+    assert_eq!(response.commits[0].commit_index, 50);
+    validator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_future_is_invalid_and_near_future_waits() {
+    let mut validator = Validator::start(40, test_config()).await;
+    let highest = validator.commits.last().unwrap().index();
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(highest + 100_001, 0).await;
+    let status = stream.next().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("100000"), "{}", status.message());
+
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(highest + 2, 0).await;
+    // Nothing yet: heartbeats only.
+    assert!(stream.next().await.unwrap().commits.is_empty());
+    validator.produce(10);
+    let mut first = None;
+    while first.is_none() {
+        first = stream
+            .next()
+            .await
+            .unwrap()
+            .commits
+            .first()
+            .map(|c| c.commit_index);
+    }
+    assert_eq!(first, Some(highest + 3));
+    validator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_follow_the_lag_rule_then_go_one_by_one_at_the_tip() {
+    let mut validator = Validator::start(1_200, test_config()).await;
+    validator.wait_certified().await;
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(0, 0).await;
+    let mut next = 1;
+    let mut sizes = Vec::new();
+    while next <= validator.certified {
+        let response = stream.next().await.unwrap();
+        if response.commits.is_empty() {
+            continue;
+        }
+        let lag = response.highest_commit_index - (next - 1);
+        let expected = (batch_size_for_lag(lag) as u64).min(validator.certified - next + 1);
+        assert_eq!(response.commits.len() as u64, expected, "lag {lag}");
+        assert_eq!(response.commits[0].commit_index, next);
+        next += response.commits.len() as u64;
+        sizes.push(response.commits.len());
+    }
+    assert_eq!(sizes[0], 100, "far behind: batches of 100");
+    assert!(sizes.contains(&20) && sizes.contains(&5));
+
+    // At the tip, commits go out one per response.
+    let before = validator.certified;
+    validator.produce(3);
+    while next <= validator.certified {
+        let response = stream.next().await.unwrap();
+        if !response.commits.is_empty() {
+            assert_eq!(response.commits.len(), 1);
+            next += 1;
+        }
+    }
+    assert!(validator.certified > before);
+    validator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hint_and_the_byte_cap_bound_each_batch() {
+    let validator = Validator::start(100, test_config()).await;
+    validator.wait_certified().await;
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(0, 3).await;
+    let mut previous = None;
+    let committee = validator.committee();
+    while previous
+        .as_ref()
+        .is_none_or(|c: &TrustedCommit| c.index() < validator.certified)
+    {
+        let response = stream.next().await.unwrap();
+        assert!(response.commits.len() <= 3);
+        verify_batch(&committee, &mut previous, &response);
+    }
+
+    let max_batch_bytes = 6_000;
+    let config = PublisherConfig {
+        max_batch_bytes,
+        ..test_config()
+    };
+    let validator = Validator::start(60, config).await;
+    validator.wait_certified().await;
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(0, 0).await;
+    let mut previous = None;
+    while previous
+        .as_ref()
+        .is_none_or(|c: &TrustedCommit| c.index() < validator.certified)
+    {
+        let response = stream.next().await.unwrap();
+        let bytes: usize = response
+            .commits
+            .iter()
+            .flat_map(|c| &c.blocks)
+            .map(|b| b.len())
+            .sum();
+        assert!(bytes <= max_batch_bytes || response.commits.len() == 1);
+        verify_batch(&committee, &mut previous, &response);
+    }
+    validator.stop().await;
+}
