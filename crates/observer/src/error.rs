@@ -1,0 +1,75 @@
+//! The one error type of this crate.
+
+use dagstream_types::{CommitIndex, Digest, Stake, TypesError};
+
+pub type Result<T, E = ObserverError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the observer. The verification errors
+/// mean an upstream sent data that does not verify: it is faulty or
+/// Byzantine.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserverError {
+    #[error("commit {got} does not follow commit {expected_after}")]
+    BrokenChain {
+        expected_after: CommitIndex,
+        got: CommitIndex,
+    },
+    #[error("commit {index} carries a malformed block: {source}")]
+    MalformedBlock {
+        index: CommitIndex,
+        #[source]
+        source: TypesError,
+    },
+    #[error("commit {index} has no blocks")]
+    EmptySubDag { index: CommitIndex },
+    #[error("commit {index} names a leader that is not its last block")]
+    LeaderMismatch { index: CommitIndex },
+    #[error("commit {index} lists its blocks out of commit order")]
+    UnorderedSubDag { index: CommitIndex },
+    #[error("commit {index} has timestamp {got}, the chain implies {expected}")]
+    WrongTimestamp {
+        index: CommitIndex,
+        expected: u64,
+        got: u64,
+    },
+    #[error("a batch ending at commit {index} came without certifier blocks")]
+    MissingCertificate { index: CommitIndex },
+    #[error("a certifier block is invalid: {source}")]
+    BadCertifier {
+        #[source]
+        source: TypesError,
+    },
+    #[error(
+        "commit {index} computes to digest {computed}, but the certifiers voted for {certified}: \
+         its blocks or the chain before it were tampered with"
+    )]
+    DigestMismatch {
+        index: CommitIndex,
+        computed: Digest,
+        certified: Digest,
+    },
+    #[error("votes for commit {index} carry stake {stake}, below the quorum {quorum}")]
+    MissingQuorum {
+        index: CommitIndex,
+        stake: Stake,
+        quorum: Stake,
+    },
+}
+
+impl ObserverError {
+    /// A short, static name for each kind of error: a metric label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ObserverError::BrokenChain { .. } => "broken_chain",
+            ObserverError::MalformedBlock { .. } => "malformed_block",
+            ObserverError::EmptySubDag { .. } => "empty_sub_dag",
+            ObserverError::LeaderMismatch { .. } => "leader_mismatch",
+            ObserverError::UnorderedSubDag { .. } => "unordered_sub_dag",
+            ObserverError::WrongTimestamp { .. } => "wrong_timestamp",
+            ObserverError::MissingCertificate { .. } => "missing_certificate",
+            ObserverError::BadCertifier { .. } => "bad_certifier",
+            ObserverError::DigestMismatch { .. } => "digest_mismatch",
+            ObserverError::MissingQuorum { .. } => "missing_quorum",
+        }
+    }
+}

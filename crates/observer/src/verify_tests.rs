@@ -1,0 +1,274 @@
+//! Batches from the simulated committee verify; every kind of tampering is
+//! rejected with its own error.
+
+use crate::verify::verify_commit_batch;
+use crate::ObserverError;
+use bytes::Bytes;
+use dagstream_proto::v1::{BlockRef as ProtoRef, CommitStreamResponse, CommittedSubDagData};
+use dagstream_sim::{generate, GenesisParams, SimConfig, Simulator};
+use dagstream_types::{BlockLimits, CommittedSubDag, Committee, TrustedCommit, VerifiedBlock};
+use std::sync::Arc;
+
+struct Chain {
+    committee: Arc<Committee>,
+    commits: Vec<CommittedSubDag>,
+    /// For each commit (by position), the blocks that vote for it.
+    certifiers: Vec<Vec<VerifiedBlock>>,
+}
+
+/// 60 rounds of a 4-authority committee; commits decided after round r are
+/// voted for by every block of round r + 1.
+fn chain() -> Chain {
+    let (genesis, keys) = generate(&GenesisParams {
+        authorities: 4,
+        round_interval_ms: 100,
+        genesis_time_ms: 0,
+        gc_depth_rounds: 50,
+        seed: 3,
+    });
+    let committee = Arc::new(Committee::new(genesis).unwrap());
+    let mut sim = Simulator::new(
+        committee.clone(),
+        keys,
+        SimConfig::default(),
+        &BlockLimits::default(),
+    )
+    .unwrap();
+    let outputs: Vec<_> = (0..60).map(|_| sim.produce_round().unwrap()).collect();
+    let mut commits = Vec::new();
+    let mut certifiers = Vec::new();
+    for pair in outputs.windows(2) {
+        for commit in &pair[0].commits {
+            commits.push(commit.clone());
+            certifiers.push(pair[1].blocks.clone());
+        }
+    }
+    Chain {
+        committee,
+        commits,
+        certifiers,
+    }
+}
+
+fn to_proto(sub_dag: &CommittedSubDag) -> CommittedSubDagData {
+    let leader = sub_dag.commit.leader();
+    CommittedSubDagData {
+        commit_index: sub_dag.index(),
+        leader: Some(ProtoRef {
+            authority_index: leader.author,
+            round: leader.round,
+            digest: Bytes::copy_from_slice(leader.digest.as_bytes()),
+        }),
+        blocks: sub_dag
+            .blocks
+            .iter()
+            .map(|b| b.serialized().clone())
+            .collect(),
+        timestamp_ms: sub_dag.commit.timestamp_ms(),
+    }
+}
+
+impl Chain {
+    /// The batch of commits at positions `range`, certified for its last.
+    fn batch(&self, range: std::ops::Range<usize>) -> CommitStreamResponse {
+        CommitStreamResponse {
+            commits: self.commits[range.clone()].iter().map(to_proto).collect(),
+            highest_commit_index: self.commits.len() as u64,
+            certifier_blocks: self.certifiers[range.end - 1]
+                .iter()
+                .map(|b| b.serialized().clone())
+                .collect(),
+        }
+    }
+
+    fn previous(&self, position: usize) -> Option<TrustedCommit> {
+        position
+            .checked_sub(1)
+            .map(|p| self.commits[p].commit.clone())
+    }
+
+    fn verify(
+        &self,
+        start: usize,
+        batch: &CommitStreamResponse,
+    ) -> Result<Vec<CommittedSubDag>, ObserverError> {
+        verify_commit_batch(
+            &self.committee,
+            &BlockLimits::default(),
+            self.previous(start).as_ref(),
+            batch,
+        )
+    }
+}
+
+#[test]
+fn honest_batches_verify_into_the_same_chain() {
+    let chain = chain();
+    let mut start = 0;
+    let mut verified = Vec::new();
+    for size in [1, 5, 20, 3] {
+        let batch = chain.batch(start..start + size);
+        verified.extend(chain.verify(start, &batch).unwrap());
+        start += size;
+    }
+    let expected: Vec<_> = chain.commits[..start]
+        .iter()
+        .map(|c| c.reference())
+        .collect();
+    let got: Vec<_> = verified.iter().map(|c| c.reference()).collect();
+    assert_eq!(got, expected);
+    // An empty batch (a heartbeat) verifies to nothing.
+    let heartbeat = CommitStreamResponse::default();
+    assert!(chain.verify(3, &heartbeat).unwrap().is_empty());
+}
+
+#[test]
+fn forged_certifier_signature() {
+    let chain = chain();
+    let mut batch = chain.batch(0..4);
+    let mut forged = batch.certifier_blocks[0].to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x40;
+    batch.certifier_blocks[0] = forged.into();
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::BadCertifier {
+            source: dagstream_types::TypesError::InvalidSignature { .. }
+        })
+    ));
+}
+
+#[test]
+fn tampered_block_inside_a_commit() {
+    let chain = chain();
+    // A commit with blocks besides its leader.
+    let position = (0..10)
+        .find(|&p| chain.commits[p].blocks.len() > 1)
+        .unwrap();
+    let mut batch = chain.batch(0..position + 3);
+    // Flip a byte inside the first transaction of a non-leader block: it
+    // still decodes, but its digest, its commit's digest and every digest
+    // after it change, so the certified last commit no longer matches.
+    let block = &mut batch.commits[position].blocks[0];
+    assert!(!chain.commits[position].blocks[0].transactions().is_empty());
+    let mut bytes = block.to_vec();
+    // Header (28 bytes), ancestor count (1), ancestors (44 each),
+    // transaction count (1), first transaction's 256-byte length (2).
+    let ancestors = chain.commits[position].blocks[0].ancestors().len();
+    let first_tx_byte = 28 + 1 + 44 * ancestors + 1 + 2;
+    bytes[first_tx_byte] ^= 1;
+    *block = bytes.into();
+    let last = (position + 3) as u64;
+    let err = chain.verify(0, &batch).unwrap_err();
+    assert!(
+        matches!(err, ObserverError::DigestMismatch { index, .. } if index == last),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn broken_chain() {
+    let chain = chain();
+    // Commit 6 offered on top of commit 4: a gap.
+    let batch = chain.batch(5..8);
+    assert!(matches!(
+        chain.verify(4, &batch),
+        Err(ObserverError::BrokenChain {
+            expected_after: 4,
+            got: 6
+        })
+    ));
+    // A batch that continues another chain: right indexes, wrong history.
+    let other = chain.batch(5..8);
+    let mut wrong_tip = chain.commits[3].commit.commit().clone();
+    wrong_tip.index = 5;
+    let wrong_tip = TrustedCommit::new(wrong_tip);
+    let err = verify_commit_batch(
+        &chain.committee,
+        &BlockLimits::default(),
+        Some(&wrong_tip),
+        &other,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ObserverError::DigestMismatch { index: 8, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn certifiers_without_quorum() {
+    let chain = chain();
+    let mut batch = chain.batch(0..4);
+    batch.certifier_blocks.truncate(2);
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::MissingQuorum {
+            index: 4,
+            stake: 2,
+            quorum: 3
+        })
+    ));
+    // The same certifier twice counts once.
+    let one = batch.certifier_blocks[0].clone();
+    batch.certifier_blocks = vec![one.clone(), one.clone(), one];
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::MissingQuorum { stake: 1, .. })
+    ));
+    // Certifiers of another commit do not vote for this one.
+    let mut batch = chain.batch(0..4);
+    batch.certifier_blocks = chain.batch(10..11).certifier_blocks;
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::MissingQuorum { stake: 0, .. })
+    ));
+    let mut batch = chain.batch(0..4);
+    batch.certifier_blocks.clear();
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::MissingCertificate { index: 4 })
+    ));
+}
+
+#[test]
+fn malformed_sub_dags() {
+    let chain = chain();
+    let mut batch = chain.batch(0..3);
+    batch.commits[2].leader.as_mut().unwrap().round += 1;
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::LeaderMismatch { index: 3 })
+    ));
+
+    let mut batch = chain.batch(0..3);
+    batch.commits[1].timestamp_ms += 1;
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::WrongTimestamp { index: 2, .. })
+    ));
+
+    let mut batch = chain.batch(0..3);
+    let position = (1..3)
+        .find(|&i| batch.commits[i].blocks.len() >= 3)
+        .expect("a sub-DAG of 3");
+    batch.commits[position].blocks.swap(0, 1);
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::UnorderedSubDag { .. })
+    ));
+
+    let mut batch = chain.batch(0..3);
+    batch.commits[0].blocks.clear();
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::EmptySubDag { index: 1 })
+    ));
+
+    let mut batch = chain.batch(0..3);
+    batch.commits[0].blocks[0] = Bytes::from_static(b"not a block");
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::MalformedBlock { index: 1, .. })
+    ));
+}
