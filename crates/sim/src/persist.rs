@@ -7,6 +7,7 @@
 
 use crate::{CommitteeKeys, Result, RoundOutput, SimConfig, SimError, Simulator};
 use dagstream_dag::{DagConfig, DagConsensus};
+use dagstream_store::recovery::load_consensus_state;
 use dagstream_store::{Store, WriteBatch};
 use dagstream_types::{
     BlockLimits, BlockRef, CommitIndex, CommitRef, Committee, Digest, Round, VerifiedBlock,
@@ -18,10 +19,6 @@ const IDENTITY_KEY: &str = "sim/identity";
 /// Meta key of the progress marker: last round written (LE u64), then the
 /// first commit index decided in that round (LE u64).
 const PROGRESS_KEY: &str = "sim/progress";
-
-/// Most blocks read from the store per scan while recovering: bounds memory
-/// per read, whatever the committee size.
-const RECOVERY_SCAN_LIMIT: usize = 10_000;
 
 /// BLAKE3 of the committee digest and the config: two simulators with the
 /// same identity produce the same chain.
@@ -88,41 +85,8 @@ impl Simulator {
         let last_round = Round::from_le_bytes(progress[..8].try_into().expect("8 bytes"));
         let votes_from = CommitIndex::from_le_bytes(progress[8..].try_into().expect("8 bytes"));
 
-        let last_commit = store.last_commit()?;
-        let last_index = last_commit.as_ref().map_or(0, |c| c.index());
-        let gc_round = last_commit.as_ref().map_or(0, |c| {
-            c.leader().round.saturating_sub(committee.gc_depth_rounds())
-        });
-
-        // Every block above the GC round, up to the last round written.
-        let mut blocks = Vec::new();
-        let mut from = BlockRef::round_start(gc_round + 1);
-        loop {
-            let chunk = store.scan_blocks(from, last_round, RECOVERY_SCAN_LIMIT)?;
-            let Some((last, _)) = chunk.last() else { break };
-            from = last.successor();
-            let full = chunk.len() == RECOVERY_SCAN_LIMIT;
-            for (_, bytes) in chunk {
-                blocks.push(VerifiedBlock::decode_trusted(bytes)?);
-            }
-            if !full {
-                break;
-            }
-        }
-        // Which of them are committed: only commits whose leader is above the
-        // GC round can hold blocks above it.
-        let mut committed = Vec::new();
-        let mut index = last_index;
-        while index > 0 {
-            let commit = store
-                .read_commit(index)?
-                .ok_or_else(|| corrupt(format!("commit {index} is missing")))?;
-            if commit.leader().round <= gc_round {
-                break;
-            }
-            committed.extend(commit.commit().blocks.iter().copied());
-            index -= 1;
-        }
+        let state = load_consensus_state(store, committee.gc_depth_rounds(), last_round)?;
+        let last_index = state.last_commit.as_ref().map_or(0, |c| c.index());
         let votes = (votes_from..=last_index)
             .map(|index| {
                 store
@@ -142,7 +106,8 @@ impl Simulator {
                 )
             } else {
                 Box::new(
-                    blocks
+                    state
+                        .blocks
                         .iter()
                         .filter(|b| b.round() == round)
                         .map(|b| b.reference()),
@@ -156,9 +121,9 @@ impl Simulator {
         let consensus = DagConsensus::recover(
             committee.clone(),
             DagConfig::default(),
-            last_commit,
-            blocks,
-            committed,
+            state.last_commit,
+            state.blocks,
+            state.committed,
         )?;
         let mut simulator = Simulator::new(committee, keys, config, limits)?;
         simulator.resume_at(last_round + 1, consensus, recent, votes);

@@ -10,6 +10,7 @@
 //! - [`batch`]: [`WriteBatch`], the unit of writing.
 //! - [`mem`]: [`MemStore`], ordered maps behind a lock.
 //! - [`redb_store`]: [`RedbStore`], the on-disk store, and its key encoding.
+//! - [`recovery`]: what a node reads back to rebuild its consensus core.
 //! - [`error`]: [`StoreError`], one variant per way a store operation fails.
 //!
 //! # Data flow
@@ -49,6 +50,7 @@
 pub mod batch;
 pub mod error;
 pub mod mem;
+pub mod recovery;
 pub mod redb_store;
 
 pub use batch::WriteBatch;
