@@ -5,8 +5,8 @@ use dagstream_types::{CommitIndex, Digest, Stake, TypesError};
 pub type Result<T, E = ObserverError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in the observer. The verification errors
-/// mean an upstream sent data that does not verify: it is faulty or
-/// Byzantine.
+/// (see [`ObserverError::is_integrity`]) mean an upstream sent data that
+/// does not verify: it is faulty or Byzantine.
 #[derive(Debug, thiserror::Error)]
 pub enum ObserverError {
     #[error("commit {got} does not follow commit {expected_after}")]
@@ -54,9 +54,42 @@ pub enum ObserverError {
         stake: Stake,
         quorum: Stake,
     },
+    #[error("a received block is invalid: {source}")]
+    BadBlock {
+        #[source]
+        source: TypesError,
+    },
+    #[error(
+        "INTEGRITY: commit {index} was persisted with digest {persisted}, but {received} was \
+         received: an upstream is faulty or Byzantine"
+    )]
+    Conflict {
+        index: CommitIndex,
+        persisted: Digest,
+        received: Digest,
+    },
+    #[error("invalid observer config: {reason}")]
+    InvalidConfig { reason: String },
+    #[error(transparent)]
+    Store(#[from] dagstream_store::StoreError),
+    #[error(transparent)]
+    Dag(#[from] dagstream_dag::DagError),
 }
 
 impl ObserverError {
+    /// Whether the error proves an upstream sent data that does not verify.
+    /// Such an upstream is marked faulty for a cool-down, never retried in
+    /// a loop.
+    pub fn is_integrity(&self) -> bool {
+        !matches!(
+            self,
+            ObserverError::Conflict { .. }
+                | ObserverError::InvalidConfig { .. }
+                | ObserverError::Store(_)
+                | ObserverError::Dag(_)
+        )
+    }
+
     /// A short, static name for each kind of error: a metric label.
     pub fn name(&self) -> &'static str {
         match self {
@@ -70,6 +103,11 @@ impl ObserverError {
             ObserverError::BadCertifier { .. } => "bad_certifier",
             ObserverError::DigestMismatch { .. } => "digest_mismatch",
             ObserverError::MissingQuorum { .. } => "missing_quorum",
+            ObserverError::BadBlock { .. } => "bad_block",
+            ObserverError::Conflict { .. } => "conflict",
+            ObserverError::InvalidConfig { .. } => "invalid_config",
+            ObserverError::Store(err) => err.name(),
+            ObserverError::Dag(err) => err.name(),
         }
     }
 }

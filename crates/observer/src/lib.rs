@@ -5,10 +5,16 @@
 //! # Layout
 //! - [`state_machine`]: the design's subscriber-controlled modes
 //!   (BlocksOnly, CommitsOnly, Overlap, paused), free of I/O.
+//! - [`checkpoint`]: deterministic grouping of commits into checkpoints.
+//! - [`node`]: the observer itself ([`node::start`]): connections,
+//!   failover, the block and commit paths, the sequencer, persistence and
+//!   delivery to the consumer.
 //! - [`verify`]: commit-stream batches checked against the observer's own
 //!   chain and the certifiers' quorum, free of I/O.
 
+pub mod checkpoint;
 mod error;
+pub mod node;
 pub mod state_machine;
 #[cfg(test)]
 mod state_machine_tests;
@@ -17,4 +23,5 @@ pub mod verify;
 mod verify_tests;
 
 pub use error::{ObserverError, Result};
+pub use node::{start, ObserverConfig, ObserverHandle, ObserverStatus};
 pub use state_machine::{Command, Mode, Observation, SubscriberConfig, SubscriberStateMachine};

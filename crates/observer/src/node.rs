@@ -1,0 +1,1008 @@
+//! The observer node: the I/O shell around the state machine, the
+//! verifiers, the consensus core and the store.
+//!
+//! One task owns all state. Reader tasks forward each upstream stream's
+//! responses to it over bounded channels. The task:
+//! - evaluates the [`SubscriberStateMachine`] every interval and sends its
+//!   commands;
+//! - verifies block batches off the runtime (in parallel chunks, kept in
+//!   order) and feeds them to the same [`DagConsensus`] validators run, to
+//!   derive commits;
+//! - verifies commit batches against its own chain;
+//! - sequences both: the next commit is persisted with its blocks in one
+//!   atomic write, a commit seen again must have the same digest;
+//! - delivers persisted commits to the consumer in order, exactly once.
+//!
+//! A slow consumer stops the task from processing input, so the block queue
+//! grows and the state machine pauses blocks: nothing is dropped.
+
+use crate::checkpoint::{Checkpoint, Checkpointer};
+use crate::state_machine::{Command, Mode, Observation, SubscriberConfig, SubscriberStateMachine};
+use crate::verify::verify_commit_batch;
+use crate::{ObserverError, Result};
+use bytes::Bytes;
+use dagstream_dag::{DagConfig, DagConsensus};
+use dagstream_proto::v1::block_stream_service_client::BlockStreamServiceClient;
+use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
+use dagstream_proto::v1::{
+    block_stream_request, commit_stream_request, BlockStreamRequest, CommitStreamRequest,
+    CommitStreamResponse, StartBlockStream, StartCommitStream, StopBlockStream, StopCommitStream,
+};
+use dagstream_publisher::StoreSource;
+use dagstream_store::recovery::load_consensus_state;
+use dagstream_store::{Store, WriteBatch};
+use dagstream_types::{
+    BlockLimits, CommitIndex, CommittedSubDag, Committee, TrustedCommit, VerifiedBlock,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{error, info, warn};
+
+/// Meta key of the open checkpoint.
+const CHECKPOINT_KEY: &str = "observer/checkpoint";
+
+/// Everything tunable about an observer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObserverConfig {
+    /// The design's thresholds.
+    pub subscriber: SubscriberConfig,
+    /// An upstream that sends nothing, not even a heartbeat, for this long
+    /// is abandoned. 5 s is five missed heartbeats.
+    pub stall_timeout_ms: u64,
+    /// Received blocks held before the reader stops reading (and the
+    /// publisher's flow control takes over). Twice the pause threshold, so
+    /// that a pause takes effect well before the queue is full.
+    pub block_queue_capacity: usize,
+    /// Persisted commits not yet taken by the consumer before the observer
+    /// stops processing input. 256 commits keep a consumer busy for seconds
+    /// while bounding memory.
+    pub output_queue_len: usize,
+    /// Checkpoint interval of the design's certification context.
+    pub min_checkpoint_interval_ms: u64,
+    /// Reconnections tried at once after a failure, before backing off.
+    pub immediate_retries: u32,
+    /// First backoff delay; it doubles on each failure.
+    pub backoff_initial_ms: u64,
+    /// Longest backoff delay.
+    pub backoff_max_ms: u64,
+    /// How long an upstream that sent unverifiable data is avoided.
+    pub faulty_cooldown_ms: u64,
+    /// Limits on received blocks.
+    pub block_limits: BlockLimits,
+}
+
+impl Default for ObserverConfig {
+    fn default() -> Self {
+        ObserverConfig {
+            subscriber: SubscriberConfig::default(),
+            stall_timeout_ms: 5_000,
+            block_queue_capacity: 1_000,
+            output_queue_len: 256,
+            min_checkpoint_interval_ms: 200,
+            immediate_retries: 3,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 10_000,
+            faulty_cooldown_ms: 60_000,
+            block_limits: BlockLimits::default(),
+        }
+    }
+}
+
+impl ObserverConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.subscriber
+            .validate()
+            .map_err(|err| ObserverError::InvalidConfig { reason: err.reason })?;
+        let invalid = |reason: String| Err(ObserverError::InvalidConfig { reason });
+        if self.block_queue_capacity <= self.subscriber.pause_blocks_queue_size {
+            return invalid(format!(
+                "block_queue_capacity ({}) must exceed subscriber.pause_blocks_queue_size ({})",
+                self.block_queue_capacity, self.subscriber.pause_blocks_queue_size
+            ));
+        }
+        if self.output_queue_len == 0 || self.stall_timeout_ms == 0 {
+            return invalid("output_queue_len and stall_timeout_ms must be positive".into());
+        }
+        if self.backoff_initial_ms == 0 || self.backoff_max_ms < self.backoff_initial_ms {
+            return invalid(
+                "backoff_initial_ms must be positive and at most backoff_max_ms".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the observer is doing, for operators and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObserverStatus {
+    pub mode: Option<Mode>,
+    pub paused: bool,
+    /// Highest persisted commit.
+    pub local_highest_commit: CommitIndex,
+    /// The active upstream's latest `highest_commit_index`.
+    pub upstream_highest_commit: Option<CommitIndex>,
+    pub active_upstream: Option<String>,
+    /// Every mode entered, in order (pauses included), bounded to the last
+    /// 1,000.
+    pub mode_trace: Vec<(Mode, bool)>,
+    /// The open checkpoint's sequence number.
+    pub checkpoint: Option<u64>,
+    /// Local highest commit equals the upstream's, and the last checkpoint
+    /// is closed.
+    pub caught_up: bool,
+    /// The last integrity error, if any.
+    pub last_fault: Option<String>,
+    /// Upstream sessions opened so far.
+    pub connections: u64,
+}
+
+/// Most mode changes kept in [`ObserverStatus::mode_trace`].
+const MODE_TRACE_LEN: usize = 1_000;
+
+/// A running observer.
+pub struct ObserverHandle {
+    status: watch::Receiver<ObserverStatus>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<()>>,
+    source: Arc<StoreSource>,
+}
+
+impl ObserverHandle {
+    pub fn status(&self) -> ObserverStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn watch_status(&self) -> watch::Receiver<ObserverStatus> {
+        self.status.clone()
+    }
+
+    /// What the observer persisted, as a publisher source: serve it with
+    /// [`dagstream_publisher::Publisher`] to relay to other observers.
+    pub fn source(&self) -> Arc<StoreSource> {
+        self.source.clone()
+    }
+
+    /// Stops the observer and waits for it. Everything delivered to the
+    /// consumer is persisted.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task
+            .await
+            .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
+    }
+
+    /// Waits for the observer to end on its own (a fatal error).
+    pub async fn join(self) -> Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
+    }
+}
+
+/// Starts an observer over `store`, following `upstreams` (gRPC endpoints,
+/// `http://host:port`).
+///
+/// The consumer contract: the returned receiver yields every commit after
+/// `resume_after`, in order, each once, and only after it is persisted. A
+/// consumer that persists the index of each commit it has processed and
+/// passes it as `resume_after` after a restart sees every commit exactly
+/// once across restarts. The receiver has backpressure: a consumer that
+/// does not read slows the observer down; nothing is dropped.
+pub fn start(
+    committee: Arc<Committee>,
+    store: Arc<dyn Store>,
+    upstreams: Vec<String>,
+    config: ObserverConfig,
+    resume_after: CommitIndex,
+) -> Result<(ObserverHandle, mpsc::Receiver<CommittedSubDag>)> {
+    config.validate()?;
+    if upstreams.is_empty() {
+        return Err(ObserverError::InvalidConfig {
+            reason: "no upstream given".into(),
+        });
+    }
+    let source = Arc::new(
+        StoreSource::new(store.clone(), committee.clone()).map_err(|err| {
+            ObserverError::InvalidConfig {
+                reason: format!("cannot open the store as a source: {err}"),
+            }
+        })?,
+    );
+    let mut node = Node::new(committee, store, source.clone(), config, resume_after)?;
+    let (status_tx, status) = watch::channel(ObserverStatus::default());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    // The observer buffers up to `output_queue_len` itself; the channel
+    // only hands commits over.
+    let (consumer, commits) = mpsc::channel(1);
+    let task = tokio::spawn(async move {
+        let result = node.run(upstreams, consumer, status_tx, shutdown_rx).await;
+        if let Err(err) = &result {
+            error!(cause = %err, "observer stopped");
+        }
+        result
+    });
+    Ok((
+        ObserverHandle {
+            status,
+            shutdown,
+            task,
+            source,
+        },
+        commits,
+    ))
+}
+
+/// How a session with one upstream ended.
+enum SessionEnd {
+    Shutdown,
+    /// The upstream failed, stalled or closed: try again, maybe elsewhere.
+    Failed(String),
+    /// The upstream sent data that does not verify.
+    Faulty(ObserverError),
+}
+
+/// The shared counters of one upstream connection.
+struct Link {
+    last_message_ms: AtomicU64,
+    /// `highest_commit_index` + 1 of the latest response; 0 before any.
+    upstream_highest: AtomicU64,
+}
+
+/// One upstream session: command senders and response receivers.
+struct Connection {
+    upstream: String,
+    block_commands: mpsc::Sender<BlockStreamRequest>,
+    commit_commands: mpsc::Sender<CommitStreamRequest>,
+    blocks: mpsc::Receiver<Vec<Bytes>>,
+    block_slots: Arc<Semaphore>,
+    commits: mpsc::Receiver<CommitStreamResponse>,
+    ended: mpsc::Receiver<String>,
+    link: Arc<Link>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+}
+
+/// Commit-stream responses queued from the reader: the observer verifies
+/// one at a time, so a few keep it busy.
+const COMMIT_QUEUE_LEN: usize = 4;
+/// Commands queued per stream: the state machine sends at most two per
+/// evaluation.
+const COMMAND_QUEUE_LEN: usize = 8;
+/// Most parallel chunks a block batch is verified in.
+const VERIFY_CHUNKS: usize = 4;
+
+async fn connect(
+    upstream: &str,
+    config: &ObserverConfig,
+    epoch: Instant,
+) -> std::result::Result<Connection, String> {
+    let channel = tonic::transport::Endpoint::from_shared(upstream.to_string())
+        .map_err(|err| format!("bad upstream address {upstream}: {err}"))?
+        .connect_timeout(Duration::from_millis(config.stall_timeout_ms))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .map_err(|err| format!("cannot connect to {upstream}: {err}"))?;
+    let (block_commands, block_rx) = mpsc::channel(COMMAND_QUEUE_LEN);
+    let (commit_commands, commit_rx) = mpsc::channel(COMMAND_QUEUE_LEN);
+    let mut block_stream = BlockStreamServiceClient::new(channel.clone())
+        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
+        .stream_blocks(ReceiverStream::new(block_rx))
+        .await
+        .map_err(|status| format!("{upstream} refused the block stream: {status}"))?
+        .into_inner();
+    let mut commit_stream = CommitStreamServiceClient::new(channel)
+        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
+        .stream_commits(ReceiverStream::new(commit_rx))
+        .await
+        .map_err(|status| format!("{upstream} refused the commit stream: {status}"))?
+        .into_inner();
+
+    let link = Arc::new(Link {
+        last_message_ms: AtomicU64::new(epoch.elapsed().as_millis() as u64),
+        upstream_highest: AtomicU64::new(0),
+    });
+    let (ended_tx, ended) = mpsc::channel(2);
+    let block_slots = Arc::new(Semaphore::new(config.block_queue_capacity));
+    let (blocks_tx, blocks) = mpsc::channel(config.block_queue_capacity);
+    let (commits_tx, commits) = mpsc::channel(COMMIT_QUEUE_LEN);
+    let seen = move |link: &Link, highest: u64| {
+        link.last_message_ms
+            .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        link.upstream_highest.store(highest + 1, Ordering::Relaxed);
+    };
+    let block_reader = tokio::spawn({
+        let (link, slots, ended) = (link.clone(), block_slots.clone(), ended_tx.clone());
+        let capacity = config.block_queue_capacity;
+        async move {
+            let reason = loop {
+                match block_stream.message().await {
+                    Ok(Some(response)) => {
+                        seen(&link, response.highest_commit_index);
+                        if response.blocks.is_empty() {
+                            continue;
+                        }
+                        let count = response.blocks.len().min(capacity) as u32;
+                        let Ok(permits) = slots.acquire_many(count).await else {
+                            return;
+                        };
+                        permits.forget();
+                        if blocks_tx.send(response.blocks).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break "the block stream ended".to_string(),
+                    Err(status) => break format!("block stream: {status}"),
+                }
+            };
+            let _ = ended.send(reason).await;
+        }
+    });
+    let commit_reader = tokio::spawn({
+        let link = link.clone();
+        async move {
+            let reason = loop {
+                match commit_stream.message().await {
+                    Ok(Some(response)) => {
+                        seen(&link, response.highest_commit_index);
+                        if !response.commits.is_empty() && commits_tx.send(response).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(None) => break "the commit stream ended".to_string(),
+                    Err(status) => break format!("commit stream: {status}"),
+                }
+            };
+            let _ = ended_tx.send(reason).await;
+        }
+    });
+    Ok(Connection {
+        upstream: upstream.to_string(),
+        block_commands,
+        commit_commands,
+        blocks,
+        block_slots,
+        commits,
+        ended,
+        link,
+        readers: vec![block_reader, commit_reader],
+    })
+}
+
+/// Which upstream to try next, and when.
+struct Upstreams {
+    addresses: Vec<String>,
+    next: usize,
+    failures: u32,
+    faulty_until: Vec<Option<Instant>>,
+}
+
+impl Upstreams {
+    fn new(addresses: Vec<String>) -> Self {
+        let faulty_until = vec![None; addresses.len()];
+        Upstreams {
+            addresses,
+            next: 0,
+            failures: 0,
+            faulty_until,
+        }
+    }
+
+    /// The next upstream not in cool-down (or the one whose cool-down ends
+    /// first), and how long to wait before trying it.
+    fn pick(&mut self, now: Instant, config: &ObserverConfig) -> (usize, Duration) {
+        let n = self.addresses.len();
+        let candidate = (0..n)
+            .map(|i| (self.next + i) % n)
+            .min_by_key(|&i| {
+                (
+                    self.faulty_until[i].filter(|t| *t > now),
+                    (i + n - self.next) % n,
+                )
+            })
+            .expect("at least one upstream");
+        self.next = (candidate + 1) % n;
+        let mut wait = self.faulty_until[candidate]
+            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        if self.failures > config.immediate_retries {
+            let exponent = (self.failures - config.immediate_retries - 1).min(16);
+            let backoff = config
+                .backoff_initial_ms
+                .saturating_mul(1 << exponent)
+                .min(config.backoff_max_ms);
+            // Jitter of up to a quarter, so that observers that lost the
+            // same upstream do not reconnect in lockstep.
+            let entropy = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() as u64);
+            let jitter = entropy % (backoff / 4 + 1);
+            wait = wait.max(Duration::from_millis(backoff - jitter));
+        }
+        (candidate, wait)
+    }
+
+    fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    fn faulty(&mut self, index: usize, now: Instant, config: &ObserverConfig) {
+        self.failures = self.failures.saturating_add(1);
+        self.faulty_until[index] = Some(now + Duration::from_millis(config.faulty_cooldown_ms));
+    }
+
+    fn progressed(&mut self) {
+        self.failures = 0;
+    }
+}
+
+struct Node {
+    committee: Arc<Committee>,
+    store: Arc<dyn Store>,
+    source: Arc<StoreSource>,
+    config: ObserverConfig,
+    machine: SubscriberStateMachine,
+    consensus: DagConsensus,
+    /// The highest persisted commit.
+    tip: Option<TrustedCommit>,
+    /// The highest commit handed to the consumer.
+    delivered: CommitIndex,
+    /// Recently persisted sub-DAGs not yet delivered, in index order.
+    recent: VecDeque<CommittedSubDag>,
+    checkpointer: Checkpointer,
+    last_closed_checkpoint: Option<Checkpoint>,
+    status: ObserverStatus,
+    epoch: Instant,
+}
+
+impl Node {
+    fn new(
+        committee: Arc<Committee>,
+        store: Arc<dyn Store>,
+        source: Arc<StoreSource>,
+        config: ObserverConfig,
+        resume_after: CommitIndex,
+    ) -> Result<Node> {
+        let consensus = recover_consensus(&committee, store.as_ref())?;
+        let tip = store.last_commit()?;
+        let open = store
+            .read_meta(CHECKPOINT_KEY)?
+            .and_then(|bytes| Checkpointer::decode(&bytes));
+        let machine = SubscriberStateMachine::new(config.subscriber.clone())
+            .map_err(|err| ObserverError::InvalidConfig { reason: err.reason })?;
+        let local = tip.as_ref().map_or(0, |c| c.index());
+        Ok(Node {
+            checkpointer: Checkpointer::new(config.min_checkpoint_interval_ms, open),
+            committee,
+            store,
+            source,
+            machine,
+            consensus,
+            delivered: resume_after.min(local),
+            tip,
+            recent: VecDeque::new(),
+            last_closed_checkpoint: None,
+            status: ObserverStatus {
+                local_highest_commit: local,
+                checkpoint: open.map(|o| o.sequence),
+                ..ObserverStatus::default()
+            },
+            config,
+            epoch: Instant::now(),
+        })
+    }
+
+    fn tip_index(&self) -> CommitIndex {
+        self.tip.as_ref().map_or(0, |c| c.index())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        &mut self,
+        upstreams: Vec<String>,
+        consumer: mpsc::Sender<CommittedSubDag>,
+        status: watch::Sender<ObserverStatus>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut upstreams = Upstreams::new(upstreams);
+        loop {
+            let (index, wait) = upstreams.pick(Instant::now(), &self.config);
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+            let address = upstreams.addresses[index].clone();
+            let connection = tokio::select! {
+                connection = connect(&address, &self.config, self.epoch) => connection,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let mut connection = match connection {
+                Ok(connection) => connection,
+                Err(reason) => {
+                    warn!(upstream = %address, reason, "upstream unreachable");
+                    upstreams.failed();
+                    continue;
+                }
+            };
+            info!(upstream = %address, "following upstream");
+            self.status.active_upstream = Some(address.clone());
+            self.status.connections += 1;
+            let before = self.tip_index();
+            let end = self
+                .session(&mut connection, &consumer, &status, &mut shutdown)
+                .await?;
+            self.status.active_upstream = None;
+            self.status.upstream_highest_commit = None;
+            let _ = status.send(self.status.clone());
+            if self.tip_index() > before {
+                upstreams.progressed();
+            }
+            match end {
+                SessionEnd::Shutdown => return Ok(()),
+                SessionEnd::Failed(reason) => {
+                    warn!(upstream = %address, reason, "upstream lost; failing over");
+                    upstreams.failed();
+                }
+                SessionEnd::Faulty(err) => {
+                    error!(upstream = %address, cause = %err, "upstream sent unverifiable data");
+                    self.status.last_fault = Some(format!("{address}: {err}"));
+                    upstreams.faulty(index, Instant::now(), &self.config);
+                }
+            }
+        }
+    }
+
+    /// Follows one upstream until it fails, misbehaves, or shutdown.
+    /// Errors are fatal for the observer.
+    async fn session(
+        &mut self,
+        connection: &mut Connection,
+        consumer: &mpsc::Sender<CommittedSubDag>,
+        status: &watch::Sender<ObserverStatus>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<SessionEnd> {
+        let interval = Duration::from_millis(self.config.subscriber.evaluation_interval_ms);
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let start = self.machine.start(self.now_ms());
+        if let Some(end) = self.apply(start, connection).await? {
+            return Ok(end);
+        }
+        self.record_mode();
+        loop {
+            let room = self.tip_index() - self.delivered < self.config.output_queue_len as u64;
+            let undelivered = self.delivered < self.tip_index();
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+                permit = consumer.reserve(), if undelivered => {
+                    let Ok(permit) = permit else { return Ok(SessionEnd::Shutdown) };
+                    let next = self.next_to_deliver()?;
+                    permit.send(next);
+                    self.delivered += 1;
+                }
+                _ = ticks.tick() => {
+                    let now = self.now_ms();
+                    let silent = now.saturating_sub(connection.link.last_message_ms.load(Ordering::Relaxed));
+                    if silent > self.config.stall_timeout_ms {
+                        return Ok(SessionEnd::Failed(format!("no message for {silent} ms")));
+                    }
+                    let highest = connection.link.upstream_highest.load(Ordering::Relaxed);
+                    let observation = Observation {
+                        upstream_highest_commit: highest.checked_sub(1),
+                        local_highest_commit: self.tip_index(),
+                        block_queue_len: self.config.block_queue_capacity
+                            - connection.block_slots.available_permits(),
+                    };
+                    let commands = self.machine.evaluate(now, observation);
+                    if let Some(end) = self.apply(commands, connection).await? {
+                        return Ok(end);
+                    }
+                    self.record_mode();
+                    self.status.upstream_highest_commit = observation.upstream_highest_commit;
+                    self.status.local_highest_commit = self.tip_index();
+                    self.status.caught_up = observation.upstream_highest_commit == Some(self.tip_index())
+                        && self.last_closed_checkpoint.is_some_and(|c| c.last_commit == self.tip_index());
+                    let _ = status.send(self.status.clone());
+                }
+                Some(batch) = connection.blocks.recv(), if room => {
+                    let count = batch.len().min(self.config.block_queue_capacity);
+                    let outcome = self.on_blocks(batch).await;
+                    connection.block_slots.add_permits(count);
+                    if let Some(end) = outcome? {
+                        return Ok(end);
+                    }
+                }
+                Some(response) = connection.commits.recv(), if room => {
+                    if let Some(end) = self.on_commits(response).await? {
+                        return Ok(end);
+                    }
+                }
+                Some(reason) = connection.ended.recv() => return Ok(SessionEnd::Failed(reason)),
+            }
+        }
+    }
+
+    fn record_mode(&mut self) {
+        let now = (self.machine.mode(), self.machine.paused());
+        self.status.mode = Some(now.0);
+        self.status.paused = now.1;
+        if self.status.mode_trace.last() != Some(&now) {
+            if self.status.mode_trace.len() == MODE_TRACE_LEN {
+                self.status.mode_trace.remove(0);
+            }
+            self.status.mode_trace.push(now);
+        }
+    }
+
+    /// Sends the state machine's commands. A Start for blocks first makes
+    /// the consensus core continue from the persisted chain, which the
+    /// commit stream may have advanced past it.
+    async fn apply(
+        &mut self,
+        commands: Vec<Command>,
+        connection: &Connection,
+    ) -> Result<Option<SessionEnd>> {
+        for command in commands {
+            let sent = match command {
+                Command::StartBlocks => {
+                    let last = self.consensus.last_commit().map_or(0, |c| c.index());
+                    if last != self.tip_index() {
+                        self.consensus = recover_consensus(&self.committee, self.store.as_ref())?;
+                    }
+                    let mut highest = vec![0; self.committee.size()];
+                    for block in self.consensus.dag().blocks() {
+                        let slot = &mut highest[block.author() as usize];
+                        *slot = (*slot).max(block.round());
+                    }
+                    let start = block_stream_request::Command::Start(StartBlockStream {
+                        highest_round_per_authority: highest,
+                        preferred_batch_size: 0,
+                    });
+                    connection
+                        .block_commands
+                        .send(BlockStreamRequest {
+                            command: Some(start),
+                        })
+                        .await
+                        .is_ok()
+                }
+                Command::StopBlocks => {
+                    let stop = block_stream_request::Command::Stop(StopBlockStream {});
+                    connection
+                        .block_commands
+                        .send(BlockStreamRequest {
+                            command: Some(stop),
+                        })
+                        .await
+                        .is_ok()
+                }
+                Command::StartCommits => {
+                    let start = commit_stream_request::Command::Start(StartCommitStream {
+                        last_commit_index: self.tip_index(),
+                        preferred_batch_size: 0,
+                    });
+                    connection
+                        .commit_commands
+                        .send(CommitStreamRequest {
+                            command: Some(start),
+                        })
+                        .await
+                        .is_ok()
+                }
+                Command::StopCommits => {
+                    let stop = commit_stream_request::Command::Stop(StopCommitStream {});
+                    connection
+                        .commit_commands
+                        .send(CommitStreamRequest {
+                            command: Some(stop),
+                        })
+                        .await
+                        .is_ok()
+                }
+            };
+            if !sent {
+                return Ok(Some(SessionEnd::Failed(format!(
+                    "{} closed its request stream",
+                    connection.upstream
+                ))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Verifies a batch of blocks off the runtime, in parallel chunks kept
+    /// in order, then adds them to the consensus core.
+    async fn on_blocks(&mut self, batch: Vec<Bytes>) -> Result<Option<SessionEnd>> {
+        let chunk_len = batch.len().div_ceil(VERIFY_CHUNKS).max(1);
+        let tasks: Vec<_> = batch
+            .chunks(chunk_len)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                let committee = self.committee.clone();
+                let limits = self.config.block_limits;
+                tokio::task::spawn_blocking(move || {
+                    chunk
+                        .into_iter()
+                        .map(|bytes| VerifiedBlock::verify(bytes, &committee, &limits))
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut verified = Vec::with_capacity(batch.len());
+        for task in tasks {
+            match task.await.expect("block verification does not panic") {
+                Ok(blocks) => verified.extend(blocks),
+                Err(source) => {
+                    return Ok(Some(SessionEnd::Faulty(ObserverError::BadBlock { source })))
+                }
+            }
+        }
+        let output = match self.consensus.add_blocks(verified) {
+            Ok(output) => output,
+            Err(err @ dagstream_dag::DagError::TooManyPendingBlocks { .. }) => {
+                // Blocks from before a gap in this observer's history: the
+                // commit stream will fill it, and the core restarts then.
+                warn!(cause = %err, "dropping blocks whose history is missing");
+                return Ok(None);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        for sub_dag in output.commits {
+            if let Some(end) = self.sequence(sub_dag)? {
+                return Ok(Some(end));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Verifies a commit batch against the persisted chain, then sequences
+    /// its commits.
+    async fn on_commits(&mut self, response: CommitStreamResponse) -> Result<Option<SessionEnd>> {
+        let Some(first) = response.commits.first().map(|c| c.commit_index) else {
+            return Ok(None);
+        };
+        let previous = match first.checked_sub(1) {
+            Some(0) | None => None,
+            Some(index) if index == self.tip_index() => self.tip.clone(),
+            Some(index) if index < self.tip_index() => self.store.read_commit(index)?,
+            Some(_) => {
+                return Ok(Some(SessionEnd::Faulty(ObserverError::BrokenChain {
+                    expected_after: self.tip_index(),
+                    got: first,
+                })))
+            }
+        };
+        let committee = self.committee.clone();
+        let limits = self.config.block_limits;
+        let verified = tokio::task::spawn_blocking(move || {
+            verify_commit_batch(&committee, &limits, previous.as_ref(), &response)
+        })
+        .await
+        .expect("commit verification does not panic");
+        let sub_dags = match verified {
+            Ok(sub_dags) => sub_dags,
+            Err(err) => return Ok(Some(SessionEnd::Faulty(err))),
+        };
+        for sub_dag in sub_dags {
+            if let Some(end) = self.sequence(sub_dag)? {
+                return Ok(Some(end));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The one place commits enter the chain. A commit already persisted
+    /// must match; the next one is persisted; anything else is ignored (a
+    /// core that is behind catches up on its own).
+    fn sequence(&mut self, sub_dag: CommittedSubDag) -> Result<Option<SessionEnd>> {
+        let index = sub_dag.index();
+        let tip = self.tip_index();
+        if index <= tip {
+            let persisted = self
+                .store
+                .read_commit(index)?
+                .map(|c| c.digest())
+                .unwrap_or(sub_dag.commit.digest());
+            if persisted != sub_dag.commit.digest() {
+                return Err(ObserverError::Conflict {
+                    index,
+                    persisted,
+                    received: sub_dag.commit.digest(),
+                });
+            }
+            return Ok(None);
+        }
+        if index != tip + 1 {
+            return Ok(None);
+        }
+        self.persist(sub_dag)?;
+        Ok(None)
+    }
+
+    /// Writes the commit, its blocks and the checkpoint state atomically,
+    /// then announces them for relaying.
+    fn persist(&mut self, sub_dag: CommittedSubDag) -> Result<()> {
+        let index = sub_dag.index();
+        let mut checkpointer = self.checkpointer.clone();
+        let (sequence, closed) = checkpointer.place(index, sub_dag.commit.timestamp_ms());
+        let mut batch = WriteBatch::new();
+        for block in &sub_dag.blocks {
+            batch.add_block(block);
+        }
+        batch.add_commit(sub_dag.commit.clone());
+        if let Some(open) = checkpointer.open() {
+            batch.put_meta(CHECKPOINT_KEY, Checkpointer::encode(&open));
+        }
+        if let Some(closed) = closed {
+            let mut range = closed.first_commit.to_le_bytes().to_vec();
+            range.extend_from_slice(&closed.last_commit.to_le_bytes());
+            batch.put_meta(format!("checkpoint/{:020}", closed.sequence), range);
+        }
+        self.store.write(batch)?;
+        self.checkpointer = checkpointer;
+        if closed.is_some() {
+            self.last_closed_checkpoint = closed;
+        }
+        self.status.checkpoint = Some(sequence);
+        self.source
+            .publish(&sub_dag.blocks, std::slice::from_ref(&sub_dag.commit));
+        self.tip = Some(sub_dag.commit.clone());
+        self.recent.push_back(sub_dag);
+        while self.recent.len() > self.config.output_queue_len {
+            self.recent.pop_front();
+        }
+        Ok(())
+    }
+
+    /// The commit after `delivered`: from memory if recent, else from the
+    /// store (a consumer resuming from an older index).
+    fn next_to_deliver(&mut self) -> Result<CommittedSubDag> {
+        let index = self.delivered + 1;
+        while self.recent.front().is_some_and(|c| c.index() < index) {
+            self.recent.pop_front();
+        }
+        if let Some(front) = self.recent.front().filter(|c| c.index() == index) {
+            return Ok(front.clone());
+        }
+        load_sub_dag(self.store.as_ref(), index)
+    }
+}
+
+/// A persisted commit with its blocks.
+fn load_sub_dag(store: &dyn Store, index: CommitIndex) -> Result<CommittedSubDag> {
+    let corrupt = |reason: String| {
+        ObserverError::Store(dagstream_store::StoreError::Corrupt {
+            what: "persisted commit",
+            reason,
+        })
+    };
+    let commit = store
+        .read_commit(index)?
+        .ok_or_else(|| corrupt(format!("commit {index} is missing")))?;
+    let blocks = commit
+        .commit()
+        .blocks
+        .iter()
+        .map(|reference| {
+            let bytes = store.read_block(reference)?.ok_or_else(|| {
+                corrupt(format!("block {reference:?} of commit {index} is missing"))
+            })?;
+            VerifiedBlock::decode_trusted(bytes).map_err(|err| corrupt(err.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CommittedSubDag { commit, blocks })
+}
+
+/// The consensus core continuing after the store's last commit.
+fn recover_consensus(committee: &Arc<Committee>, store: &dyn Store) -> Result<DagConsensus> {
+    let state = load_consensus_state(store, committee.gc_depth_rounds(), u64::MAX)?;
+    Ok(DagConsensus::recover(
+        committee.clone(),
+        DagConfig::default(),
+        state.last_commit,
+        state.blocks,
+        state.committed,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstreams(n: usize) -> Upstreams {
+        Upstreams::new(
+            (0..n)
+                .map(|i| format!("http://127.0.0.1:{}", 7000 + i))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn retries_rotate_at_once_then_back_off_up_to_the_cap() {
+        let config = ObserverConfig::default();
+        let now = Instant::now();
+        let mut up = upstreams(2);
+        let mut picks = Vec::new();
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            let (index, wait) = up.pick(now, &config);
+            picks.push(index);
+            waits.push(wait);
+            up.failed();
+        }
+        assert_eq!(picks, vec![0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+        // The first tries (failures 0..=3) are immediate.
+        assert!(waits[..4].iter().all(|w| w.is_zero()), "{waits:?}");
+        // Then 100 ms doubling (minus up to a quarter of jitter) to 10 s.
+        for (i, wait) in waits[4..].iter().enumerate() {
+            let full = (100u64 << i).min(10_000);
+            let ms = wait.as_millis() as u64;
+            assert!(
+                ms <= full && ms >= full - full / 4,
+                "try {i}: {ms} ms, expected ~{full}"
+            );
+        }
+        up.progressed();
+        assert!(
+            up.pick(now, &config).1.is_zero(),
+            "progress resets the backoff"
+        );
+    }
+
+    #[test]
+    fn a_faulty_upstream_is_avoided_during_its_cool_down() {
+        let config = ObserverConfig::default();
+        let now = Instant::now();
+        let mut up = upstreams(3);
+        assert_eq!(up.pick(now, &config).0, 0);
+        up.faulty(0, now, &config);
+        up.progressed();
+        let next: Vec<usize> = (0..4).map(|_| up.pick(now, &config).0).collect();
+        assert_eq!(next, vec![1, 2, 1, 2]);
+        // When every upstream is faulty, the one whose cool-down ends first
+        // is tried once it ends.
+        up.faulty(1, now + Duration::from_secs(1), &config);
+        up.faulty(2, now + Duration::from_secs(2), &config);
+        up.progressed();
+        let (index, wait) = up.pick(now, &config);
+        assert_eq!(index, 0);
+        assert_eq!(wait, Duration::from_millis(config.faulty_cooldown_ms));
+        // Once its cool-down is over, it is available again at once.
+        let later = now + Duration::from_millis(config.faulty_cooldown_ms);
+        assert_eq!(up.pick(later, &config), (0, Duration::ZERO));
+    }
+
+    #[test]
+    fn config_needs_room_above_the_pause_threshold() {
+        let config = ObserverConfig {
+            block_queue_capacity: 500,
+            ..ObserverConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ObserverError::InvalidConfig { .. })
+        ));
+        ObserverConfig::default().validate().unwrap();
+    }
+}

@@ -1,0 +1,192 @@
+//! The validator node: dagstream's stand-in for a real validator.
+//!
+//! It runs the simulated committee against a clock, makes each round
+//! durable in its store, announces it to the publisher's source, and serves
+//! the block and commit streams.
+//!
+//! # Data flow
+//! ```text
+//! clock ─now_ms─▶ Simulator::produce_due ─round─▶ Store::write (one batch)
+//!                                                ─▶ StoreSource::publish ─▶ Publisher ─▶ gRPC
+//! ```
+//! A node restarted on the same store continues the same chain.
+
+use dagstream_publisher::{
+    Publisher, PublisherConfig, PublisherError, PublisherHandle, StoreSource,
+};
+use dagstream_sim::{CommitteeKeys, SimConfig, SimError, Simulator};
+use dagstream_store::Store;
+use dagstream_types::{BlockLimits, CommitIndex, Committee, TrustedCommit};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A source of the current time in Unix milliseconds. The system clock in
+/// production; tests pass a clock they move.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    })
+}
+
+/// Rounds produced between two yields while catching up on a schedule in
+/// the past: bounds how long the producer holds its thread, and how much
+/// one step writes.
+const MAX_ROUNDS_PER_STEP: usize = 64;
+
+/// Longest wait between two looks at the clock: a test clock may jump.
+const MAX_IDLE_MS: u64 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValidatorError {
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error(transparent)]
+    Store(#[from] dagstream_store::StoreError),
+    #[error(transparent)]
+    Publisher(#[from] PublisherError),
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+}
+
+/// The simulated committee bound to its store and source.
+pub struct Producer {
+    sim: Simulator,
+    store: Arc<dyn Store>,
+    source: Arc<StoreSource>,
+}
+
+impl Producer {
+    /// Continues the chain in `store`, or starts it.
+    pub fn new(
+        committee: Arc<Committee>,
+        keys: CommitteeKeys,
+        config: SimConfig,
+        limits: &BlockLimits,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, ValidatorError> {
+        let sim = Simulator::recover(committee.clone(), keys, config, limits, store.as_ref())?;
+        let source = Arc::new(StoreSource::new(store.clone(), committee)?);
+        Ok(Producer { sim, store, source })
+    }
+
+    pub fn source(&self) -> &Arc<StoreSource> {
+        &self.source
+    }
+
+    pub fn simulator(&self) -> &Simulator {
+        &self.sim
+    }
+
+    /// Produces, persists and publishes the next round, whatever the time.
+    pub fn produce_round(&mut self) -> Result<Vec<TrustedCommit>, ValidatorError> {
+        let output = self.sim.produce_round()?;
+        self.store.write(self.sim.batch_for(&output))?;
+        let commits: Vec<TrustedCommit> = output.commits.iter().map(|c| c.commit.clone()).collect();
+        self.source.publish(&output.blocks, &commits);
+        Ok(commits)
+    }
+
+    /// Produces the rounds due at `now_ms`, at most a bounded number.
+    pub fn step(&mut self, now_ms: u64) -> Result<usize, ValidatorError> {
+        let mut produced = 0;
+        while produced < MAX_ROUNDS_PER_STEP && self.sim.next_round_time_ms() <= now_ms {
+            self.produce_round()?;
+            produced += 1;
+        }
+        Ok(produced)
+    }
+
+    pub fn last_commit_index(&self) -> CommitIndex {
+        self.sim.last_commit_index()
+    }
+}
+
+/// A running validator: producer task and publisher.
+pub struct ValidatorHandle {
+    pub addr: SocketAddr,
+    pub source: Arc<StoreSource>,
+    publisher: PublisherHandle,
+    stop_producer: oneshot::Sender<()>,
+    producer: JoinHandle<Result<Producer, ValidatorError>>,
+    stop_server: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), PublisherError>>,
+}
+
+impl ValidatorHandle {
+    pub fn publisher(&self) -> &Publisher {
+        self.publisher.publisher()
+    }
+
+    /// Stops serving and producing; returns the producer, so that a test can
+    /// inspect the chain or continue it.
+    pub async fn stop(self) -> Result<Producer, ValidatorError> {
+        self.publisher.stop().await;
+        let _ = self.stop_server.send(());
+        let _ = self.server.await;
+        let _ = self.stop_producer.send(());
+        self.producer
+            .await
+            .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
+    }
+}
+
+/// Starts producing by `clock` and serving on `listener`.
+pub fn start(
+    mut producer: Producer,
+    clock: Clock,
+    listener: TcpListener,
+    config: PublisherConfig,
+    registry: &prometheus::Registry,
+) -> Result<ValidatorHandle, ValidatorError> {
+    let addr = listener.local_addr().map_err(ValidatorError::Listen)?;
+    let source = producer.source.clone();
+    let publisher = Publisher::start(source.clone(), config, registry)?;
+    let (stop_server, server_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let publisher = publisher.publisher().clone();
+        async move {
+            publisher
+                .serve(listener, async {
+                    let _ = server_stopped.await;
+                })
+                .await
+        }
+    });
+    let (stop_producer, mut producer_stopped) = oneshot::channel::<()>();
+    let producer = tokio::spawn(async move {
+        loop {
+            let produced = producer.step(clock())?;
+            if produced > 0 {
+                tokio::task::yield_now().await;
+            } else {
+                let wait = producer.sim.next_round_time_ms().saturating_sub(clock());
+                let wait = Duration::from_millis(wait.clamp(1, MAX_IDLE_MS));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = &mut producer_stopped => return Ok(producer),
+                }
+            }
+            if producer_stopped.try_recv().is_ok() {
+                return Ok(producer);
+            }
+        }
+    });
+    Ok(ValidatorHandle {
+        addr,
+        source,
+        publisher,
+        stop_producer,
+        producer,
+        stop_server,
+        server,
+    })
+}
