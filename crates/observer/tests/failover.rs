@@ -1,0 +1,114 @@
+//! Several upstreams: failover with no gap, and relaying through an
+//! observer.
+
+mod common;
+
+use common::{committee_and_keys, consume, validator, validator_on_clock, wait_status, INTERVAL_MS};
+use dagstream_observer::{start, ObserverConfig};
+use dagstream_publisher::{Publisher, PublisherConfig};
+use dagstream_store::MemStore;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_fails_over_to_a_second_validator_with_no_gap() {
+    // Two validators of the same genesis and seed, on one clock: the same
+    // chain from two processes.
+    let history = 200;
+    let clock = Arc::new(AtomicU64::new(history * INTERVAL_MS));
+    let first = validator_on_clock(history, Some(clock.clone())).await;
+    let second = validator_on_clock(history, Some(clock.clone())).await;
+    let ticker = tokio::spawn({
+        let clock = clock.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                clock.fetch_add(INTERVAL_MS, Ordering::Relaxed);
+            }
+        }
+    });
+    let (committee, _) = committee_and_keys();
+    let (observer, mut commits) = start(
+        committee,
+        Arc::new(MemStore::new()),
+        vec![first.endpoint(), second.endpoint()],
+        ObserverConfig::default(),
+        0,
+    )
+    .unwrap();
+    let mut received = consume(&mut commits, 0, 250).await;
+    assert_eq!(observer.status().active_upstream, Some(first.endpoint()));
+
+    // The validator in use goes away.
+    first.stop().await;
+    received.extend(consume(&mut commits, 250, 400).await);
+    wait_status(&observer, "the second upstream", |s| {
+        s.active_upstream == Some(second.endpoint())
+    })
+    .await;
+    assert_eq!(received, second.commits(400));
+    observer.stop().await.unwrap();
+    ticker.abort();
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_relays_to_another_observer() {
+    let validator = validator(150).await;
+    let (committee, _) = committee_and_keys();
+
+    // Observer A follows the validator and serves what it verified.
+    let (a, mut a_commits) = start(
+        committee.clone(),
+        Arc::new(MemStore::new()),
+        vec![validator.endpoint()],
+        ObserverConfig::default(),
+        0,
+    )
+    .unwrap();
+    let relay = Publisher::start(
+        a.source(),
+        PublisherConfig {
+            heartbeat_interval_ms: 200,
+            ..PublisherConfig::default()
+        },
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let publisher = relay.publisher().clone();
+        async move {
+            publisher
+                .serve(listener, async {
+                    let _ = relay_stopped.await;
+                })
+                .await
+        }
+    });
+    // A's consumer keeps reading, so that A keeps going.
+    let a_reader = tokio::spawn(async move { while a_commits.recv().await.is_some() {} });
+
+    // Observer B follows only A.
+    let (b, mut b_commits) = start(
+        committee,
+        Arc::new(MemStore::new()),
+        vec![relay_endpoint],
+        ObserverConfig::default(),
+        0,
+    )
+    .unwrap();
+    let received = consume(&mut b_commits, 0, 250).await;
+    assert_eq!(received, validator.commits(250));
+
+    b.stop().await.unwrap();
+    relay.stop().await;
+    let _ = stop_relay.send(());
+    let _ = server.await;
+    a.stop().await.unwrap();
+    a_reader.abort();
+    validator.stop().await;
+}
