@@ -137,7 +137,8 @@ pub struct ObserverStatus {
     /// Local highest commit equals the upstream's, and the last checkpoint
     /// is closed.
     pub caught_up: bool,
-    /// The last integrity error, if any.
+    /// The last integrity error, if any: its name (a metric label), the
+    /// upstream, and what was wrong.
     pub last_fault: Option<String>,
     /// Upstream sessions opened so far.
     pub connections: u64,
@@ -565,7 +566,7 @@ impl Node {
                 }
                 SessionEnd::Faulty(err) => {
                     error!(upstream = %address, cause = %err, "upstream sent unverifiable data");
-                    self.status.last_fault = Some(format!("{address}: {err}"));
+                    self.status.last_fault = Some(format!("{}: {address}: {err}", err.name()));
                     upstreams.faulty(index, Instant::now(), &self.config);
                 }
             }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{committee_and_keys, consume, validator, validator_on_clock, wait_status, INTERVAL_MS};
+use common::{
+    committee_and_keys, consume, validator, validator_on_clock, wait_status, INTERVAL_MS,
+};
 use dagstream_observer::{start, ObserverConfig};
 use dagstream_publisher::{Publisher, PublisherConfig};
 use dagstream_store::MemStore;

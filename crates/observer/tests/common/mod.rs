@@ -158,4 +158,3 @@ pub fn modes(trace: &[(Mode, bool)]) -> Vec<Mode> {
     }
     modes
 }
-

@@ -1,0 +1,240 @@
+//! A malicious upstream: every kind of forgery is rejected with its own
+//! error, the upstream is marked faulty, and the observer fails over to an
+//! honest one with its sequence intact.
+
+mod common;
+
+use bytes::Bytes;
+use common::{committee_and_keys, consume, validator, wait_status};
+use dagstream_observer::{start, ObserverConfig};
+use dagstream_proto::v1::block_stream_service_server::{
+    BlockStreamService, BlockStreamServiceServer,
+};
+use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
+use dagstream_proto::v1::commit_stream_service_server::{
+    CommitStreamService, CommitStreamServiceServer,
+};
+use dagstream_proto::v1::{
+    commit_stream_request, BlockStreamRequest, BlockStreamResponse, CommitStreamRequest,
+    CommitStreamResponse, StartCommitStream,
+};
+use dagstream_store::MemStore;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Claimed by the fake publisher so that the observer switches to commits.
+const CLAIMED_HIGHEST: u64 = 100_000;
+
+#[derive(Clone)]
+struct Fake {
+    /// Sent once on the block stream, if any.
+    block: Option<Bytes>,
+    /// Sent once on the commit stream.
+    batch: CommitStreamResponse,
+}
+
+type Out<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+
+/// Sends `first` (if any), then heartbeats claiming a far tip, until the
+/// client goes away.
+fn feed<T: Send + 'static>(first: Option<T>, heartbeat: impl Fn() -> T + Send + 'static) -> Out<T> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        if let Some(first) = first {
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            if tx.send(Ok(heartbeat())).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+#[tonic::async_trait]
+impl BlockStreamService for Fake {
+    type StreamBlocksStream = Out<BlockStreamResponse>;
+
+    async fn stream_blocks(
+        &self,
+        _request: Request<Streaming<BlockStreamRequest>>,
+    ) -> Result<Response<Self::StreamBlocksStream>, Status> {
+        let first = self.block.clone().map(|block| BlockStreamResponse {
+            blocks: vec![block],
+            highest_commit_index: CLAIMED_HIGHEST,
+        });
+        Ok(Response::new(feed(first, || BlockStreamResponse {
+            blocks: vec![],
+            highest_commit_index: CLAIMED_HIGHEST,
+        })))
+    }
+}
+
+#[tonic::async_trait]
+impl CommitStreamService for Fake {
+    type StreamCommitsStream = Out<CommitStreamResponse>;
+
+    async fn stream_commits(
+        &self,
+        request: Request<Streaming<CommitStreamRequest>>,
+    ) -> Result<Response<Self::StreamCommitsStream>, Status> {
+        // Send the batch once the observer starts the stream.
+        let mut requests = request.into_inner();
+        let batch = self.batch.clone();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = requests.message().await {
+                if matches!(
+                    request.command,
+                    Some(commit_stream_request::Command::Start(_))
+                ) {
+                    let _ = tx.send(Ok(batch.clone())).await;
+                }
+            }
+        });
+        let heartbeats = feed(None, || CommitStreamResponse {
+            commits: vec![],
+            highest_commit_index: CLAIMED_HIGHEST,
+            certifier_blocks: vec![],
+        });
+        Ok(Response::new(Box::pin(futures::stream::select(
+            ReceiverStream::new(rx),
+            heartbeats,
+        ))))
+    }
+}
+
+/// An honest batch of commits 1 to 5 with its certificate, from `endpoint`.
+async fn honest_batch(endpoint: &str) -> CommitStreamResponse {
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(CommitStreamRequest {
+        command: Some(commit_stream_request::Command::Start(StartCommitStream {
+            last_commit_index: 0,
+            preferred_batch_size: 5,
+        })),
+    })
+    .await
+    .unwrap();
+    let mut stream = CommitStreamServiceClient::connect(endpoint.to_string())
+        .await
+        .unwrap()
+        .stream_commits(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let response = stream.message().await.unwrap().unwrap();
+        if !response.commits.is_empty() {
+            assert_eq!(response.commits.len(), 5);
+            return response;
+        }
+    }
+}
+
+fn flip_last_byte(bytes: &Bytes) -> Bytes {
+    let mut bytes = bytes.to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    bytes.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_forgery_is_rejected_and_the_observer_fails_over() {
+    let validator = validator(120).await;
+    let honest = honest_batch(&validator.endpoint()).await;
+
+    // A forged signature on a streamed block.
+    let forged_block = flip_last_byte(&honest.commits[1].blocks[0]);
+    // A tampered block inside a commit: one byte of its payload.
+    let mut tampered = honest.clone();
+    let position = tampered
+        .commits
+        .iter()
+        .position(|c| c.blocks.len() > 1)
+        .unwrap();
+    let mut block = tampered.commits[position].blocks[0].to_vec();
+    let payload = block.len() - 64 - 40 - 2;
+    block[payload] ^= 1;
+    tampered.commits[position].blocks[0] = block.into();
+    // A broken chain: commit 2 left out.
+    let mut broken = honest.clone();
+    broken.commits.remove(1);
+    // Certifiers without quorum.
+    let mut unquorate = honest.clone();
+    unquorate.certifier_blocks.truncate(2);
+
+    let cases = [
+        (
+            "bad_block",
+            Fake {
+                block: Some(forged_block),
+                batch: honest.clone(),
+            },
+        ),
+        (
+            "digest_mismatch",
+            Fake {
+                block: None,
+                batch: tampered,
+            },
+        ),
+        (
+            "broken_chain",
+            Fake {
+                block: None,
+                batch: broken,
+            },
+        ),
+        (
+            "missing_quorum",
+            Fake {
+                block: None,
+                batch: unquorate,
+            },
+        ),
+    ];
+    for (expected, fake) in cases {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake_endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(BlockStreamServiceServer::new(fake.clone()))
+                .add_service(CommitStreamServiceServer::new(fake))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let (committee, _) = committee_and_keys();
+        let (observer, mut commits) = start(
+            committee,
+            Arc::new(MemStore::new()),
+            vec![fake_endpoint.clone(), validator.endpoint()],
+            ObserverConfig::default(),
+            0,
+        )
+        .unwrap();
+        wait_status(&observer, expected, |s| s.last_fault.is_some()).await;
+        let fault = observer.status().last_fault.unwrap();
+        assert!(
+            fault.starts_with(&format!("{expected}: {fake_endpoint}")),
+            "expected {expected}, got {fault}"
+        );
+        // Nothing of the forged data was delivered or persisted: the
+        // sequence comes from the honest validator, from commit 1.
+        let received = consume(&mut commits, 0, 60).await;
+        assert_eq!(received, validator.commits(60));
+        assert_eq!(
+            observer.status().active_upstream,
+            Some(validator.endpoint())
+        );
+        observer.stop().await.unwrap();
+        server.abort();
+    }
+    validator.stop().await;
+}
