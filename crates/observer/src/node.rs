@@ -76,6 +76,18 @@ pub struct ObserverConfig {
     pub faulty_cooldown_ms: u64,
     /// Limits on received blocks.
     pub block_limits: BlockLimits,
+    /// In CommitsOnly, a lag that has not improved for this long means the
+    /// observer cannot keep up with this upstream: disconnect, back off,
+    /// try the next one (the design's graceful degradation). 30 s rides
+    /// out a burst.
+    pub degrade_after_ms: u64,
+    /// How often every upstream is probed for its highest commit and
+    /// connection latency.
+    pub probe_interval_ms: u64,
+    /// Leave the active upstream when another one is this many commits
+    /// ahead of it. 50 commits are a few seconds: more than probe noise,
+    /// less than a real fall-behind.
+    pub max_upstream_lag: u64,
 }
 
 impl Default for ObserverConfig {
@@ -91,6 +103,9 @@ impl Default for ObserverConfig {
             backoff_max_ms: 10_000,
             faulty_cooldown_ms: 60_000,
             block_limits: BlockLimits::default(),
+            degrade_after_ms: 30_000,
+            probe_interval_ms: 2_000,
+            max_upstream_lag: 50,
         }
     }
 }
@@ -109,6 +124,9 @@ impl ObserverConfig {
         }
         if self.output_queue_len == 0 || self.stall_timeout_ms == 0 {
             return invalid("output_queue_len and stall_timeout_ms must be positive".into());
+        }
+        if self.degrade_after_ms == 0 || self.probe_interval_ms == 0 {
+            return invalid("degrade_after_ms and probe_interval_ms must be positive".into());
         }
         if self.backoff_initial_ms == 0 || self.backoff_max_ms < self.backoff_initial_ms {
             return invalid(
@@ -247,6 +265,8 @@ enum SessionEnd {
     Failed(String),
     /// The upstream sent data that does not verify.
     Faulty(ObserverError),
+    /// The observer cannot keep up with this upstream: back off.
+    Degraded(String),
 }
 
 /// The shared counters of one upstream connection.
@@ -386,34 +406,53 @@ async fn connect(
     })
 }
 
+/// What a probe learned of one upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Probe {
+    highest_commit: CommitIndex,
+    latency: Duration,
+}
+
+/// The latest probe of each upstream, shared with the prober task.
+type Probes = Arc<std::sync::Mutex<Vec<Option<Probe>>>>;
+
 /// Which upstream to try next, and when.
 struct Upstreams {
     addresses: Vec<String>,
     next: usize,
     failures: u32,
     faulty_until: Vec<Option<Instant>>,
+    probes: Probes,
 }
 
 impl Upstreams {
     fn new(addresses: Vec<String>) -> Self {
         let faulty_until = vec![None; addresses.len()];
+        let probes = Arc::new(std::sync::Mutex::new(vec![None; addresses.len()]));
         Upstreams {
             addresses,
             next: 0,
             failures: 0,
             faulty_until,
+            probes,
         }
     }
 
-    /// The next upstream not in cool-down (or the one whose cool-down ends
-    /// first), and how long to wait before trying it.
+    /// The best upstream not in cool-down (or the one whose cool-down ends
+    /// first), and how long to wait before trying it. Best is the highest
+    /// probed commit, then the lowest latency; unprobed upstreams come
+    /// after probed ones; ties go round-robin from the last one tried.
     fn pick(&mut self, now: Instant, config: &ObserverConfig) -> (usize, Duration) {
         let n = self.addresses.len();
+        let probes = self.probes.lock().expect("probe lock poisoned").clone();
         let candidate = (0..n)
             .map(|i| (self.next + i) % n)
             .min_by_key(|&i| {
+                let probe = probes[i].map(|p| (std::cmp::Reverse(p.highest_commit), p.latency));
                 (
                     self.faulty_until[i].filter(|t| *t > now),
+                    probe.is_none(),
+                    probe,
                     (i + n - self.next) % n,
                 )
             })
@@ -449,6 +488,89 @@ impl Upstreams {
 
     fn progressed(&mut self) {
         self.failures = 0;
+    }
+
+    /// How far the best other upstream (not in cool-down) is ahead of
+    /// `active`, by the latest probes.
+    fn lead_over(&self, active: usize, active_highest: CommitIndex, now: Instant) -> u64 {
+        let probes = self.probes.lock().expect("probe lock poisoned");
+        probes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != active && self.faulty_until[*i].is_none_or(|t| t <= now))
+            .filter_map(|(_, p)| p.map(|p| p.highest_commit.saturating_sub(active_highest)))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// How long a probe waits for an upstream's first heartbeat.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Probes every upstream, forever: connection latency, and the highest
+/// commit from the first heartbeat of a commit stream that is never
+/// started (it costs the publisher nothing but a heartbeat).
+async fn probe_forever(addresses: Vec<String>, probes: Probes, interval: Duration) {
+    loop {
+        let rounds = addresses.iter().map(|address| async move {
+            let started = Instant::now();
+            let channel = tonic::transport::Endpoint::from_shared(address.clone())
+                .ok()?
+                .connect_timeout(PROBE_TIMEOUT)
+                .connect()
+                .await
+                .ok()?;
+            let latency = started.elapsed();
+            let (_commands, rx) = mpsc::channel::<CommitStreamRequest>(1);
+            let mut stream = CommitStreamServiceClient::new(channel)
+                .stream_commits(ReceiverStream::new(rx))
+                .await
+                .ok()?
+                .into_inner();
+            let first = tokio::time::timeout(PROBE_TIMEOUT, stream.message())
+                .await
+                .ok()?;
+            let highest_commit = first.ok()??.highest_commit_index;
+            Some(Probe {
+                highest_commit,
+                latency,
+            })
+        });
+        let results = futures::future::join_all(rounds).await;
+        *probes.lock().expect("probe lock poisoned") = results;
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// The design's graceful degradation, free of I/O: in CommitsOnly, a lag
+/// that has not improved for a window means the observer cannot keep up.
+#[derive(Clone, Debug)]
+pub(crate) struct Degradation {
+    window_ms: u64,
+    /// The best lag seen in this CommitsOnly phase, and since when.
+    best: Option<(u64, u64)>,
+}
+
+impl Degradation {
+    pub(crate) fn new(window_ms: u64) -> Self {
+        Degradation {
+            window_ms,
+            best: None,
+        }
+    }
+
+    /// Whether the observer has been failing to catch up for the window.
+    pub(crate) fn observe(&mut self, now_ms: u64, mode: Mode, lag: Option<u64>) -> bool {
+        let (Mode::CommitsOnly, Some(lag)) = (mode, lag) else {
+            self.best = None;
+            return false;
+        };
+        match self.best {
+            Some((best, _)) if lag >= best => {}
+            _ => self.best = Some((lag, now_ms)),
+        }
+        self.best
+            .is_some_and(|(_, since)| now_ms.saturating_sub(since) >= self.window_ms)
     }
 }
 
@@ -524,6 +646,12 @@ impl Node {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
         let mut upstreams = Upstreams::new(upstreams);
+        let prober = tokio::spawn(probe_forever(
+            upstreams.addresses.clone(),
+            upstreams.probes.clone(),
+            Duration::from_millis(self.config.probe_interval_ms),
+        ));
+        let _stop_prober = AbortOnDrop(prober);
         loop {
             let (index, wait) = upstreams.pick(Instant::now(), &self.config);
             if !wait.is_zero() {
@@ -550,16 +678,27 @@ impl Node {
             self.status.connections += 1;
             let before = self.tip_index();
             let end = self
-                .session(&mut connection, &consumer, &status, &mut shutdown)
+                .session(
+                    index,
+                    &upstreams,
+                    &mut connection,
+                    &consumer,
+                    &status,
+                    &mut shutdown,
+                )
                 .await?;
             self.status.active_upstream = None;
             self.status.upstream_highest_commit = None;
             let _ = status.send(self.status.clone());
-            if self.tip_index() > before {
+            if self.tip_index() > before && !matches!(end, SessionEnd::Degraded(_)) {
                 upstreams.progressed();
             }
             match end {
                 SessionEnd::Shutdown => return Ok(()),
+                SessionEnd::Degraded(reason) => {
+                    warn!(upstream = %address, reason, "cannot keep up; backing off");
+                    upstreams.failed();
+                }
                 SessionEnd::Failed(reason) => {
                     warn!(upstream = %address, reason, "upstream lost; failing over");
                     upstreams.failed();
@@ -577,6 +716,8 @@ impl Node {
     /// Errors are fatal for the observer.
     async fn session(
         &mut self,
+        active: usize,
+        upstreams: &Upstreams,
         connection: &mut Connection,
         consumer: &mpsc::Sender<CommittedSubDag>,
         status: &watch::Sender<ObserverStatus>,
@@ -585,6 +726,7 @@ impl Node {
         let interval = Duration::from_millis(self.config.subscriber.evaluation_interval_ms);
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut degradation = Degradation::new(self.config.degrade_after_ms);
         let start = self.machine.start(self.now_ms());
         if let Some(end) = self.apply(start, connection).await? {
             return Ok(end);
@@ -615,6 +757,23 @@ impl Node {
                         block_queue_len: self.config.block_queue_capacity
                             - connection.block_slots.available_permits(),
                     };
+                    if let Some(highest) = observation.upstream_highest_commit {
+                        let lead = upstreams.lead_over(active, highest, Instant::now());
+                        if lead > self.config.max_upstream_lag {
+                            return Ok(SessionEnd::Failed(format!(
+                                "another upstream is {lead} commits ahead"
+                            )));
+                        }
+                    }
+                    let lag = observation
+                        .upstream_highest_commit
+                        .map(|h| h.saturating_sub(self.tip_index()));
+                    if degradation.observe(now, self.machine.mode(), lag) {
+                        return Ok(SessionEnd::Degraded(format!(
+                            "the lag has not improved for {} ms",
+                            self.config.degrade_after_ms
+                        )));
+                    }
                     let commands = self.machine.evaluate(now, observation);
                     if let Some(end) = self.apply(commands, connection).await? {
                         return Ok(end);
@@ -890,6 +1049,15 @@ impl Node {
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A persisted commit with its blocks.
 fn load_sub_dag(store: &dyn Store, index: CommitIndex) -> Result<CommittedSubDag> {
     let corrupt = |reason: String| {
@@ -941,6 +1109,7 @@ mod tests {
 
     #[test]
     fn retries_rotate_at_once_then_back_off_up_to_the_cap() {
+        // Without probes, upstreams are tried in turn.
         let config = ObserverConfig::default();
         let now = Instant::now();
         let mut up = upstreams(2);
@@ -992,6 +1161,50 @@ mod tests {
         // Once its cool-down is over, it is available again at once.
         let later = now + Duration::from_millis(config.faulty_cooldown_ms);
         assert_eq!(up.pick(later, &config), (0, Duration::ZERO));
+    }
+
+    #[test]
+    fn the_best_probed_upstream_is_preferred() {
+        let config = ObserverConfig::default();
+        let now = Instant::now();
+        let mut up = upstreams(3);
+        let probe = |highest_commit, ms| {
+            Some(Probe {
+                highest_commit,
+                latency: Duration::from_millis(ms),
+            })
+        };
+        *up.probes.lock().unwrap() = vec![probe(90, 1), probe(100, 9), probe(100, 3)];
+        assert_eq!(up.pick(now, &config).0, 2, "highest commit, then latency");
+        assert_eq!(up.lead_over(0, 90, now), 10);
+        assert_eq!(up.lead_over(2, 100, now), 0);
+        // A faulty upstream is not preferred, nor counted as ahead.
+        up.faulty(2, now, &config);
+        assert_eq!(up.pick(now, &config).0, 1);
+        assert_eq!(up.lead_over(1, 100, now), 0);
+        // Unprobed upstreams come after probed ones.
+        let mut up = upstreams(2);
+        *up.probes.lock().unwrap() = vec![None, probe(5, 50)];
+        assert_eq!(up.pick(now, &config).0, 1);
+    }
+
+    #[test]
+    fn degradation_is_a_commits_only_lag_that_stops_improving() {
+        let mut d = Degradation::new(1_000);
+        assert!(!d.observe(0, Mode::CommitsOnly, Some(500)));
+        assert!(!d.observe(400, Mode::CommitsOnly, Some(450)), "improving");
+        assert!(!d.observe(1_300, Mode::CommitsOnly, Some(470)));
+        assert!(
+            d.observe(1_400, Mode::CommitsOnly, Some(520)),
+            "no better than 450 for 1 s"
+        );
+        // Leaving CommitsOnly resets the watch.
+        assert!(!d.observe(1_500, Mode::Overlap, Some(5)));
+        assert!(!d.observe(1_600, Mode::CommitsOnly, Some(900)));
+        assert!(!d.observe(2_500, Mode::CommitsOnly, Some(900)));
+        assert!(d.observe(2_600, Mode::CommitsOnly, Some(901)));
+        // An unknown lag is no evidence.
+        assert!(!d.observe(9_000, Mode::CommitsOnly, None));
     }
 
     #[test]

@@ -114,3 +114,37 @@ async fn an_observer_relays_to_another_observer() {
     a_reader.abort();
     validator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_leaves_an_upstream_that_falls_behind() {
+    // The first validator's clock is frozen: it stays at its history. The
+    // second, of the same chain, keeps producing.
+    let history = 100;
+    let stuck = validator_on_clock(
+        history,
+        Some(Arc::new(AtomicU64::new(history * INTERVAL_MS))),
+    )
+    .await;
+    let live = validator(history).await;
+    let stuck_tip = stuck.store.last_commit_index().unwrap();
+    let (committee, _) = committee_and_keys();
+    let config = ObserverConfig {
+        probe_interval_ms: 200,
+        ..ObserverConfig::default()
+    };
+    let (observer, mut commits) = start(
+        committee,
+        Arc::new(MemStore::new()),
+        vec![stuck.endpoint(), live.endpoint()],
+        config,
+        0,
+    )
+    .unwrap();
+    // Commits past the stuck validator's tip can only come from the other.
+    let received = consume(&mut commits, 0, stuck_tip + 150).await;
+    assert_eq!(received, live.commits(stuck_tip + 150));
+    assert_eq!(observer.status().active_upstream, Some(live.endpoint()));
+    observer.stop().await.unwrap();
+    stuck.stop().await;
+    live.stop().await;
+}
