@@ -6,6 +6,7 @@ mod common;
 use common::{
     committee_and_keys, consume, validator, validator_on_clock, wait_status, INTERVAL_MS,
 };
+use dagstream_observer::checkpoint::Checkpointer;
 use dagstream_observer::{start, ObserverConfig};
 use dagstream_publisher::{Publisher, PublisherConfig};
 use dagstream_store::MemStore;
@@ -106,7 +107,36 @@ async fn an_observer_relays_to_another_observer() {
     let received = consume(&mut b_commits, 0, 250).await;
     assert_eq!(received, validator.commits(250));
 
+    // Checkpoints are the same on every observer of the chain, and follow
+    // from the commits' timestamps alone.
+    let a_store = a.source().store().clone();
+    let b_store = b.source().store().clone();
     b.stop().await.unwrap();
+    let mut checkpointer =
+        Checkpointer::new(ObserverConfig::default().min_checkpoint_interval_ms, None);
+    let mut expected = Vec::new();
+    for commit in validator.store.scan_commits(1, 250).unwrap() {
+        if let (_, Some(closed)) = checkpointer.place(commit.index(), commit.timestamp_ms()) {
+            expected.push(closed);
+        }
+    }
+    assert!(expected.len() > 10);
+    for closed in &expected {
+        let key = format!("checkpoint/{:020}", closed.sequence);
+        let mut range = closed.first_commit.to_le_bytes().to_vec();
+        range.extend_from_slice(&closed.last_commit.to_le_bytes());
+        assert_eq!(
+            b_store.read_meta(&key).unwrap().as_deref(),
+            Some(range.as_slice()),
+            "{key}"
+        );
+        assert_eq!(
+            a_store.read_meta(&key).unwrap().as_deref(),
+            Some(range.as_slice()),
+            "{key}"
+        );
+    }
+
     relay.stop().await;
     let _ = stop_relay.send(());
     let _ = server.await;
