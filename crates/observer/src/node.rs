@@ -32,7 +32,7 @@ use dagstream_publisher::StoreSource;
 use dagstream_store::recovery::load_consensus_state;
 use dagstream_store::{Store, WriteBatch};
 use dagstream_types::{
-    BlockLimits, CommitIndex, CommittedSubDag, Committee, TrustedCommit, VerifiedBlock,
+    BlockLimits, CommitIndex, CommittedSubDag, Committee, Digest, TrustedCommit, VerifiedBlock,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -152,8 +152,11 @@ pub struct ObserverStatus {
     pub mode_trace: Vec<(Mode, bool)>,
     /// The open checkpoint's sequence number.
     pub checkpoint: Option<u64>,
-    /// Local highest commit equals the upstream's, and the last checkpoint
-    /// is closed.
+    /// The newest closed (complete and persisted) checkpoint.
+    pub last_closed_checkpoint: Option<u64>,
+    /// Local highest commit equals the upstream's, and every checkpoint
+    /// before the open one is closed and persisted (a checkpoint closes
+    /// when the first commit of the next one arrives).
     pub caught_up: bool,
     /// The last integrity error, if any: its name (a metric label), the
     /// upstream, and what was wrong.
@@ -781,8 +784,10 @@ impl Node {
                     self.record_mode();
                     self.status.upstream_highest_commit = observation.upstream_highest_commit;
                     self.status.local_highest_commit = self.tip_index();
-                    self.status.caught_up = observation.upstream_highest_commit == Some(self.tip_index())
-                        && self.last_closed_checkpoint.is_some_and(|c| c.last_commit == self.tip_index());
+                    self.status.caught_up = observation.upstream_highest_commit
+                        == Some(self.tip_index())
+                        && self.last_closed_checkpoint.is_some();
+                    self.status.last_closed_checkpoint = self.last_closed_checkpoint.map(|c| c.sequence);
                     let _ = status.send(self.status.clone());
                 }
                 Some(batch) = connection.blocks.recv(), if room => {
@@ -972,31 +977,25 @@ impl Node {
         Ok(None)
     }
 
-    /// The one place commits enter the chain. A commit already persisted
-    /// must match; the next one is persisted; anything else is ignored (a
-    /// core that is behind catches up on its own).
+    /// The one place commits enter the chain; see [`decide`].
     fn sequence(&mut self, sub_dag: CommittedSubDag) -> Result<Option<SessionEnd>> {
         let index = sub_dag.index();
-        let tip = self.tip_index();
-        if index <= tip {
-            let persisted = self
-                .store
-                .read_commit(index)?
-                .map(|c| c.digest())
-                .unwrap_or(sub_dag.commit.digest());
-            if persisted != sub_dag.commit.digest() {
+        let persisted = if index <= self.tip_index() {
+            self.store.read_commit(index)?.map(|c| c.digest())
+        } else {
+            None
+        };
+        match decide(self.tip_index(), index, sub_dag.commit.digest(), persisted) {
+            Sequencing::Persist => self.persist(sub_dag)?,
+            Sequencing::AlreadyPersisted | Sequencing::Ahead => {}
+            Sequencing::Conflict { persisted } => {
                 return Err(ObserverError::Conflict {
                     index,
                     persisted,
                     received: sub_dag.commit.digest(),
-                });
+                })
             }
-            return Ok(None);
         }
-        if index != tip + 1 {
-            return Ok(None);
-        }
-        self.persist(sub_dag)?;
         Ok(None)
     }
 
@@ -1046,6 +1045,40 @@ impl Node {
             return Ok(front.clone());
         }
         load_sub_dag(self.store.as_ref(), index)
+    }
+}
+
+/// What the sequencer does with a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sequencing {
+    /// The next commit: persist it.
+    Persist,
+    /// Seen before, with the same digest: nothing to do.
+    AlreadyPersisted,
+    /// Seen before with another digest: an integrity error.
+    Conflict { persisted: Digest },
+    /// Past the next one: a core that is behind catches up on its own, so
+    /// it is ignored.
+    Ahead,
+}
+
+/// The sequencer's rule, free of I/O: `persisted` is the digest stored for
+/// `index` when `index <= tip` (`None` if it was pruned).
+pub(crate) fn decide(
+    tip: CommitIndex,
+    index: CommitIndex,
+    digest: Digest,
+    persisted: Option<Digest>,
+) -> Sequencing {
+    if index == tip + 1 {
+        Sequencing::Persist
+    } else if index > tip {
+        Sequencing::Ahead
+    } else {
+        match persisted {
+            Some(persisted) if persisted != digest => Sequencing::Conflict { persisted },
+            _ => Sequencing::AlreadyPersisted,
+        }
     }
 }
 
@@ -1205,6 +1238,22 @@ mod tests {
         assert!(d.observe(2_600, Mode::CommitsOnly, Some(901)));
         // An unknown lag is no evidence.
         assert!(!d.observe(9_000, Mode::CommitsOnly, None));
+    }
+
+    #[test]
+    fn the_sequencer_persists_the_next_ignores_repeats_and_refuses_conflicts() {
+        let (a, b) = (Digest([1; 32]), Digest([2; 32]));
+        assert_eq!(decide(0, 1, a, None), Sequencing::Persist);
+        assert_eq!(decide(7, 8, a, None), Sequencing::Persist);
+        assert_eq!(decide(7, 9, a, None), Sequencing::Ahead);
+        assert_eq!(decide(7, 7, a, Some(a)), Sequencing::AlreadyPersisted);
+        assert_eq!(decide(7, 3, a, Some(a)), Sequencing::AlreadyPersisted);
+        assert_eq!(
+            decide(7, 3, a, Some(b)),
+            Sequencing::Conflict { persisted: b }
+        );
+        // A pruned commit cannot be compared.
+        assert_eq!(decide(7, 3, a, None), Sequencing::AlreadyPersisted);
     }
 
     #[test]

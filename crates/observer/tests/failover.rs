@@ -178,3 +178,34 @@ async fn the_observer_leaves_an_upstream_that_falls_behind() {
     stuck.stop().await;
     live.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_at_the_tip_of_a_quiet_validator_is_caught_up() {
+    let history = 150;
+    let quiet = validator_on_clock(
+        history,
+        Some(Arc::new(AtomicU64::new(history * INTERVAL_MS))),
+    )
+    .await;
+    let tip = quiet.store.last_commit_index().unwrap();
+    let (committee, _) = committee_and_keys();
+    let (observer, mut commits) = start(
+        committee,
+        Arc::new(MemStore::new()),
+        vec![quiet.endpoint()],
+        ObserverConfig::default(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(consume(&mut commits, 0, tip).await, quiet.commits(tip));
+    wait_status(&observer, "caught up", |s| s.caught_up).await;
+    let status = observer.status();
+    assert_eq!(status.local_highest_commit, tip);
+    assert_eq!(status.upstream_highest_commit, Some(tip));
+    assert_eq!(
+        status.last_closed_checkpoint.map(|c| c + 1),
+        status.checkpoint
+    );
+    observer.stop().await.unwrap();
+    quiet.stop().await;
+}
