@@ -100,16 +100,7 @@ fn wait_for_log(path: &Path, lines: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observer_survives_sigkill() {
-    let seed: u64 = std::env::var("DAGSTREAM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos() as u64
-        });
-    println!("DAGSTREAM_TEST_SEED={seed}");
+    let seed = common::test_seed();
     // A small deterministic generator for kill points.
     let mut state = seed | 1;
     let mut random = move |bound: u64| {

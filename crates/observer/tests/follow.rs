@@ -47,16 +47,7 @@ async fn a_restarted_observer_resumes_with_nothing_lost_or_repeated() {
     let (committee, _) = committee_and_keys();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("observer.redb");
-    let seed: u64 = std::env::var("DAGSTREAM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos() as u64
-        });
-    println!("DAGSTREAM_TEST_SEED={seed}");
+    let seed = common::test_seed();
     let mut received = Vec::new();
     let mut acked = 0;
     for stint in 0..4u64 {

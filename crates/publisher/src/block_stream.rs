@@ -10,23 +10,23 @@
 
 use crate::batching::{batch_size, ByteBudget};
 use crate::server::Shared;
-use crate::session::{EndReason, Outbox};
-use crate::{metrics, Result, SourceEvent};
+use crate::session::{Batch, Command, EndReason, StreamKind};
+use crate::{metrics, PublisherMetrics, Result, SourceEvent};
 use bytes::Bytes;
 use dagstream_proto::v1::{
     block_stream_request, BlockStreamRequest, BlockStreamResponse, StartBlockStream,
 };
-use dagstream_types::{BlockRef, Round, VerifiedBlock};
-use std::sync::Arc;
+use dagstream_types::{BlockRef, CommitIndex, Round, VerifiedBlock};
+use prometheus::IntCounterVec;
 use tokio::sync::broadcast::{self, error::TryRecvError};
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 /// Most blocks examined per backlog read: bounds the work and memory of one
 /// store read, whatever the batch size.
 const SCAN_CHUNK: usize = 512;
 
 /// Where a started stream is.
-struct Cursor {
+pub(crate) struct Cursor {
     /// Highest round sent (or already held by the subscriber) per author.
     sent: Vec<Round>,
     /// While reading the backlog: the next ref to read from the source.
@@ -205,103 +205,55 @@ impl Cursor {
     }
 }
 
-/// Serves one block stream until the subscriber leaves or an error ends it.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    mut requests: Streaming<BlockStreamRequest>,
-    mut outbox: Outbox<BlockStreamResponse>,
-    subscriber: String,
-) -> EndReason {
-    let lag_gauge = shared
-        .metrics
-        .subscriber_lag
-        .with_label_values(&[metrics::BLOCKS, &subscriber]);
-    let mut limiter = shared.command_limiter();
-    let mut cursor: Option<Cursor> = None;
-    let mut shutdown = shared.shutdown.clone();
-    let heartbeat = shared.config.heartbeat_interval();
-    let reason = loop {
-        let heartbeat_at = outbox.last_sent() + heartbeat;
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                outbox.fail(Status::unavailable("publisher is shutting down"));
-                break EndReason::Shutdown;
-            }
-            message = requests.message() => {
-                let request = match message {
-                    Ok(Some(request)) => request,
-                    Ok(None) | Err(_) => break EndReason::ClientClosed,
-                };
-                if !limiter.allow(std::time::Instant::now()) {
-                    outbox.fail(Status::resource_exhausted(format!(
-                        "more than {} commands per second",
-                        shared.config.max_commands_per_second
-                    )));
-                    break EndReason::RateLimited;
-                }
-                let command = match &request.command {
-                    Some(block_stream_request::Command::Start(_)) => "start",
-                    Some(block_stream_request::Command::Stop(_)) => "stop",
-                    None => "none",
-                };
-                shared.metrics.commands.with_label_values(&[metrics::BLOCKS, command]).inc();
-                match request.command {
-                    Some(block_stream_request::Command::Start(start)) => {
-                        match Cursor::start(&shared, start) {
-                            Ok(started) => cursor = Some(started),
-                            Err(status) => {
-                                outbox.fail(status);
-                                break EndReason::InvalidArgument;
-                            }
-                        }
-                    }
-                    Some(block_stream_request::Command::Stop(_)) => cursor = None,
-                    None => {
-                        outbox.fail(Status::invalid_argument("request has no command"));
-                        break EndReason::InvalidArgument;
-                    }
-                }
-            }
-            batch = async { cursor.as_mut().expect("branch enabled only when started").next_batch(&shared).await }, if cursor.is_some() => {
-                let (blocks, pending) = match batch {
-                    Ok(batch) => batch,
-                    Err(err) => {
-                        tracing::error!(cause = %err, subscriber, "block stream failed");
-                        outbox.fail(Status::internal(err.to_string()));
-                        break EndReason::Internal;
-                    }
-                };
-                lag_gauge.set(pending.saturating_sub(blocks.len() as u64) as i64);
-                let bytes: usize = blocks.iter().map(|b| b.len()).sum();
-                let count = blocks.len();
-                let response = BlockStreamResponse {
-                    blocks,
-                    highest_commit_index: shared.source.highest_commit_index(),
-                };
-                if let Err(reason) = outbox.send(response).await {
-                    break reason;
-                }
-                shared.metrics.blocks_sent.with_label_values(&[metrics::BLOCKS]).inc_by(count as u64);
-                shared.metrics.bytes_sent.with_label_values(&[metrics::BLOCKS]).inc_by(bytes as u64);
-                shared.metrics.batch_size.with_label_values(&[metrics::BLOCKS]).observe(count as f64);
-            }
-            _ = tokio::time::sleep_until(heartbeat_at) => {
-                let response = BlockStreamResponse {
-                    blocks: vec![],
-                    highest_commit_index: shared.source.highest_commit_index(),
-                };
-                if let Err(reason) = outbox.send(response).await {
-                    break reason;
-                }
-            }
-            _ = outbox.closed() => break EndReason::ClientClosed,
+/// The block stream, for [`session::run`](crate::session::run).
+pub(crate) struct BlockStream;
+
+impl StreamKind for BlockStream {
+    const SERVICE: &'static str = metrics::BLOCKS;
+    type Request = BlockStreamRequest;
+    type Response = BlockStreamResponse;
+    type Start = StartBlockStream;
+    type Cursor = Cursor;
+
+    fn command(request: BlockStreamRequest) -> Option<Command<StartBlockStream>> {
+        match request.command? {
+            block_stream_request::Command::Start(start) => Some(Command::Start(start)),
+            block_stream_request::Command::Stop(_) => Some(Command::Stop),
         }
-    };
-    outbox.finish();
-    let _ = shared
-        .metrics
-        .subscriber_lag
-        .remove_label_values(&[metrics::BLOCKS, &subscriber]);
-    reason
+    }
+
+    fn start(shared: &Shared, start: StartBlockStream) -> Result<Cursor, (Status, EndReason)> {
+        Cursor::start(shared, start).map_err(|status| (status, EndReason::InvalidArgument))
+    }
+
+    async fn next_batch(
+        cursor: &mut Cursor,
+        shared: &Shared,
+    ) -> Result<Batch<BlockStreamResponse>> {
+        let (blocks, pending) = cursor.next_batch(shared).await?;
+        Ok(Batch {
+            items: blocks.len(),
+            bytes: blocks.iter().map(|b| b.len()).sum(),
+            lag: pending,
+            response: BlockStreamResponse {
+                blocks,
+                highest_commit_index: 0,
+            },
+        })
+    }
+
+    fn set_highest(response: &mut BlockStreamResponse, highest: CommitIndex) {
+        response.highest_commit_index = highest;
+    }
+
+    fn heartbeat(highest: CommitIndex) -> BlockStreamResponse {
+        BlockStreamResponse {
+            blocks: vec![],
+            highest_commit_index: highest,
+        }
+    }
+
+    fn items_sent(metrics: &PublisherMetrics) -> &IntCounterVec {
+        &metrics.blocks_sent
+    }
 }

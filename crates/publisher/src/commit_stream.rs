@@ -3,31 +3,23 @@
 
 use crate::batching::{batch_size, ByteBudget};
 use crate::server::Shared;
-use crate::session::{EndReason, Outbox};
-use crate::{metrics, PublisherError, Result};
+use crate::session::{Batch, Command, EndReason, StreamKind};
+use crate::{metrics, PublisherError, PublisherMetrics, Result};
 use bytes::Bytes;
 use dagstream_proto::v1::{
     self as proto, commit_stream_request, CommitStreamRequest, CommitStreamResponse,
     CommittedSubDagData, StartCommitStream,
 };
 use dagstream_types::{CommitIndex, TrustedCommit};
-use std::sync::Arc;
+use prometheus::IntCounterVec;
 use tokio::sync::watch;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
-struct Cursor {
+pub(crate) struct Cursor {
     /// The next commit to send.
     next: CommitIndex,
     preferred: u32,
     certified: watch::Receiver<CommitIndex>,
-}
-
-/// A batch ready to send.
-struct Batch {
-    commits: Vec<CommittedSubDagData>,
-    certifiers: Vec<Bytes>,
-    bytes: usize,
-    lag: u64,
 }
 
 impl Cursor {
@@ -66,7 +58,7 @@ impl Cursor {
 
     /// Waits until the next commit is certified, then builds a batch.
     /// Cancel-safe: it awaits only while holding nothing.
-    async fn next_batch(&mut self, shared: &Shared) -> Result<Batch> {
+    async fn next_batch(&mut self, shared: &Shared) -> Result<Batch<CommitStreamResponse>> {
         loop {
             let certified = *self.certified.borrow_and_update();
             if self.next <= certified {
@@ -81,7 +73,11 @@ impl Cursor {
         }
     }
 
-    fn build(&mut self, shared: &Shared, certified: CommitIndex) -> Result<Option<Batch>> {
+    fn build(
+        &mut self,
+        shared: &Shared,
+        certified: CommitIndex,
+    ) -> Result<Option<Batch<CommitStreamResponse>>> {
         let source = &shared.source;
         let lag = source.highest_commit_index().saturating_sub(self.next - 1);
         let size = batch_size(lag, self.preferred) as u64;
@@ -116,15 +112,19 @@ impl Cursor {
                 self.next = last.index() + 1;
                 let certifiers = certificate.blocks.clone();
                 let bytes = budget.used() + certifiers.iter().map(|b| b.len()).sum::<usize>();
-                let commits = commits
+                let commits: Vec<CommittedSubDagData> = commits
                     .into_iter()
                     .map(|(commit, blocks)| to_proto(&commit, blocks))
                     .collect();
                 return Ok(Some(Batch {
-                    commits,
-                    certifiers,
+                    items: commits.len(),
                     bytes,
                     lag,
+                    response: CommitStreamResponse {
+                        commits,
+                        highest_commit_index: 0,
+                        certifier_blocks: certifiers,
+                    },
                 }));
             }
             commits.pop();
@@ -152,104 +152,47 @@ fn to_proto(commit: &TrustedCommit, blocks: Vec<Bytes>) -> CommittedSubDagData {
     }
 }
 
-/// Serves one commit stream until the subscriber leaves or an error ends it.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    mut requests: Streaming<CommitStreamRequest>,
-    mut outbox: Outbox<CommitStreamResponse>,
-    subscriber: String,
-) -> EndReason {
-    let lag_gauge = shared
-        .metrics
-        .subscriber_lag
-        .with_label_values(&[metrics::COMMITS, &subscriber]);
-    let mut limiter = shared.command_limiter();
-    let mut cursor: Option<Cursor> = None;
-    let mut shutdown = shared.shutdown.clone();
-    let heartbeat = shared.config.heartbeat_interval();
-    let reason = loop {
-        let heartbeat_at = outbox.last_sent() + heartbeat;
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                outbox.fail(Status::unavailable("publisher is shutting down"));
-                break EndReason::Shutdown;
-            }
-            message = requests.message() => {
-                let request = match message {
-                    Ok(Some(request)) => request,
-                    Ok(None) | Err(_) => break EndReason::ClientClosed,
-                };
-                if !limiter.allow(std::time::Instant::now()) {
-                    outbox.fail(Status::resource_exhausted(format!(
-                        "more than {} commands per second",
-                        shared.config.max_commands_per_second
-                    )));
-                    break EndReason::RateLimited;
-                }
-                let command = match &request.command {
-                    Some(commit_stream_request::Command::Start(_)) => "start",
-                    Some(commit_stream_request::Command::Stop(_)) => "stop",
-                    None => "none",
-                };
-                shared.metrics.commands.with_label_values(&[metrics::COMMITS, command]).inc();
-                match request.command {
-                    Some(commit_stream_request::Command::Start(start)) => {
-                        match Cursor::start(&shared, start) {
-                            Ok(started) => cursor = Some(started),
-                            Err((status, reason)) => {
-                                outbox.fail(status);
-                                break reason;
-                            }
-                        }
-                    }
-                    Some(commit_stream_request::Command::Stop(_)) => cursor = None,
-                    None => {
-                        outbox.fail(Status::invalid_argument("request has no command"));
-                        break EndReason::InvalidArgument;
-                    }
-                }
-            }
-            batch = async { cursor.as_mut().expect("branch enabled only when started").next_batch(&shared).await }, if cursor.is_some() => {
-                let batch = match batch {
-                    Ok(batch) => batch,
-                    Err(err) => {
-                        tracing::error!(cause = %err, subscriber, "commit stream failed");
-                        outbox.fail(Status::internal(err.to_string()));
-                        break EndReason::Internal;
-                    }
-                };
-                let count = batch.commits.len();
-                lag_gauge.set(batch.lag.saturating_sub(count as u64) as i64);
-                let response = CommitStreamResponse {
-                    commits: batch.commits,
-                    highest_commit_index: shared.source.highest_commit_index(),
-                    certifier_blocks: batch.certifiers,
-                };
-                if let Err(reason) = outbox.send(response).await {
-                    break reason;
-                }
-                shared.metrics.commits_sent.with_label_values(&[metrics::COMMITS]).inc_by(count as u64);
-                shared.metrics.bytes_sent.with_label_values(&[metrics::COMMITS]).inc_by(batch.bytes as u64);
-                shared.metrics.batch_size.with_label_values(&[metrics::COMMITS]).observe(count as f64);
-            }
-            _ = tokio::time::sleep_until(heartbeat_at) => {
-                let response = CommitStreamResponse {
-                    commits: vec![],
-                    highest_commit_index: shared.source.highest_commit_index(),
-                    certifier_blocks: vec![],
-                };
-                if let Err(reason) = outbox.send(response).await {
-                    break reason;
-                }
-            }
-            _ = outbox.closed() => break EndReason::ClientClosed,
+/// The commit stream, for [`session::run`](crate::session::run).
+pub(crate) struct CommitStream;
+
+impl StreamKind for CommitStream {
+    const SERVICE: &'static str = metrics::COMMITS;
+    type Request = CommitStreamRequest;
+    type Response = CommitStreamResponse;
+    type Start = StartCommitStream;
+    type Cursor = Cursor;
+
+    fn command(request: CommitStreamRequest) -> Option<Command<StartCommitStream>> {
+        match request.command? {
+            commit_stream_request::Command::Start(start) => Some(Command::Start(start)),
+            commit_stream_request::Command::Stop(_) => Some(Command::Stop),
         }
-    };
-    outbox.finish();
-    let _ = shared
-        .metrics
-        .subscriber_lag
-        .remove_label_values(&[metrics::COMMITS, &subscriber]);
-    reason
+    }
+
+    fn start(shared: &Shared, start: StartCommitStream) -> Result<Cursor, (Status, EndReason)> {
+        Cursor::start(shared, start)
+    }
+
+    async fn next_batch(
+        cursor: &mut Cursor,
+        shared: &Shared,
+    ) -> Result<Batch<CommitStreamResponse>> {
+        cursor.next_batch(shared).await
+    }
+
+    fn set_highest(response: &mut CommitStreamResponse, highest: CommitIndex) {
+        response.highest_commit_index = highest;
+    }
+
+    fn heartbeat(highest: CommitIndex) -> CommitStreamResponse {
+        CommitStreamResponse {
+            commits: vec![],
+            highest_commit_index: highest,
+            certifier_blocks: vec![],
+        }
+    }
+
+    fn items_sent(metrics: &PublisherMetrics) -> &IntCounterVec {
+        &metrics.commits_sent
+    }
 }

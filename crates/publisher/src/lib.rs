@@ -15,12 +15,13 @@
 //!   in-memory cache of the live tail.
 //! - [`certifier`]: [`Certifier`], which commits are certified by a quorum of
 //!   votes, and the blocks that show it.
-//! - `block_stream` and `commit_stream`: one task per stream, turning
-//!   commands into batches.
+//! - [`block_stream`] and [`commit_stream`]: what each stream does with a
+//!   Start (its cursor) and how it builds its next batch.
 //! - [`batching`]: the adaptive batch size, the byte cap and the command
 //!   rate limit, as pure functions.
-//! - `session`: each stream's bounded response queue, slow-subscriber
-//!   detection and error delivery.
+//! - `session`: the one loop every stream runs in its own task (commands,
+//!   rate limit, batches, heartbeats, shutdown), its bounded response
+//!   queue, slow-subscriber detection and error delivery.
 //! - [`server`]: [`Publisher`], the gRPC services, limits and shutdown.
 //! - [`metrics`]: the Prometheus metrics, [`PublisherMetrics`].
 //!

@@ -1,10 +1,11 @@
 //! The gRPC services and the publisher that runs them.
 
 use crate::batching::CommandLimiter;
+use crate::block_stream::BlockStream;
+use crate::commit_stream::CommitStream;
 use crate::session::{self, EndReason, ResponseStream};
 use crate::{
-    block_stream, commit_stream, metrics, Certifier, ConsensusSource, PublisherConfig,
-    PublisherError, PublisherMetrics, Result,
+    metrics, Certifier, ConsensusSource, PublisherConfig, PublisherError, PublisherMetrics, Result,
 };
 use dagstream_proto::v1::block_stream_service_server::{
     BlockStreamService, BlockStreamServiceServer,
@@ -260,7 +261,7 @@ impl BlockStreamService for Publisher {
         &self,
         request: Request<Streaming<BlockStreamRequest>>,
     ) -> Result<Response<Self::StreamBlocksStream>, Status> {
-        self.spawn_stream(metrics::BLOCKS, request, block_stream::run)
+        self.spawn_stream(metrics::BLOCKS, request, session::run::<BlockStream>)
     }
 }
 
@@ -272,6 +273,6 @@ impl CommitStreamService for Publisher {
         &self,
         request: Request<Streaming<CommitStreamRequest>>,
     ) -> Result<Response<Self::StreamCommitsStream>, Status> {
-        self.spawn_stream(metrics::COMMITS, request, commit_stream::run)
+        self.spawn_stream(metrics::COMMITS, request, session::run::<CommitStream>)
     }
 }

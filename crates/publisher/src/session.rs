@@ -1,13 +1,17 @@
 //! Plumbing shared by both streams: the response queue, slow-subscriber
 //! detection, and ending a stream with an error.
 
+use crate::server::Shared;
+use crate::{metrics, Result};
+use dagstream_types::CommitIndex;
 use futures::Stream;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tonic::Status;
+use tonic::{Status, Streaming};
 
 /// Why a stream's task ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +160,152 @@ impl<T> Drop for Outbox<T> {
             let _ = failure.send(Status::internal("the publisher's stream task failed"));
         }
     }
+}
+
+/// A subscriber's command, whichever the stream.
+pub enum Command<S> {
+    Start(S),
+    Stop,
+}
+
+/// A batch ready to send, with what the metrics need.
+pub struct Batch<R> {
+    /// The response; its highest commit index is set when it is sent.
+    pub response: R,
+    pub items: usize,
+    pub bytes: usize,
+    /// Items the subscriber was behind before this batch.
+    pub lag: u64,
+}
+
+/// What distinguishes one stream from the other; [`run`] does the rest.
+pub trait StreamKind: Send + 'static {
+    /// Metric label of the service.
+    const SERVICE: &'static str;
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    type Start;
+    /// A started stream's position.
+    type Cursor: Send;
+
+    /// The request's command; `None` if it carries none.
+    fn command(request: Self::Request) -> Option<Command<Self::Start>>;
+
+    /// Validates a Start and positions the stream.
+    fn start(shared: &Shared, start: Self::Start) -> Result<Self::Cursor, (Status, EndReason)>;
+
+    /// The next batch, waiting for data. Must be cancel-safe.
+    fn next_batch<'a>(
+        cursor: &'a mut Self::Cursor,
+        shared: &'a Shared,
+    ) -> impl std::future::Future<Output = Result<Batch<Self::Response>>> + Send + 'a;
+
+    fn set_highest(response: &mut Self::Response, highest: CommitIndex);
+
+    /// An empty response: a heartbeat.
+    fn heartbeat(highest: CommitIndex) -> Self::Response;
+
+    /// The counter of items sent.
+    fn items_sent(metrics: &metrics::PublisherMetrics) -> &prometheus::IntCounterVec;
+}
+
+/// Serves one stream until the subscriber leaves, an error ends it, or the
+/// publisher shuts down: commands in (rate-limited), batches out while
+/// started, heartbeats while stopped or idle.
+pub async fn run<K: StreamKind>(
+    shared: Arc<Shared>,
+    mut requests: Streaming<K::Request>,
+    mut outbox: Outbox<K::Response>,
+    subscriber: String,
+) -> EndReason {
+    let service = K::SERVICE;
+    let lag_gauge = shared
+        .metrics
+        .subscriber_lag
+        .with_label_values(&[service, &subscriber]);
+    let mut limiter = shared.command_limiter();
+    let mut cursor: Option<K::Cursor> = None;
+    let mut shutdown = shared.shutdown.clone();
+    let heartbeat = shared.config.heartbeat_interval();
+    let reason = loop {
+        let heartbeat_at = outbox.last_sent() + heartbeat;
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                outbox.fail(Status::unavailable("publisher is shutting down"));
+                break EndReason::Shutdown;
+            }
+            message = requests.message() => {
+                let request = match message {
+                    Ok(Some(request)) => request,
+                    Ok(None) | Err(_) => break EndReason::ClientClosed,
+                };
+                if !limiter.allow(std::time::Instant::now()) {
+                    outbox.fail(Status::resource_exhausted(format!(
+                        "more than {} commands per second",
+                        shared.config.max_commands_per_second
+                    )));
+                    break EndReason::RateLimited;
+                }
+                let command = K::command(request);
+                let name = match &command {
+                    Some(Command::Start(_)) => "start",
+                    Some(Command::Stop) => "stop",
+                    None => "none",
+                };
+                shared.metrics.commands.with_label_values(&[service, name]).inc();
+                match command {
+                    Some(Command::Start(start)) => match K::start(&shared, start) {
+                        Ok(started) => cursor = Some(started),
+                        Err((status, reason)) => {
+                            outbox.fail(status);
+                            break reason;
+                        }
+                    },
+                    Some(Command::Stop) => cursor = None,
+                    None => {
+                        outbox.fail(Status::invalid_argument("request has no command"));
+                        break EndReason::InvalidArgument;
+                    }
+                }
+            }
+            batch = async {
+                let cursor = cursor.as_mut().expect("branch enabled only when started");
+                K::next_batch(cursor, &shared).await
+            }, if cursor.is_some() => {
+                let mut batch = match batch {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        tracing::error!(cause = %err, subscriber, service, "stream failed");
+                        outbox.fail(Status::internal(err.to_string()));
+                        break EndReason::Internal;
+                    }
+                };
+                lag_gauge.set(batch.lag.saturating_sub(batch.items as u64) as i64);
+                K::set_highest(&mut batch.response, shared.source.highest_commit_index());
+                if let Err(reason) = outbox.send(batch.response).await {
+                    break reason;
+                }
+                let metrics = &shared.metrics;
+                K::items_sent(metrics).with_label_values(&[service]).inc_by(batch.items as u64);
+                metrics.bytes_sent.with_label_values(&[service]).inc_by(batch.bytes as u64);
+                metrics.batch_size.with_label_values(&[service]).observe(batch.items as f64);
+            }
+            _ = tokio::time::sleep_until(heartbeat_at) => {
+                let response = K::heartbeat(shared.source.highest_commit_index());
+                if let Err(reason) = outbox.send(response).await {
+                    break reason;
+                }
+            }
+            _ = outbox.closed() => break EndReason::ClientClosed,
+        }
+    };
+    outbox.finish();
+    let _ = shared
+        .metrics
+        .subscriber_lag
+        .remove_label_values(&[service, &subscriber]);
+    reason
 }
 
 #[cfg(test)]

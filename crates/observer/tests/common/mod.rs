@@ -158,3 +158,18 @@ pub fn modes(trace: &[(Mode, bool)]) -> Vec<Mode> {
     }
     modes
 }
+
+/// The seed of a randomized test: `DAGSTREAM_TEST_SEED` if set, else fresh.
+/// Printed, so that a failure can be replayed.
+pub fn test_seed() -> u64 {
+    let seed = std::env::var("DAGSTREAM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() as u64)
+        });
+    println!("DAGSTREAM_TEST_SEED={seed}");
+    seed
+}
