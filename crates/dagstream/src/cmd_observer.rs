@@ -1,0 +1,320 @@
+//! `dagstream observer`: follow upstreams, verify, persist, and optionally
+//! write the commit sequence to a JSON-lines file and relay it.
+
+use crate::config::NodeConfig;
+use crate::{chain, http, report, shutdown};
+use anyhow::{bail, Context, Result};
+use dagstream_observer::checkpoint::Checkpointer;
+use dagstream_observer::{start, ObserverStatus};
+use dagstream_publisher::Publisher;
+use dagstream_store::{RedbStore, Store};
+use dagstream_types::{CommitIndex, Committee, Genesis};
+use prometheus::{IntGauge, Registry};
+use serde_json::json;
+use std::io::{IsTerminal, Seek, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct ObserverArgs {
+    pub data_dir: PathBuf,
+    pub genesis: PathBuf,
+    pub upstreams: Vec<String>,
+    pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub output: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+}
+
+/// The `--output` file, opened for appending after its last complete line.
+struct Output {
+    file: std::fs::File,
+    last_index: CommitIndex,
+}
+
+impl Output {
+    /// Drops a torn last line (a crash mid-write) and finds the last index
+    /// written: writing resumes right after it, so the file never has a gap
+    /// or a duplicate.
+    fn open(path: &Path) -> Result<Output> {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("cannot open --output {}", path.display()))?;
+        let text = std::io::read_to_string(&mut file)?;
+        let complete = text.rfind('\n').map_or(0, |end| end + 1);
+        if complete < text.len() {
+            tracing::warn!(
+                bytes = text.len() - complete,
+                "dropping a torn last line of --output"
+            );
+            file.set_len(complete as u64)?;
+            file.sync_all()?;
+        }
+        file.seek(std::io::SeekFrom::End(0))?;
+        let last_index = match text[..complete].lines().last() {
+            None => 0,
+            Some(line) => serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["index"].as_u64())
+                .with_context(|| {
+                    format!(
+                        "the last line of {} is not a dagstream commit",
+                        path.display()
+                    )
+                })?,
+        };
+        Ok(Output { file, last_index })
+    }
+
+    fn append(&mut self, line: &serde_json::Value) -> Result<()> {
+        let mut bytes = serde_json::to_vec(line)?;
+        bytes.push(b'\n');
+        self.file.write_all(&bytes)?;
+        // The acknowledgement: once synced, this commit is never written
+        // again.
+        self.file.sync_data()?;
+        Ok(())
+    }
+}
+
+/// The checkpointer's state after commit `through`, from the stored
+/// commits' timestamps.
+fn checkpointer_at(
+    store: &dyn Store,
+    interval_ms: u64,
+    through: CommitIndex,
+) -> Result<Checkpointer> {
+    let mut checkpointer = Checkpointer::new(interval_ms, None);
+    let mut next = 1;
+    while next <= through {
+        let chunk = store.scan_commits(next, 10_000.min((through - next + 1) as usize))?;
+        let Some(last) = chunk.last() else { break };
+        next = last.index() + 1;
+        for commit in &chunk {
+            checkpointer.place(commit.index(), commit.timestamp_ms());
+        }
+    }
+    Ok(checkpointer)
+}
+
+pub async fn run(args: ObserverArgs) -> Result<()> {
+    let node_config = NodeConfig::load(args.config.as_deref())?;
+    if args.upstreams.is_empty() {
+        bail!("give at least one --upstream http://HOST:PORT");
+    }
+    let genesis = Genesis::load(&args.genesis)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    // Keep the genesis with the data, so that `inspect` can check
+    // signatures offline.
+    let kept = args.data_dir.join("genesis.json");
+    if !kept.exists() {
+        std::fs::write(&kept, genesis.to_json_pretty() + "\n")
+            .with_context(|| format!("cannot write {}", kept.display()))?;
+    }
+    let committee = Arc::new(Committee::new(genesis)?);
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(&args.data_dir.join("store.redb"))
+            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+    );
+    chain::claim(store.as_ref(), &committee, &args.data_dir)?;
+    let tip = store.last_commit_index()?;
+    let mut output = match &args.output {
+        Some(path) => Some(Output::open(path)?),
+        None => None,
+    };
+    let resume_after = output.as_ref().map_or(tip, |o| o.last_index);
+    if resume_after > tip {
+        bail!(
+            "--output ends at commit {resume_after}, past this data dir's last commit {tip}: \
+             it belongs to another data dir"
+        );
+    }
+    let interval = node_config.observer.min_checkpoint_interval_ms;
+    let mut checkpointer = checkpointer_at(store.as_ref(), interval, resume_after)?;
+
+    let (observer, mut commits) = start(
+        committee.clone(),
+        store.clone(),
+        args.upstreams.clone(),
+        node_config.observer.clone(),
+        resume_after,
+    )?;
+    tracing::info!(chain = %committee.digest(), resume_after, "observer starting");
+    let signals = shutdown::on_signals();
+    let registry = Registry::new();
+
+    let relay = match args.listen {
+        Some(addr) => {
+            let handle =
+                Publisher::start(observer.source(), node_config.publisher.clone(), &registry)?;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr}: is the port in use? pick another with --listen")
+            })?;
+            let publisher = handle.publisher().clone();
+            let stop = shutdown::wait(signals.clone());
+            let server = tokio::spawn(async move { publisher.serve(listener, stop).await });
+            tracing::info!(%addr, "relaying to other observers");
+            Some((handle, server))
+        }
+        None => None,
+    };
+
+    let gauges = ObserverGauges::new(&registry)?;
+    let status_rx = observer.watch_status();
+    let status_registry = registry.clone();
+    let status = Arc::new(move || status_json(&status_rx.borrow(), &status_registry));
+    let metrics_server = match args.metrics_listen {
+        Some(addr) => Some(
+            http::serve(
+                addr,
+                registry.clone(),
+                status,
+                shutdown::wait(signals.clone()),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+
+    let tty = std::io::stdout().is_terminal();
+    let mut report_every = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 10 }));
+    // Metrics are sampled more often than the status is reported.
+    let mut sample_every = tokio::time::interval(Duration::from_millis(500));
+    let mut stop = signals.clone();
+    let started = Instant::now();
+    let mut delivered: u64 = 0;
+    loop {
+        tokio::select! {
+            sub_dag = commits.recv() => {
+                let Some(sub_dag) = sub_dag else { break };
+                let (sequence, _) = checkpointer.place(sub_dag.index(), sub_dag.commit.timestamp_ms());
+                if let Some(output) = output.as_mut() {
+                    output.append(&report::sub_dag_json(&sub_dag, Some(sequence)))?;
+                }
+                delivered += 1;
+            }
+            _ = sample_every.tick() => gauges.update(&observer.status()),
+            _ = report_every.tick() => {
+                let status = observer.status();
+                let line = status_line(&status, delivered, started.elapsed());
+                if tty {
+                    print!("\r{line}\x1b[K");
+                    let _ = std::io::stdout().flush();
+                } else {
+                    tracing::info!("{line}");
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    if tty {
+        println!();
+    }
+    let stopped = observer.stop().await;
+    if let Some((handle, server)) = relay {
+        handle.stop().await;
+        let _ = server.await;
+    }
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
+    stopped?;
+    tracing::info!(delivered, "observer stopped");
+    Ok(())
+}
+
+fn status_line(status: &ObserverStatus, delivered: u64, elapsed: Duration) -> String {
+    let lag = status
+        .upstream_highest_commit
+        .map(|u| u.saturating_sub(status.local_highest_commit));
+    format!(
+        "mode {:?}{} | commit {} | lag {} | {:.0} commits/s | upstream {}",
+        status.mode,
+        if status.paused { " (paused)" } else { "" },
+        status.local_highest_commit,
+        lag.map_or("?".to_string(), |l| l.to_string()),
+        delivered as f64 / elapsed.as_secs_f64().max(0.001),
+        status.active_upstream.as_deref().unwrap_or("none"),
+    )
+}
+
+fn status_json(status: &ObserverStatus, registry: &Registry) -> serde_json::Value {
+    json!({
+        "role": "observer",
+        "mode": status.mode.map(|m| format!("{m:?}")),
+        "paused": status.paused,
+        "commit_lag": status.upstream_highest_commit.map(|u| u.saturating_sub(status.local_highest_commit)),
+        "highest_local_commit": status.local_highest_commit,
+        "highest_upstream_commit": status.upstream_highest_commit,
+        "active_upstream": status.active_upstream,
+        "subscribers": crate::cmd_validator::active_streams(registry),
+        "checkpoint": status.checkpoint,
+        "last_closed_checkpoint": status.last_closed_checkpoint,
+        "caught_up": status.caught_up,
+        "last_fault": status.last_fault,
+    })
+}
+
+struct ObserverGauges {
+    local: IntGauge,
+    upstream: IntGauge,
+    lag: IntGauge,
+    mode: IntGauge,
+    paused: IntGauge,
+    connections: IntGauge,
+}
+
+impl ObserverGauges {
+    fn new(registry: &Registry) -> Result<Self> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge> {
+            let gauge = IntGauge::new(name, help)?;
+            registry.register(Box::new(gauge.clone()))?;
+            Ok(gauge)
+        };
+        Ok(ObserverGauges {
+            local: gauge(
+                "dagstream_observer_highest_commit",
+                "Highest persisted commit",
+            )?,
+            upstream: gauge(
+                "dagstream_observer_upstream_highest_commit",
+                "The upstream's highest commit",
+            )?,
+            lag: gauge(
+                "dagstream_observer_commit_lag",
+                "Commits behind the upstream",
+            )?,
+            mode: gauge(
+                "dagstream_observer_mode",
+                "0 BlocksOnly, 1 CommitsOnly, 2 Overlap",
+            )?,
+            paused: gauge(
+                "dagstream_observer_paused",
+                "1 while the block stream is paused",
+            )?,
+            connections: gauge("dagstream_observer_connections", "Upstream sessions opened")?,
+        })
+    }
+
+    fn update(&self, status: &ObserverStatus) {
+        use dagstream_observer::Mode;
+        self.local.set(status.local_highest_commit as i64);
+        if let Some(upstream) = status.upstream_highest_commit {
+            self.upstream.set(upstream as i64);
+            self.lag
+                .set(upstream.saturating_sub(status.local_highest_commit) as i64);
+        }
+        self.mode.set(match status.mode {
+            Some(Mode::CommitsOnly) => 1,
+            Some(Mode::Overlap) => 2,
+            _ => 0,
+        });
+        self.paused.set(status.paused as i64);
+        self.connections.set(status.connections as i64);
+    }
+}

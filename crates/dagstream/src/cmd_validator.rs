@@ -1,0 +1,218 @@
+//! `dagstream validator`: the simulated committee and its publisher.
+
+use crate::cmd_genesis::{self, GenesisArgs};
+use crate::config::NodeConfig;
+use crate::{chain, http, shutdown};
+use anyhow::{bail, Context, Result};
+use dagstream_publisher::ConsensusSource;
+use dagstream_sim::{CommitteeKeys, Profile, SimConfig};
+use dagstream_store::{RedbStore, Store};
+use dagstream_types::{BlockLimits, Committee, Genesis};
+use dagstream_validator::Producer;
+use prometheus::{IntGauge, Registry};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct ValidatorArgs {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub genesis: Option<PathBuf>,
+    pub profile: Option<Profile>,
+    pub seed: Option<u64>,
+    pub tps: Option<u64>,
+    pub tx_size: Option<usize>,
+    pub history_rounds: u64,
+    pub metrics_listen: Option<SocketAddr>,
+    pub config: Option<PathBuf>,
+}
+
+/// The data dir's genesis and keys: already there, copied from `--genesis`,
+/// or made now.
+fn resolve_genesis(args: &ValidatorArgs) -> Result<(Genesis, CommitteeKeys)> {
+    let dir = &args.data_dir;
+    let here = dir.join("genesis.json");
+    if here.exists() {
+        let genesis = Genesis::load(&here)?;
+        if let Some(other) = &args.genesis {
+            let given = Genesis::load(other)?;
+            if given != genesis {
+                bail!(
+                    "--genesis {} is not the genesis of the data dir {}: a data dir serves one chain",
+                    other.display(),
+                    dir.display()
+                );
+            }
+        }
+        let keys = CommitteeKeys::load(&dir.join("committee-keys.json"))?;
+        return Ok((genesis, keys));
+    }
+    let (genesis, keys) = match &args.genesis {
+        Some(source) => {
+            let genesis = Genesis::load(source)?;
+            let keys_dir = if source.is_dir() {
+                source.clone()
+            } else {
+                source.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
+            let keys =
+                CommitteeKeys::load(&keys_dir.join("committee-keys.json")).with_context(|| {
+                    format!(
+                        "the simulated committee needs its keys next to {}",
+                        source.display()
+                    )
+                })?;
+            (genesis, keys)
+        }
+        None => cmd_genesis::make(&GenesisArgs {
+            profile: args.profile.unwrap_or_default(),
+            authorities: None,
+            seed: args.seed.unwrap_or(0),
+            round_interval_ms: None,
+            history_rounds: args.history_rounds,
+        })?,
+    };
+    cmd_genesis::write(dir, &genesis, &keys)?;
+    Ok((genesis, keys))
+}
+
+/// The simulator config of the data dir (`sim.json`), made on first start
+/// from the profile and flags. Flags given later must not change the chain.
+fn resolve_sim_config(args: &ValidatorArgs) -> Result<SimConfig> {
+    let path = args.data_dir.join("sim.json");
+    let mut config = if path.exists() {
+        let text = std::fs::read_to_string(&path)?;
+        serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?
+    } else {
+        args.profile
+            .unwrap_or_default()
+            .sim_config(args.seed.unwrap_or(0))
+    };
+    if let Some(tps) = args.tps {
+        config.tps = tps;
+    }
+    if let Some(size) = args.tx_size {
+        config.tx_size_bytes = size;
+    }
+    if !path.exists() {
+        std::fs::write(&path, serde_json::to_string_pretty(&config)? + "\n")?;
+    }
+    Ok(config)
+}
+
+pub async fn run(args: ValidatorArgs) -> Result<()> {
+    let node_config = NodeConfig::load(args.config.as_deref())?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let (genesis, keys) = resolve_genesis(&args)?;
+    let committee = Arc::new(Committee::new(genesis)?);
+    let sim_config = resolve_sim_config(&args)?;
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(&args.data_dir.join("store.redb"))
+            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+    );
+    chain::claim(store.as_ref(), &committee, &args.data_dir)?;
+    let producer = Producer::new(
+        committee.clone(),
+        keys,
+        sim_config,
+        &BlockLimits::default(),
+        store.clone(),
+    )
+    .context(
+        "cannot continue the chain in this data dir (were --tps, --tx-size or --seed changed?)",
+    )?;
+    tracing::info!(
+        chain = %committee.digest(),
+        next_round = producer.simulator().next_round(),
+        "validator starting"
+    );
+
+    let registry = Registry::new();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is the port in use? pick another with --listen",
+                args.listen
+            )
+        })?;
+    let handle = dagstream_validator::start(
+        producer,
+        dagstream_validator::system_clock(),
+        listener,
+        node_config.publisher,
+        &registry,
+    )?;
+    tracing::info!(address = %handle.addr, "serving block and commit streams");
+
+    let signals = shutdown::on_signals();
+    let round = IntGauge::new(
+        "dagstream_validator_highest_round",
+        "Highest round produced",
+    )?;
+    let commit = IntGauge::new(
+        "dagstream_validator_highest_commit",
+        "Highest commit decided",
+    )?;
+    registry.register(Box::new(round.clone()))?;
+    registry.register(Box::new(commit.clone()))?;
+    let source = handle.source.clone();
+    let certified = handle.publisher().clone();
+    let status_registry = registry.clone();
+    let status = Arc::new(move || {
+        json!({
+            "role": "validator",
+            "highest_round": source.highest_round(),
+            "highest_commit": source.highest_commit_index(),
+            "highest_certified_commit": certified.highest_certified(),
+            "subscribers": active_streams(&status_registry),
+        })
+    });
+    let metrics_server = match args.metrics_listen {
+        Some(addr) => Some(
+            http::serve(
+                addr,
+                registry.clone(),
+                status,
+                shutdown::wait(signals.clone()),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let source = handle.source.clone();
+    let mut ticks = tokio::time::interval(Duration::from_millis(500));
+    let mut stop = signals.clone();
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                round.set(source.highest_round() as i64);
+                commit.set(source.highest_commit_index() as i64);
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    handle.stop().await?;
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
+    tracing::info!("validator stopped");
+    Ok(())
+}
+
+/// Open streams, from the publisher's gauge.
+pub fn active_streams(registry: &Registry) -> i64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "dagstream_publisher_active_streams")
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|m| m.get_gauge().get_value() as i64)
+        })
+        .sum()
+}

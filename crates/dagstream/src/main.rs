@@ -1,0 +1,272 @@
+//! `dagstream`: run validator and observer nodes, make genesis files,
+//! inspect data directories.
+//!
+//! # Layout
+//! - `cmd_genesis`, `cmd_validator`, `cmd_observer`, `cmd_inspect`: one
+//!   module per subcommand.
+//! - `config`: the TOML node configuration (`--config`,
+//!   `config print-default`).
+//! - `http`: `/metrics`, `/healthz` and `/status`.
+//! - `shutdown`: SIGINT/SIGTERM handling.
+//! - `chain`: which chain a data directory belongs to.
+//! - `report`: the JSON form of a commit.
+
+mod chain;
+mod cmd_genesis;
+mod cmd_inspect;
+mod cmd_observer;
+mod cmd_validator;
+mod config;
+mod http;
+mod report;
+mod shutdown;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use dagstream_sim::Profile;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "dagstream",
+    version,
+    about = "Validator to observer streaming for DAG-based BFT consensus"
+)]
+struct Cli {
+    /// Log level or filter (as RUST_LOG, which takes precedence).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProfileArg {
+    Small,
+    Mainnet,
+    Stress,
+}
+
+impl From<ProfileArg> for Profile {
+    fn from(profile: ProfileArg) -> Profile {
+        match profile {
+            ProfileArg::Small => Profile::Small,
+            ProfileArg::Mainnet => Profile::Mainnet,
+            ProfileArg::Stress => Profile::Stress,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a new simulated chain: genesis.json and committee-keys.json.
+    Genesis {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "small")]
+        profile: ProfileArg,
+        /// Committee size (default: the profile's).
+        #[arg(long)]
+        authorities: Option<usize>,
+        /// Seed of the committee's keys.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Round interval (default: the profile's).
+        #[arg(long)]
+        round_interval_ms: Option<u64>,
+        /// Place the genesis this many rounds in the past.
+        #[arg(long, default_value_t = 0)]
+        history_rounds: u64,
+    },
+    /// Run the simulated committee and serve its streams.
+    Validator {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        listen: SocketAddr,
+        /// A genesis.json (or a directory holding it and committee-keys.json)
+        /// for a new data dir. Without it, a new chain is made.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        profile: Option<ProfileArg>,
+        /// Seed of a new chain's keys and DAG.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Transactions per second (default: the profile's).
+        #[arg(long)]
+        tps: Option<u64>,
+        /// Transaction size in bytes (default: the profile's).
+        #[arg(long)]
+        tx_size: Option<usize>,
+        /// A new chain starts this many rounds in the past: history for
+        /// observers to catch up on.
+        #[arg(long, default_value_t = 0)]
+        history_rounds: u64,
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Follow upstreams, verify everything, persist the commit sequence.
+    Observer {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// genesis.json, or a directory holding it.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// A publisher to follow, http://HOST:PORT; repeat for several.
+        #[arg(long = "upstream", required = true)]
+        upstreams: Vec<String>,
+        /// Serve the verified chain to other observers on this address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+        /// Append one JSON line per commit, exactly once across restarts.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Show a data dir's range, verify its chain, or show one commit.
+    Inspect {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        commit: Option<u64>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every setting with its default, as TOML.
+    PrintDefault,
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    if let Err(err) = run(cli.command) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        Command::Genesis {
+            out,
+            profile,
+            authorities,
+            seed,
+            round_interval_ms,
+            history_rounds,
+        } => cmd_genesis::run(
+            &out,
+            &cmd_genesis::GenesisArgs {
+                profile: profile.into(),
+                authorities,
+                seed,
+                round_interval_ms,
+                history_rounds,
+            },
+        ),
+        Command::Validator {
+            data_dir,
+            listen,
+            genesis,
+            profile,
+            seed,
+            tps,
+            tx_size,
+            history_rounds,
+            metrics_listen,
+            config,
+        } => runtime.block_on(cmd_validator::run(cmd_validator::ValidatorArgs {
+            data_dir,
+            listen,
+            genesis,
+            profile: profile.map(Into::into),
+            seed,
+            tps,
+            tx_size,
+            history_rounds,
+            metrics_listen,
+            config,
+        })),
+        Command::Observer {
+            data_dir,
+            genesis,
+            upstreams,
+            listen,
+            metrics_listen,
+            output,
+            config,
+        } => runtime.block_on(cmd_observer::run(cmd_observer::ObserverArgs {
+            data_dir,
+            genesis,
+            upstreams,
+            listen,
+            metrics_listen,
+            output,
+            config,
+        })),
+        Command::Inspect {
+            data_dir,
+            commit,
+            json,
+            config,
+        } => {
+            let config = config::NodeConfig::load(config.as_deref())?;
+            cmd_inspect::run(
+                &data_dir,
+                commit,
+                json,
+                config.observer.min_checkpoint_interval_ms,
+            )
+        }
+        Command::Config {
+            command: ConfigCommand::PrintDefault,
+        } => {
+            print!("{}", config::NodeConfig::default_toml());
+            Ok(())
+        }
+    }
+}

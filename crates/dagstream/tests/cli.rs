@@ -1,0 +1,356 @@
+//! The real `dagstream` binary, run as processes on loopback ports.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dagstream");
+/// Long enough for anything that must happen; reaching it is a failure.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// A child process, killed if the test fails before it ends.
+struct Node(Option<Child>);
+
+impl Node {
+    fn spawn(args: &[&str]) -> Node {
+        let child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Node(Some(child))
+    }
+
+    /// SIGTERM, then the exit code and stderr.
+    fn terminate(mut self) -> (i32, String) {
+        let mut child = self.0.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + PATIENCE;
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code().expect("exited, not killed");
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (code, stderr)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// A plain HTTP GET: the body, or `None` while nothing listens.
+fn get(addr: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Polls `/status` until `condition` holds.
+fn wait_status(
+    addr: &str,
+    what: &str,
+    condition: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(body) = get(addr, "/status") {
+            let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if condition(&status) {
+                return status;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn genesis_writes_public_and_private_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("chain");
+    let output = run(&[
+        "genesis",
+        "--out",
+        out.to_str().unwrap(),
+        "--authorities",
+        "7",
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let genesis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("genesis.json")).unwrap()).unwrap();
+    assert_eq!(genesis["authorities"].as_array().unwrap().len(), 7);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("committee-keys.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // An existing chain is never overwritten.
+    let again = run(&["genesis", "--out", out.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+}
+
+#[test]
+fn a_bad_config_is_rejected_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[publisher]\nheartbeat_interval = 5\n").unwrap();
+    let output = run(&[
+        "validator",
+        "--data-dir",
+        dir.path().join("v").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("heartbeat_interval"), "{stderr}");
+    // The printed defaults are a valid config.
+    let defaults = run(&["config", "print-default"]);
+    std::fs::write(&config, &defaults.stdout).unwrap();
+    let output = run(&[
+        "inspect",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no store"),
+        "the config parsed, the data dir is empty: {stderr}"
+    );
+}
+
+#[test]
+fn validator_and_observer_processes_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let validator_dir = dir.path().join("validator");
+    let observer_dir = dir.path().join("observer");
+    let output_file = dir.path().join("commits.jsonl");
+    let (listen, v_metrics, o_metrics) = (free_port(), free_port(), free_port());
+    let upstream = format!("http://{listen}");
+
+    let validator = Node::spawn(&[
+        "validator",
+        "--data-dir",
+        validator_dir.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--history-rounds",
+        "300",
+        "--metrics-listen",
+        &v_metrics,
+    ]);
+    wait_status(&v_metrics, "the validator", |s| {
+        s["highest_round"].as_u64() >= Some(300)
+    });
+    let observe = |node_output: &Path| {
+        Node::spawn(&[
+            "observer",
+            "--data-dir",
+            observer_dir.to_str().unwrap(),
+            "--genesis",
+            validator_dir.to_str().unwrap(),
+            "--upstream",
+            &upstream,
+            "--metrics-listen",
+            &o_metrics,
+            "--output",
+            node_output.to_str().unwrap(),
+        ])
+    };
+    let observer = observe(&output_file);
+    let status = wait_status(&o_metrics, "the observer to catch up", |s| {
+        s["highest_local_commit"].as_u64() >= Some(300)
+    });
+    assert_eq!(status["role"], "observer");
+    assert_eq!(status["active_upstream"], upstream.as_str());
+    assert_eq!(get(&o_metrics, "/healthz").as_deref(), Some("ok\n"));
+    let metrics = get(&o_metrics, "/metrics").unwrap();
+    assert!(
+        metrics.contains("dagstream_observer_highest_commit"),
+        "{metrics}"
+    );
+    let metrics = get(&v_metrics, "/metrics").unwrap();
+    assert!(
+        metrics.contains("dagstream_publisher_active_streams"),
+        "{metrics}"
+    );
+
+    // SIGTERM: exit 0, with everything written so far consistent.
+    let (code, stderr) = observer.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    let written = lines(&output_file);
+    assert!(written.len() >= 300);
+    // A restart continues the file: no gap, no duplicate.
+    let observer = observe(&output_file);
+    let before = written.len() as u64;
+    wait_status(&o_metrics, "progress after restart", |s| {
+        s["highest_local_commit"].as_u64() > Some(before + 20)
+    });
+    let (code, stderr) = observer.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = validator.terminate();
+    assert_eq!(code, 0, "{stderr}");
+
+    let written = lines(&output_file);
+    let indexes: Vec<u64> = written
+        .iter()
+        .map(|l| l["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes, (1..=written.len() as u64).collect::<Vec<_>>());
+    let inspect = run(&["inspect", "--data-dir", observer_dir.to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        inspect.status.success() && report.contains("chain verified"),
+        "{report}"
+    );
+    assert!(report.contains("signatures checked"), "{report}");
+    for index in [1, written.len() as u64 / 2, written.len() as u64] {
+        let shown = run(&[
+            "inspect",
+            "--data-dir",
+            observer_dir.to_str().unwrap(),
+            "--commit",
+            &index.to_string(),
+            "--json",
+        ]);
+        let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        assert_eq!(shown, written[index as usize - 1], "commit {index}");
+    }
+    // The validator's own chain agrees with the observer's file.
+    let last = written.len().to_string();
+    let validator_view = run(&[
+        "inspect",
+        "--data-dir",
+        validator_dir.to_str().unwrap(),
+        "--commit",
+        &last,
+        "--json",
+    ]);
+    let validator_view: serde_json::Value = serde_json::from_slice(&validator_view.stdout).unwrap();
+    assert_eq!(validator_view, written[written.len() - 1]);
+}
+
+#[test]
+fn startup_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain_a = dir.path().join("a");
+    let chain_b = dir.path().join("b");
+    assert!(
+        run(&["genesis", "--out", chain_a.to_str().unwrap(), "--seed", "1"])
+            .status
+            .success()
+    );
+    assert!(
+        run(&["genesis", "--out", chain_b.to_str().unwrap(), "--seed", "2"])
+            .status
+            .success()
+    );
+    let observer_dir = dir.path().join("observer");
+    let port = free_port();
+    let upstream = format!("http://{port}");
+
+    // A data dir made for chain A refuses chain B's genesis.
+    let first = Node::spawn(&[
+        "observer",
+        "--data-dir",
+        observer_dir.to_str().unwrap(),
+        "--genesis",
+        chain_a.to_str().unwrap(),
+        "--upstream",
+        &upstream,
+    ]);
+    let deadline = Instant::now() + PATIENCE;
+    while !observer_dir.join("genesis.json").exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, _) = first.terminate();
+    assert_eq!(code, 0);
+    let output = run(&[
+        "observer",
+        "--data-dir",
+        observer_dir.to_str().unwrap(),
+        "--genesis",
+        chain_b.to_str().unwrap(),
+        "--upstream",
+        &upstream,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("holds chain"), "{stderr}");
+
+    // A port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run(&[
+        "validator",
+        "--data-dir",
+        dir.path().join("v").to_str().unwrap(),
+        "--listen",
+        &addr,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("port in use"), "{stderr}");
+}
