@@ -102,6 +102,8 @@ fn checkpointer_at(
 }
 
 pub async fn run(args: ObserverArgs) -> Result<()> {
+    // First of all, so that a signal during startup is also graceful.
+    let signals = shutdown::on_signals();
     let node_config = NodeConfig::load(args.config.as_deref())?;
     if args.upstreams.is_empty() {
         bail!("give at least one --upstream http://HOST:PORT");
@@ -145,7 +147,6 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
         resume_after,
     )?;
     tracing::info!(chain = %committee.digest(), resume_after, "observer starting");
-    let signals = shutdown::on_signals();
     let registry = Registry::new();
 
     let relay = match args.listen {

@@ -103,6 +103,8 @@ fn resolve_sim_config(args: &ValidatorArgs) -> Result<SimConfig> {
 }
 
 pub async fn run(args: ValidatorArgs) -> Result<()> {
+    // First of all, so that a signal during startup is also graceful.
+    let signals = shutdown::on_signals();
     let node_config = NodeConfig::load(args.config.as_deref())?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
@@ -148,7 +150,6 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
     )?;
     tracing::info!(address = %handle.addr, "serving block and commit streams");
 
-    let signals = shutdown::on_signals();
     let round = IntGauge::new(
         "dagstream_validator_highest_round",
         "Highest round produced",

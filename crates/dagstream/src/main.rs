@@ -10,8 +10,10 @@
 //! - `shutdown`: SIGINT/SIGTERM handling.
 //! - `chain`: which chain a data directory belongs to.
 //! - `report`: the JSON form of a commit.
+//! - `cmd_demo` and `timeline`: the demo and its plots.
 
 mod chain;
+mod cmd_demo;
 mod cmd_genesis;
 mod cmd_inspect;
 mod cmd_observer;
@@ -20,6 +22,7 @@ mod config;
 mod http;
 mod report;
 mod shutdown;
+mod timeline;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -150,6 +153,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// See the design work: a validator with history and three observers
+    /// (catching up, slow consumer, restarted), a live dashboard, checks,
+    /// and a report with plots.
+    Demo {
+        #[arg(long, default_value_t = 60)]
+        duration_secs: u64,
+        #[arg(long, default_value = "demo-report")]
+        report: PathBuf,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -261,6 +273,22 @@ fn run(command: Command) -> Result<()> {
                 json,
                 config.observer.min_checkpoint_interval_ms,
             )
+        }
+        Command::Demo {
+            duration_secs,
+            report,
+        } => {
+            let passed = runtime.block_on(cmd_demo::run(
+                std::time::Duration::from_secs(duration_secs.max(5)),
+                &report,
+            ))?;
+            if !passed {
+                anyhow::bail!(
+                    "the demo's checks failed; see {}/summary.json",
+                    report.display()
+                );
+            }
+            Ok(())
         }
         Command::Config {
             command: ConfigCommand::PrintDefault,

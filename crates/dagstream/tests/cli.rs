@@ -239,13 +239,15 @@ fn validator_and_observer_processes_end_to_end() {
     // SIGTERM: exit 0, with everything written so far consistent.
     let (code, stderr) = observer.terminate();
     assert_eq!(code, 0, "{stderr}");
+    // The file may trail the store: persisted commits not yet written are
+    // written after the restart, from the store.
     let written = lines(&output_file);
-    assert!(written.len() >= 300);
+    assert!(!written.is_empty());
     // A restart continues the file: no gap, no duplicate.
     let observer = observe(&output_file);
-    let before = written.len() as u64;
+    let persisted = status["highest_local_commit"].as_u64().unwrap();
     wait_status(&o_metrics, "progress after restart", |s| {
-        s["highest_local_commit"].as_u64() > Some(before + 20)
+        s["highest_local_commit"].as_u64() > Some(persisted + 20)
     });
     let (code, stderr) = observer.terminate();
     assert_eq!(code, 0, "{stderr}");
@@ -353,4 +355,38 @@ fn startup_errors_name_the_problem() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("port in use"), "{stderr}");
+}
+
+/// The demo in its short mode: it must pass its own checks and write its
+/// report.
+#[test]
+fn the_demo_passes_its_own_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let output = run(&[
+        "demo",
+        "--duration-secs",
+        "15",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["passed"], true);
+    assert_eq!(summary["observers"].as_array().unwrap().len(), 3);
+    assert!(std::fs::read_to_string(report.join("timeline.svg"))
+        .unwrap()
+        .starts_with("<svg"));
+    assert_eq!(
+        &std::fs::read(report.join("timeline.png")).unwrap()[..4],
+        b"\x89PNG"
+    );
 }
