@@ -342,6 +342,35 @@ fn startup_errors_name_the_problem() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("holds chain"), "{stderr}");
 
+    // An upstream of another chain is refused, saying so.
+    let v_port = free_port();
+    let validator = Node::spawn(&[
+        "validator",
+        "--data-dir",
+        dir.path().join("va").to_str().unwrap(),
+        "--genesis",
+        chain_a.to_str().unwrap(),
+        "--listen",
+        &v_port,
+    ]);
+    let output = run(&[
+        "observer",
+        "--data-dir",
+        dir.path().join("ob").to_str().unwrap(),
+        "--genesis",
+        chain_b.to_str().unwrap(),
+        "--upstream",
+        &format!("http://{v_port}"),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("serves chain") && stderr.contains("refusing"),
+        "{stderr}"
+    );
+    let (code, _) = validator.terminate();
+    assert_eq!(code, 0);
+
     // A port in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

@@ -68,6 +68,16 @@ pub enum ObserverError {
         persisted: Digest,
         received: Digest,
     },
+    #[error(
+        "upstream {upstream} serves chain {served}, but this observer follows chain {ours} \
+         (its genesis): refusing it; point --upstream at a node of this chain, or use the \
+         other chain's genesis"
+    )]
+    WrongChain {
+        upstream: String,
+        served: String,
+        ours: Digest,
+    },
     #[error("invalid observer config: {reason}")]
     InvalidConfig { reason: String },
     #[error(transparent)]
@@ -84,6 +94,7 @@ impl ObserverError {
         !matches!(
             self,
             ObserverError::Conflict { .. }
+                | ObserverError::WrongChain { .. }
                 | ObserverError::InvalidConfig { .. }
                 | ObserverError::Store(_)
                 | ObserverError::Dag(_)
@@ -106,6 +117,7 @@ impl ObserverError {
             ObserverError::BadBlock { .. } => "bad_block",
             ObserverError::Conflict { .. } => "conflict",
             ObserverError::InvalidConfig { .. } => "invalid_config",
+            ObserverError::WrongChain { .. } => "wrong_chain",
             ObserverError::Store(err) => err.name(),
             ObserverError::Dag(err) => err.name(),
         }

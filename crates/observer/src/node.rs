@@ -23,10 +23,12 @@ use crate::{ObserverError, Result};
 use bytes::Bytes;
 use dagstream_dag::{DagConfig, DagConsensus};
 use dagstream_proto::v1::block_stream_service_client::BlockStreamServiceClient;
+use dagstream_proto::v1::chain_info_service_client::ChainInfoServiceClient;
 use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
 use dagstream_proto::v1::{
     block_stream_request, commit_stream_request, BlockStreamRequest, CommitStreamRequest,
-    CommitStreamResponse, StartBlockStream, StartCommitStream, StopBlockStream, StopCommitStream,
+    CommitStreamResponse, GetChainInfoRequest, StartBlockStream, StartCommitStream,
+    StopBlockStream, StopCommitStream,
 };
 use dagstream_publisher::StoreSource;
 use dagstream_store::recovery::load_consensus_state;
@@ -309,11 +311,52 @@ const COMMAND_QUEUE_LEN: usize = 8;
 /// Most parallel chunks a block batch is verified in.
 const VERIFY_CHUNKS: usize = 4;
 
+/// How long the chain check on connect may take.
+const CHAIN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the upstream which chain it serves. `Ok(None)`: it does not say
+/// (a publisher without the extension), and verification alone protects.
+async fn served_chain(
+    channel: tonic::transport::Channel,
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    let mut client = ChainInfoServiceClient::new(channel);
+    match tokio::time::timeout(
+        CHAIN_CHECK_TIMEOUT,
+        client.get_chain_info(GetChainInfoRequest {}),
+    )
+    .await
+    {
+        Ok(Ok(info)) => Ok(Some(info.into_inner().committee_digest.to_vec())),
+        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Ok(None),
+        Ok(Err(status)) => Err(format!("chain info: {status}")),
+        Err(_) => Err("chain info: no answer".into()),
+    }
+}
+
+/// Why connecting failed.
+enum ConnectError {
+    /// Unreachable or refusing: try again, maybe elsewhere.
+    Unreachable(String),
+    /// It serves another chain: fatal.
+    WrongChain(ObserverError),
+}
+
+impl From<String> for ConnectError {
+    fn from(reason: String) -> Self {
+        ConnectError::Unreachable(reason)
+    }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn connect(
     upstream: &str,
+    chain: Digest,
     config: &ObserverConfig,
     epoch: Instant,
-) -> std::result::Result<Connection, String> {
+) -> std::result::Result<Connection, ConnectError> {
     let channel = tonic::transport::Endpoint::from_shared(upstream.to_string())
         .map_err(|err| format!("bad upstream address {upstream}: {err}"))?
         .connect_timeout(Duration::from_millis(config.stall_timeout_ms))
@@ -321,7 +364,18 @@ async fn connect(
         .keep_alive_timeout(Duration::from_secs(20))
         .connect()
         .await
-        .map_err(|err| format!("cannot connect to {upstream}: {err}"))?;
+        .map_err(|err| {
+            format!("cannot connect to {upstream}: {err} (is it running? check --upstream)")
+        })?;
+    if let Some(served) = served_chain(channel.clone()).await? {
+        if served.as_slice() != chain.as_bytes() {
+            return Err(ConnectError::WrongChain(ObserverError::WrongChain {
+                upstream: upstream.to_string(),
+                served: hex_string(&served),
+                ours: chain,
+            }));
+        }
+    }
     let (block_commands, block_rx) = mpsc::channel(COMMAND_QUEUE_LEN);
     let (commit_commands, commit_rx) = mpsc::channel(COMMAND_QUEUE_LEN);
     let mut block_stream = BlockStreamServiceClient::new(channel.clone())
@@ -664,17 +718,20 @@ impl Node {
                 }
             }
             let address = upstreams.addresses[index].clone();
+            let chain = self.committee.digest();
             let connection = tokio::select! {
-                connection = connect(&address, &self.config, self.epoch) => connection,
+                connection = connect(&address, chain, &self.config, self.epoch) => connection,
                 _ = shutdown.changed() => return Ok(()),
             };
             let mut connection = match connection {
                 Ok(connection) => connection,
-                Err(reason) => {
+                Err(ConnectError::Unreachable(reason)) => {
                     warn!(upstream = %address, reason, "upstream unreachable");
                     upstreams.failed();
                     continue;
                 }
+                // Following another chain is never right: refuse, loudly.
+                Err(ConnectError::WrongChain(err)) => return Err(err),
             };
             info!(upstream = %address, "following upstream");
             self.status.active_upstream = Some(address.clone());

@@ -209,3 +209,36 @@ async fn an_observer_at_the_tip_of_a_quiet_validator_is_caught_up() {
     observer.stop().await.unwrap();
     quiet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_of_another_chain_is_refused() {
+    let validator = validator(20).await;
+    // The same committee size and schedule, but another genesis seed: keys
+    // and digest differ.
+    let (other, _) = dagstream_sim::generate(&dagstream_sim::GenesisParams {
+        authorities: 4,
+        round_interval_ms: INTERVAL_MS,
+        genesis_time_ms: 0,
+        gc_depth_rounds: 50,
+        seed: 10,
+    });
+    let other = Arc::new(dagstream_types::Committee::new(other).unwrap());
+    let (observer, _commits) = start(
+        other.clone(),
+        Arc::new(MemStore::new()),
+        vec![validator.endpoint()],
+        ObserverConfig::default(),
+        0,
+    )
+    .unwrap();
+    let err = tokio::time::timeout(common::PATIENCE, observer.join())
+        .await
+        .expect("the observer refuses at once")
+        .unwrap_err();
+    assert!(
+        matches!(&err, dagstream_observer::ObserverError::WrongChain { ours, .. } if *ours == other.digest()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("refusing"), "{err}");
+    validator.stop().await;
+}

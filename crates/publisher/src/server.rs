@@ -10,11 +10,13 @@ use crate::{
 use dagstream_proto::v1::block_stream_service_server::{
     BlockStreamService, BlockStreamServiceServer,
 };
+use dagstream_proto::v1::chain_info_service_server::{ChainInfoService, ChainInfoServiceServer};
 use dagstream_proto::v1::commit_stream_service_server::{
     CommitStreamService, CommitStreamServiceServer,
 };
 use dagstream_proto::v1::{
-    BlockStreamRequest, BlockStreamResponse, CommitStreamRequest, CommitStreamResponse,
+    BlockStreamRequest, BlockStreamResponse, ChainInfo, CommitStreamRequest, CommitStreamResponse,
+    GetChainInfoRequest,
 };
 use dagstream_proto::MAX_MESSAGE_BYTES;
 use prometheus::Registry;
@@ -171,6 +173,11 @@ impl Publisher {
             .max_decoding_message_size(MAX_REQUEST_BYTES)
     }
 
+    /// The chain-identity service: which committee this publisher serves.
+    pub fn chain_info_service(&self) -> ChainInfoServiceServer<Publisher> {
+        ChainInfoServiceServer::new(self.clone())
+    }
+
     /// Serves both streams on `listener` until `shutdown` resolves, with
     /// HTTP/2 keepalive. Open streams end with `UNAVAILABLE` at shutdown.
     pub async fn serve(
@@ -186,6 +193,7 @@ impl Publisher {
             .http2_keepalive_timeout(Some(Duration::from_millis(config.keepalive_timeout_ms)))
             .add_service(self.block_service())
             .add_service(self.commit_service())
+            .add_service(self.chain_info_service())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
             .map_err(|err| PublisherError::Serve {
@@ -274,5 +282,19 @@ impl CommitStreamService for Publisher {
         request: Request<Streaming<CommitStreamRequest>>,
     ) -> Result<Response<Self::StreamCommitsStream>, Status> {
         self.spawn_stream(metrics::COMMITS, request, session::run::<CommitStream>)
+    }
+}
+
+#[tonic::async_trait]
+impl ChainInfoService for Publisher {
+    async fn get_chain_info(
+        &self,
+        _request: Request<GetChainInfoRequest>,
+    ) -> Result<Response<ChainInfo>, Status> {
+        let committee = self.shared.source.committee();
+        Ok(Response::new(ChainInfo {
+            committee_digest: bytes::Bytes::copy_from_slice(committee.digest().as_bytes()),
+            epoch: committee.epoch(),
+        }))
     }
 }
