@@ -110,6 +110,34 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The metric names the Grafana dashboard's queries use.
+fn dashboard_metrics() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/grafana/dagstream.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let mut rest = target["expr"].as_str().unwrap();
+            while let Some(at) = rest.find("dagstream_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 15, "{names:?}");
+    names
+}
+
 #[test]
 fn genesis_writes_public_and_private_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,6 +263,14 @@ fn validator_and_observer_processes_end_to_end() {
         metrics.contains("dagstream_publisher_active_streams"),
         "{metrics}"
     );
+    // Every metric the Grafana dashboard queries exists on a running node.
+    let exported = format!("{metrics}\n{}", get(&o_metrics, "/metrics").unwrap());
+    for metric in dashboard_metrics() {
+        assert!(
+            exported.contains(&metric),
+            "the dashboard uses {metric}, which no node exports"
+        );
+    }
 
     // SIGTERM: exit 0, with everything written so far consistent.
     let (code, stderr) = observer.terminate();

@@ -76,6 +76,22 @@ impl PublisherMetrics {
                 "Highest commit certified by a quorum of votes",
             )?,
         };
+        // Every known label combination exists from the start, at zero, so
+        // that dashboards and alerts see a series before the first event.
+        for service in [BLOCKS, COMMITS] {
+            metrics.active_streams.with_label_values(&[service]);
+            metrics.blocks_sent.with_label_values(&[service]);
+            metrics.commits_sent.with_label_values(&[service]);
+            metrics.bytes_sent.with_label_values(&[service]);
+            metrics.batch_size.with_label_values(&[service]);
+            let reasons = crate::session::EndReason::ALL.map(|r| r.name());
+            for reason in reasons.iter().chain(&["max_subscribers"]) {
+                metrics.disconnects.with_label_values(&[service, reason]);
+            }
+            for command in ["start", "stop", "none"] {
+                metrics.commands.with_label_values(&[service, command]);
+            }
+        }
         registry.register(Box::new(metrics.active_streams.clone()))?;
         registry.register(Box::new(metrics.blocks_sent.clone()))?;
         registry.register(Box::new(metrics.commits_sent.clone()))?;

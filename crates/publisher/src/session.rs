@@ -33,6 +33,16 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    pub const ALL: [EndReason; 7] = [
+        EndReason::ClientClosed,
+        EndReason::TooSlow,
+        EndReason::InvalidArgument,
+        EndReason::OutOfRange,
+        EndReason::RateLimited,
+        EndReason::Internal,
+        EndReason::Shutdown,
+    ];
+
     /// Metric label.
     pub fn name(self) -> &'static str {
         match self {
