@@ -9,6 +9,7 @@ use dagstream_observer::{start, ObserverStatus};
 use dagstream_publisher::Publisher;
 use dagstream_store::{RedbStore, Store};
 use dagstream_types::{CommitIndex, Committee, Genesis};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prometheus::{IntGauge, Registry};
 use serde_json::json;
 use std::io::{IsTerminal, Seek, Write};
@@ -182,13 +183,14 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
         None => None,
     };
 
-    let tty = std::io::stdout().is_terminal();
-    let mut report_every = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 10 }));
+    let display = Display::new(std::io::stdout().is_terminal());
+    let mut report_every = tokio::time::interval(display.interval());
     // Metrics are sampled more often than the status is reported.
     let mut sample_every = tokio::time::interval(Duration::from_millis(500));
     let mut stop = signals.clone();
-    let started = Instant::now();
     let mut delivered: u64 = 0;
+    let mut delivered_bytes: u64 = 0;
+    let mut last = (Instant::now(), 0u64, 0u64);
     loop {
         tokio::select! {
             sub_dag = commits.recv() => {
@@ -198,24 +200,22 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
                     output.append(&report::sub_dag_json(&sub_dag, Some(sequence)))?;
                 }
                 delivered += 1;
+                delivered_bytes += sub_dag.blocks.iter().map(|b| b.serialized().len() as u64).sum::<u64>();
             }
             _ = sample_every.tick() => gauges.update(&observer.status()),
             _ = report_every.tick() => {
-                let status = observer.status();
-                let line = status_line(&status, delivered, started.elapsed());
-                if tty {
-                    print!("\r{line}\x1b[K");
-                    let _ = std::io::stdout().flush();
-                } else {
-                    tracing::info!("{line}");
-                }
+                let seconds = last.0.elapsed().as_secs_f64().max(0.001);
+                let rates = (
+                    (delivered - last.1) as f64 / seconds,
+                    (delivered_bytes - last.2) as f64 / seconds / 1e6,
+                );
+                last = (Instant::now(), delivered, delivered_bytes);
+                display.show(&observer.status(), rates);
             }
             _ = stop.changed() => break,
         }
     }
-    if tty {
-        println!();
-    }
+    display.finish();
     let stopped = observer.stop().await;
     if let Some((handle, server)) = relay {
         handle.stop().await;
@@ -229,19 +229,70 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
     Ok(())
 }
 
-fn status_line(status: &ObserverStatus, delivered: u64, elapsed: Duration) -> String {
-    let lag = status
-        .upstream_highest_commit
-        .map(|u| u.saturating_sub(status.local_highest_commit));
-    format!(
-        "mode {:?}{} | commit {} | lag {} | {:.0} commits/s | upstream {}",
-        status.mode,
-        if status.paused { " (paused)" } else { "" },
-        status.local_highest_commit,
-        lag.map_or("?".to_string(), |l| l.to_string()),
-        delivered as f64 / elapsed.as_secs_f64().max(0.001),
-        status.active_upstream.as_deref().unwrap_or("none"),
-    )
+/// The live view: an indicatif bar (catching up) or status line (at the
+/// tip) on a terminal, periodic log lines otherwise.
+struct Display {
+    bar: Option<ProgressBar>,
+}
+
+/// Commits behind from which the display shows a progress bar.
+const CATCHING_UP: u64 = 10;
+
+impl Display {
+    fn new(tty: bool) -> Display {
+        Display {
+            // On stdout, where the terminal was detected; logs stay on stderr.
+            bar: tty.then(|| ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stdout())),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        // Refresh a terminal often; keep logs quiet.
+        Duration::from_secs(if self.bar.is_some() { 1 } else { 10 })
+    }
+
+    fn show(&self, status: &ObserverStatus, (commits_per_s, mb_per_s): (f64, f64)) {
+        let lag = status
+            .upstream_highest_commit
+            .map(|u| u.saturating_sub(status.local_highest_commit));
+        let line = format!(
+            "{}{} | commit {} | lag {} | {:.0} commits/s | {:.2} MB/s | upstream {}",
+            status
+                .mode
+                .map_or("connecting".to_string(), |m| format!("{m:?}")),
+            if status.paused { " (paused)" } else { "" },
+            status.local_highest_commit,
+            lag.map_or("?".to_string(), |l| l.to_string()),
+            commits_per_s,
+            mb_per_s,
+            status.active_upstream.as_deref().unwrap_or("none"),
+        );
+        let Some(bar) = &self.bar else {
+            tracing::info!("{line}");
+            return;
+        };
+        let template = if lag.is_some_and(|l| l > CATCHING_UP) {
+            "{msg}\n[{bar:40}] {pos}/{len} ETA {eta}"
+        } else {
+            "{msg}"
+        };
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        if let Some(upstream) = status.upstream_highest_commit {
+            bar.set_length(upstream);
+        }
+        bar.set_position(status.local_highest_commit);
+        bar.set_message(line);
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
 }
 
 fn status_json(status: &ObserverStatus, registry: &Registry) -> serde_json::Value {
