@@ -279,6 +279,25 @@ fn validator_and_observer_processes_end_to_end() {
     // written after the restart, from the store.
     let written = lines(&output_file);
     assert!(!written.is_empty());
+    // A crash mid-write leaves a torn last line: the restart drops it.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&output_file)
+        .unwrap();
+    file.write_all(br#"{"index": 99999, "dig"#).unwrap();
+    drop(file);
+    // The validator restarts on its data dir and continues the same chain.
+    let (code, stderr) = validator.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    let validator = Node::spawn(&[
+        "validator",
+        "--data-dir",
+        validator_dir.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &v_metrics,
+    ]);
     // A restart continues the file: no gap, no duplicate.
     let observer = observe(&output_file);
     let persisted = status["highest_local_commit"].as_u64().unwrap();
