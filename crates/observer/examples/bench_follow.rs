@@ -1,0 +1,163 @@
+//! Observer catch-up throughput: following a validator from commit 0 with
+//! full verification and persistence, against a receive-only commit-stream
+//! subscriber of the same publisher in the same run.
+//!
+//! ```text
+//! cargo run --release -p dagstream-observer --example bench_follow -- [ROUNDS]
+//! ```
+//!
+//! A 10-authority committee at 20,000 TPS of 512-byte transactions (blocks
+//! of about 100 KB) produces ROUNDS rounds (default 300) before anything is
+//! timed; the validator then stays idle, so every path catches up on the
+//! same fixed history.
+
+use dagstream_observer::{start, ObserverConfig};
+use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
+use dagstream_proto::v1::{commit_stream_request, CommitStreamRequest, StartCommitStream};
+use dagstream_publisher::PublisherConfig;
+use dagstream_sim::{generate, GenesisParams, SimConfig};
+use dagstream_store::{MemStore, RedbStore, Store};
+use dagstream_types::{BlockLimits, Committee};
+use dagstream_validator::Producer;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+
+fn report(name: &str, commits: u64, bytes: u64, seconds: f64) {
+    println!(
+        "| {name} | {:.0} | {:.1} | {seconds:.2} s |",
+        commits as f64 / seconds,
+        bytes as f64 / seconds / 1e6
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map_or(300, |a| a.parse().expect("ROUNDS"));
+    let (genesis, keys) = generate(&GenesisParams {
+        authorities: 10,
+        round_interval_ms: 100,
+        genesis_time_ms: 0,
+        gc_depth_rounds: 50,
+        seed: 1,
+    });
+    let committee = Arc::new(Committee::new(genesis).unwrap());
+    let sim = SimConfig {
+        tps: 20_000,
+        tx_size_bytes: 512,
+        ..SimConfig::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let mut producer = Producer::new(
+        committee.clone(),
+        keys,
+        sim,
+        &BlockLimits::default(),
+        store.clone(),
+    )
+    .unwrap();
+    for _ in 0..rounds {
+        producer.produce_round().unwrap();
+    }
+    let tip = producer.last_commit_index();
+    // Commits of the last round are not certified yet: the observer gets
+    // them from blocks, the receive-only client never does.
+    let certified = tip - 2;
+    let commits = store.scan_commits(1, tip as usize).unwrap();
+    let mut bytes_through = vec![0u64; tip as usize + 1];
+    for commit in &commits {
+        let size: u64 = commit
+            .commit()
+            .blocks
+            .iter()
+            .map(|r| store.read_block(r).unwrap().unwrap().len() as u64)
+            .sum();
+        bytes_through[commit.index() as usize] = bytes_through[commit.index() as usize - 1] + size;
+    }
+    eprintln!(
+        "history: {rounds} rounds, {tip} commits, {:.1} MB of committed blocks",
+        bytes_through[tip as usize] as f64 / 1e6
+    );
+    // A frozen clock: the validator only serves its history.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let validator = dagstream_validator::start(
+        producer,
+        Arc::new(|| 0),
+        listener,
+        PublisherConfig::default(),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    let endpoint = format!("http://{}", validator.addr);
+
+    println!("| path | commits/s | MB/s of blocks | time |");
+    println!("|---|---|---|---|");
+
+    // Baseline: receive only, no verification, no storage.
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(CommitStreamRequest {
+        command: Some(commit_stream_request::Command::Start(StartCommitStream {
+            last_commit_index: 0,
+            preferred_batch_size: 0,
+        })),
+    })
+    .await
+    .unwrap();
+    let mut stream = CommitStreamServiceClient::connect(endpoint.clone())
+        .await
+        .unwrap()
+        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
+        .stream_commits(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = 0;
+    while last < certified {
+        let response = stream.message().await.unwrap().unwrap();
+        last = response.commits.last().map_or(last, |c| c.commit_index);
+    }
+    report(
+        "receive-only commit stream (baseline)",
+        last,
+        bytes_through[last as usize],
+        started.elapsed().as_secs_f64(),
+    );
+    drop((tx, stream));
+
+    for (name, observer_store) in [
+        (
+            "observer, in-memory store",
+            Arc::new(MemStore::new()) as Arc<dyn Store>,
+        ),
+        ("observer, redb store (fsync per commit)", {
+            let dir = std::env::temp_dir().join(format!("dagstream-bench-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            Arc::new(RedbStore::open(&dir.join("store.redb")).unwrap()) as Arc<dyn Store>
+        }),
+    ] {
+        let started = Instant::now();
+        let (observer, mut delivered) = start(
+            committee.clone(),
+            observer_store,
+            vec![endpoint.clone()],
+            ObserverConfig::default(),
+            0,
+        )
+        .unwrap();
+        let mut last = 0;
+        while last < tip {
+            last = delivered.recv().await.unwrap().index();
+        }
+        report(
+            name,
+            last,
+            bytes_through[last as usize],
+            started.elapsed().as_secs_f64(),
+        );
+        observer.stop().await.unwrap();
+    }
+    validator.stop().await.unwrap();
+}
