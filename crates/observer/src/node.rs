@@ -990,12 +990,7 @@ impl Node {
             }
             Err(err) => return Err(err.into()),
         };
-        for sub_dag in output.commits {
-            if let Some(end) = self.sequence(sub_dag)? {
-                return Ok(Some(end));
-            }
-        }
-        Ok(None)
+        self.sequence(output.commits)
     }
 
     /// Verifies a commit batch against the persisted chain, then sequences
@@ -1026,65 +1021,82 @@ impl Node {
             Ok(sub_dags) => sub_dags,
             Err(err) => return Ok(Some(SessionEnd::Faulty(err))),
         };
+        self.sequence(sub_dags)
+    }
+
+    /// The one place commits enter the chain; see [`decide`]. The commits
+    /// to persist are written together, in one atomic and durable write.
+    fn sequence(&mut self, sub_dags: Vec<CommittedSubDag>) -> Result<Option<SessionEnd>> {
+        let stored_tip = self.tip_index();
+        let mut tip = stored_tip;
+        let mut to_persist: Vec<CommittedSubDag> = Vec::new();
         for sub_dag in sub_dags {
-            if let Some(end) = self.sequence(sub_dag)? {
-                return Ok(Some(end));
+            let index = sub_dag.index();
+            let persisted = if index <= stored_tip {
+                self.store.read_commit(index)?.map(|c| c.digest())
+            } else if index <= tip {
+                // Earlier in this same batch.
+                to_persist
+                    .get((index - stored_tip - 1) as usize)
+                    .map(|c| c.commit.digest())
+            } else {
+                None
+            };
+            match decide(tip, index, sub_dag.commit.digest(), persisted) {
+                Sequencing::Persist => {
+                    tip = index;
+                    to_persist.push(sub_dag);
+                }
+                Sequencing::AlreadyPersisted | Sequencing::Ahead => {}
+                Sequencing::Conflict { persisted } => {
+                    return Err(ObserverError::Conflict {
+                        index,
+                        persisted,
+                        received: sub_dag.commit.digest(),
+                    })
+                }
             }
+        }
+        if !to_persist.is_empty() {
+            self.persist(to_persist)?;
         }
         Ok(None)
     }
 
-    /// The one place commits enter the chain; see [`decide`].
-    fn sequence(&mut self, sub_dag: CommittedSubDag) -> Result<Option<SessionEnd>> {
-        let index = sub_dag.index();
-        let persisted = if index <= self.tip_index() {
-            self.store.read_commit(index)?.map(|c| c.digest())
-        } else {
-            None
-        };
-        match decide(self.tip_index(), index, sub_dag.commit.digest(), persisted) {
-            Sequencing::Persist => self.persist(sub_dag)?,
-            Sequencing::AlreadyPersisted | Sequencing::Ahead => {}
-            Sequencing::Conflict { persisted } => {
-                return Err(ObserverError::Conflict {
-                    index,
-                    persisted,
-                    received: sub_dag.commit.digest(),
-                })
-            }
-        }
-        Ok(None)
-    }
-
-    /// Writes the commit, its blocks and the checkpoint state atomically,
-    /// then announces them for relaying.
-    fn persist(&mut self, sub_dag: CommittedSubDag) -> Result<()> {
-        let index = sub_dag.index();
+    /// Writes consecutive commits, their blocks and the checkpoint state in
+    /// one atomic write, then announces them for relaying.
+    fn persist(&mut self, sub_dags: Vec<CommittedSubDag>) -> Result<()> {
         let mut checkpointer = self.checkpointer.clone();
-        let (sequence, closed) = checkpointer.place(index, sub_dag.commit.timestamp_ms());
+        let mut last_closed = None;
         let mut batch = WriteBatch::new();
-        for block in &sub_dag.blocks {
-            batch.add_block(block);
+        for sub_dag in &sub_dags {
+            let (_, closed) = checkpointer.place(sub_dag.index(), sub_dag.commit.timestamp_ms());
+            for block in &sub_dag.blocks {
+                batch.add_block(block);
+            }
+            batch.add_commit(sub_dag.commit.clone());
+            if let Some(closed) = closed {
+                let mut range = closed.first_commit.to_le_bytes().to_vec();
+                range.extend_from_slice(&closed.last_commit.to_le_bytes());
+                batch.put_meta(format!("checkpoint/{:020}", closed.sequence), range);
+                last_closed = Some(closed);
+            }
         }
-        batch.add_commit(sub_dag.commit.clone());
         if let Some(open) = checkpointer.open() {
             batch.put_meta(CHECKPOINT_KEY, Checkpointer::encode(&open));
         }
-        if let Some(closed) = closed {
-            let mut range = closed.first_commit.to_le_bytes().to_vec();
-            range.extend_from_slice(&closed.last_commit.to_le_bytes());
-            batch.put_meta(format!("checkpoint/{:020}", closed.sequence), range);
-        }
         self.store.write(batch)?;
+        self.status.checkpoint = checkpointer.open().map(|o| o.sequence);
         self.checkpointer = checkpointer;
-        if closed.is_some() {
-            self.last_closed_checkpoint = closed;
+        if last_closed.is_some() {
+            self.last_closed_checkpoint = last_closed;
         }
-        self.status.checkpoint = Some(sequence);
-        self.source
-            .publish(&sub_dag.blocks, std::slice::from_ref(&sub_dag.commit));
-        self.tip = Some(sub_dag.commit.clone());
-        self.recent.push_back(sub_dag);
+        for sub_dag in sub_dags {
+            self.source
+                .publish(&sub_dag.blocks, std::slice::from_ref(&sub_dag.commit));
+            self.tip = Some(sub_dag.commit.clone());
+            self.recent.push_back(sub_dag);
+        }
         while self.recent.len() > self.config.output_queue_len {
             self.recent.pop_front();
         }
