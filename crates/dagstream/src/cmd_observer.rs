@@ -5,12 +5,12 @@ use crate::config::NodeConfig;
 use crate::{chain, http, report, shutdown};
 use anyhow::{bail, Context, Result};
 use dagstream_observer::checkpoint::Checkpointer;
-use dagstream_observer::{start, ObserverStatus};
+use dagstream_observer::{start_with_metrics, ObserverMetrics, ObserverStatus};
 use dagstream_publisher::Publisher;
 use dagstream_store::{RedbStore, Store};
 use dagstream_types::{CommitIndex, Committee, Genesis};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use prometheus::{IntGauge, Registry};
+use prometheus::Registry;
 use serde_json::json;
 use std::io::{IsTerminal, Seek, Write};
 use std::net::SocketAddr;
@@ -140,15 +140,16 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
     let interval = node_config.observer.min_checkpoint_interval_ms;
     let mut checkpointer = checkpointer_at(store.as_ref(), interval, resume_after)?;
 
-    let (observer, mut commits) = start(
+    let registry = Registry::new();
+    let (observer, mut commits) = start_with_metrics(
         committee.clone(),
         store.clone(),
         args.upstreams.clone(),
         node_config.observer.clone(),
         resume_after,
+        ObserverMetrics::new(&registry)?,
     )?;
     tracing::info!(chain = %committee.digest(), resume_after, "observer starting");
-    let registry = Registry::new();
 
     let relay = match args.listen {
         Some(addr) => {
@@ -166,7 +167,6 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
         None => None,
     };
 
-    let gauges = ObserverGauges::new(&registry)?;
     let status_rx = observer.watch_status();
     let status_registry = registry.clone();
     let status = Arc::new(move || status_json(&status_rx.borrow(), &status_registry));
@@ -185,8 +185,6 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
 
     let display = Display::new(std::io::stdout().is_terminal());
     let mut report_every = tokio::time::interval(display.interval());
-    // Metrics are sampled more often than the status is reported.
-    let mut sample_every = tokio::time::interval(Duration::from_millis(500));
     let mut stop = signals.clone();
     let mut delivered: u64 = 0;
     let mut delivered_bytes: u64 = 0;
@@ -202,7 +200,6 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
                 delivered += 1;
                 delivered_bytes += sub_dag.blocks.iter().map(|b| b.serialized().len() as u64).sum::<u64>();
             }
-            _ = sample_every.tick() => gauges.update(&observer.status()),
             _ = report_every.tick() => {
                 let seconds = last.0.elapsed().as_secs_f64().max(0.001);
                 let rates = (
@@ -310,63 +307,4 @@ fn status_json(status: &ObserverStatus, registry: &Registry) -> serde_json::Valu
         "caught_up": status.caught_up,
         "last_fault": status.last_fault,
     })
-}
-
-struct ObserverGauges {
-    local: IntGauge,
-    upstream: IntGauge,
-    lag: IntGauge,
-    mode: IntGauge,
-    paused: IntGauge,
-    connections: IntGauge,
-}
-
-impl ObserverGauges {
-    fn new(registry: &Registry) -> Result<Self> {
-        let gauge = |name: &str, help: &str| -> Result<IntGauge> {
-            let gauge = IntGauge::new(name, help)?;
-            registry.register(Box::new(gauge.clone()))?;
-            Ok(gauge)
-        };
-        Ok(ObserverGauges {
-            local: gauge(
-                "dagstream_observer_highest_commit",
-                "Highest persisted commit",
-            )?,
-            upstream: gauge(
-                "dagstream_observer_upstream_highest_commit",
-                "The upstream's highest commit",
-            )?,
-            lag: gauge(
-                "dagstream_observer_commit_lag",
-                "Commits behind the upstream",
-            )?,
-            mode: gauge(
-                "dagstream_observer_mode",
-                "0 BlocksOnly, 1 CommitsOnly, 2 Overlap",
-            )?,
-            paused: gauge(
-                "dagstream_observer_paused",
-                "1 while the block stream is paused",
-            )?,
-            connections: gauge("dagstream_observer_connections", "Upstream sessions opened")?,
-        })
-    }
-
-    fn update(&self, status: &ObserverStatus) {
-        use dagstream_observer::Mode;
-        self.local.set(status.local_highest_commit as i64);
-        if let Some(upstream) = status.upstream_highest_commit {
-            self.upstream.set(upstream as i64);
-            self.lag
-                .set(upstream.saturating_sub(status.local_highest_commit) as i64);
-        }
-        self.mode.set(match status.mode {
-            Some(Mode::CommitsOnly) => 1,
-            Some(Mode::Overlap) => 2,
-            _ => 0,
-        });
-        self.paused.set(status.paused as i64);
-        self.connections.set(status.connections as i64);
-    }
 }

@@ -86,6 +86,23 @@ pub enum ObserverError {
     Dag(#[from] dagstream_dag::DagError),
 }
 
+/// The metric names of every integrity error: the labels of
+/// `dagstream_observer_faults_total`, created at zero.
+pub const INTEGRITY_ERROR_NAMES: [&str; 12] = [
+    "broken_chain",
+    "malformed_block",
+    "empty_sub_dag",
+    "leader_mismatch",
+    "unordered_sub_dag",
+    "wrong_timestamp",
+    "missing_certificate",
+    "bad_certifier",
+    "digest_mismatch",
+    "missing_quorum",
+    "bad_block",
+    "wrong_chain",
+];
+
 impl ObserverError {
     /// Whether the error proves an upstream sent data that does not verify.
     /// Such an upstream is marked faulty for a cool-down, never retried in
@@ -121,5 +138,58 @@ impl ObserverError {
             ObserverError::Store(err) => err.name(),
             ObserverError::Dag(err) => err.name(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every integrity error has its name in [`INTEGRITY_ERROR_NAMES`].
+    #[test]
+    fn integrity_error_names_are_complete() {
+        let types = || TypesError::GenesisRound { author: 0 };
+        let errors = [
+            ObserverError::BrokenChain {
+                expected_after: 1,
+                got: 3,
+            },
+            ObserverError::MalformedBlock {
+                index: 1,
+                source: types(),
+            },
+            ObserverError::EmptySubDag { index: 1 },
+            ObserverError::LeaderMismatch { index: 1 },
+            ObserverError::UnorderedSubDag { index: 1 },
+            ObserverError::WrongTimestamp {
+                index: 1,
+                expected: 2,
+                got: 3,
+            },
+            ObserverError::MissingCertificate { index: 1 },
+            ObserverError::BadCertifier { source: types() },
+            ObserverError::DigestMismatch {
+                index: 1,
+                computed: Digest::ZERO,
+                certified: Digest::ZERO,
+            },
+            ObserverError::MissingQuorum {
+                index: 1,
+                stake: 1,
+                quorum: 3,
+            },
+            ObserverError::BadBlock { source: types() },
+            ObserverError::WrongChain {
+                upstream: "u".into(),
+                served: "s".into(),
+                ours: Digest::ZERO,
+            },
+        ];
+        let names: Vec<&str> = errors.iter().map(|e| e.name()).collect();
+        assert_eq!(names, INTEGRITY_ERROR_NAMES);
+        assert!(errors
+            .iter()
+            .filter(|e| !matches!(e, ObserverError::WrongChain { .. }))
+            .all(|e| e.is_integrity()));
     }
 }

@@ -9,11 +9,13 @@
 //! - [`node`]: the observer itself ([`node::start`]): connections,
 //!   failover, the block and commit paths, the sequencer, persistence and
 //!   delivery to the consumer.
+//! - [`metrics`]: [`ObserverMetrics`], on a registry passed in.
 //! - [`verify`]: commit-stream batches checked against the observer's own
 //!   chain and the certifiers' quorum, free of I/O.
 
 pub mod checkpoint;
 mod error;
+pub mod metrics;
 pub mod node;
 pub mod state_machine;
 #[cfg(test)]
@@ -23,5 +25,6 @@ pub mod verify;
 mod verify_tests;
 
 pub use error::{ObserverError, Result};
-pub use node::{start, ObserverConfig, ObserverHandle, ObserverStatus};
+pub use metrics::ObserverMetrics;
+pub use node::{start, start_with_metrics, ObserverConfig, ObserverHandle, ObserverStatus};
 pub use state_machine::{Command, Mode, Observation, SubscriberConfig, SubscriberStateMachine};

@@ -17,6 +17,7 @@
 //! grows and the state machine pauses blocks: nothing is dropped.
 
 use crate::checkpoint::{Checkpoint, Checkpointer};
+use crate::metrics::ObserverMetrics;
 use crate::state_machine::{Command, Mode, Observation, SubscriberConfig, SubscriberStateMachine};
 use crate::verify::verify_commit_batch;
 use crate::{ObserverError, Result};
@@ -226,6 +227,22 @@ pub fn start(
     config: ObserverConfig,
     resume_after: CommitIndex,
 ) -> Result<(ObserverHandle, mpsc::Receiver<CommittedSubDag>)> {
+    let metrics = ObserverMetrics::unregistered().map_err(|err| ObserverError::InvalidConfig {
+        reason: format!("metrics: {err}"),
+    })?;
+    start_with_metrics(committee, store, upstreams, config, resume_after, metrics)
+}
+
+/// [`start`], exporting [`ObserverMetrics`] (made with
+/// [`ObserverMetrics::new`] on the node's registry).
+pub fn start_with_metrics(
+    committee: Arc<Committee>,
+    store: Arc<dyn Store>,
+    upstreams: Vec<String>,
+    config: ObserverConfig,
+    resume_after: CommitIndex,
+    metrics: ObserverMetrics,
+) -> Result<(ObserverHandle, mpsc::Receiver<CommittedSubDag>)> {
     config.validate()?;
     if upstreams.is_empty() {
         return Err(ObserverError::InvalidConfig {
@@ -239,7 +256,14 @@ pub fn start(
             }
         })?,
     );
-    let mut node = Node::new(committee, store, source.clone(), config, resume_after)?;
+    let mut node = Node::new(
+        committee,
+        store,
+        source.clone(),
+        config,
+        resume_after,
+        metrics,
+    )?;
     let (status_tx, status) = watch::channel(ObserverStatus::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     // The observer buffers up to `output_queue_len` itself; the channel
@@ -647,6 +671,7 @@ struct Node {
     checkpointer: Checkpointer,
     last_closed_checkpoint: Option<Checkpoint>,
     status: ObserverStatus,
+    metrics: ObserverMetrics,
     epoch: Instant,
 }
 
@@ -657,6 +682,7 @@ impl Node {
         source: Arc<StoreSource>,
         config: ObserverConfig,
         resume_after: CommitIndex,
+        metrics: ObserverMetrics,
     ) -> Result<Node> {
         let consensus = recover_consensus(&committee, store.as_ref())?;
         let tip = store.last_commit()?;
@@ -683,6 +709,7 @@ impl Node {
                 ..ObserverStatus::default()
             },
             config,
+            metrics,
             epoch: Instant::now(),
         })
     }
@@ -736,6 +763,7 @@ impl Node {
             info!(upstream = %address, "following upstream");
             self.status.active_upstream = Some(address.clone());
             self.status.connections += 1;
+            self.metrics.connections.inc();
             let before = self.tip_index();
             let end = self
                 .session(
@@ -756,14 +784,27 @@ impl Node {
             match end {
                 SessionEnd::Shutdown => return Ok(()),
                 SessionEnd::Degraded(reason) => {
+                    self.metrics
+                        .session_ends
+                        .with_label_values(&["degraded"])
+                        .inc();
                     warn!(upstream = %address, reason, "cannot keep up; backing off");
                     upstreams.failed();
                 }
                 SessionEnd::Failed(reason) => {
+                    self.metrics
+                        .session_ends
+                        .with_label_values(&["failed"])
+                        .inc();
                     warn!(upstream = %address, reason, "upstream lost; failing over");
                     upstreams.failed();
                 }
                 SessionEnd::Faulty(err) => {
+                    self.metrics
+                        .session_ends
+                        .with_label_values(&["faulty"])
+                        .inc();
+                    self.metrics.faults.with_label_values(&[err.name()]).inc();
                     error!(upstream = %address, cause = %err, "upstream sent unverifiable data");
                     self.status.last_fault = Some(format!("{}: {address}: {err}", err.name()));
                     upstreams.faulty(index, Instant::now(), &self.config);
@@ -840,6 +881,12 @@ impl Node {
                     }
                     self.record_mode();
                     self.status.upstream_highest_commit = observation.upstream_highest_commit;
+                    if let Some(upstream) = observation.upstream_highest_commit {
+                        self.metrics.upstream_highest_commit.set(upstream as i64);
+                        self.metrics
+                            .commit_lag
+                            .set(upstream.saturating_sub(self.tip_index()) as i64);
+                    }
                     self.status.local_highest_commit = self.tip_index();
                     self.status.caught_up = observation.upstream_highest_commit
                         == Some(self.tip_index())
@@ -867,6 +914,7 @@ impl Node {
 
     fn record_mode(&mut self) {
         let now = (self.machine.mode(), self.machine.paused());
+        self.metrics.set_mode(now.0, now.1);
         self.status.mode = Some(now.0);
         self.status.paused = now.1;
         if self.status.mode_trace.last() != Some(&now) {
@@ -980,6 +1028,7 @@ impl Node {
                 }
             }
         }
+        self.metrics.blocks_verified.inc_by(verified.len() as u64);
         let output = match self.consensus.add_blocks(verified) {
             Ok(output) => output,
             Err(err @ dagstream_dag::DagError::TooManyPendingBlocks { .. }) => {
@@ -1086,6 +1135,7 @@ impl Node {
             batch.put_meta(CHECKPOINT_KEY, Checkpointer::encode(&open));
         }
         self.store.write(batch)?;
+        self.metrics.commits_persisted.inc_by(sub_dags.len() as u64);
         self.status.checkpoint = checkpointer.open().map(|o| o.sequence);
         self.checkpointer = checkpointer;
         if last_closed.is_some() {
@@ -1097,6 +1147,7 @@ impl Node {
             self.tip = Some(sub_dag.commit.clone());
             self.recent.push_back(sub_dag);
         }
+        self.metrics.highest_commit.set(self.tip_index() as i64);
         while self.recent.len() > self.config.output_queue_len {
             self.recent.pop_front();
         }
