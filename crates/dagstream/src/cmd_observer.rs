@@ -170,18 +170,13 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
     let status_rx = observer.watch_status();
     let status_registry = registry.clone();
     let status = Arc::new(move || status_json(&status_rx.borrow(), &status_registry));
-    let metrics_server = match args.metrics_listen {
-        Some(addr) => Some(
-            http::serve(
-                addr,
-                registry.clone(),
-                status,
-                shutdown::wait(signals.clone()),
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let metrics_server = http::serve_if(
+        args.metrics_listen,
+        &registry,
+        status,
+        shutdown::wait(signals.clone()),
+    )
+    .await?;
 
     let display = Display::new(std::io::stdout().is_terminal());
     let mut report_every = tokio::time::interval(display.interval());

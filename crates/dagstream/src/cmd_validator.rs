@@ -172,18 +172,13 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
             "subscribers": active_streams(&status_registry),
         })
     });
-    let metrics_server = match args.metrics_listen {
-        Some(addr) => Some(
-            http::serve(
-                addr,
-                registry.clone(),
-                status,
-                shutdown::wait(signals.clone()),
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let metrics_server = http::serve_if(
+        args.metrics_listen,
+        &registry,
+        status,
+        shutdown::wait(signals.clone()),
+    )
+    .await?;
     let source = handle.source.clone();
     let mut ticks = tokio::time::interval(Duration::from_millis(500));
     let mut stop = signals.clone();

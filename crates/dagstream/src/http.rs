@@ -11,6 +11,19 @@ use std::sync::Arc;
 /// What `/status` reports, computed on each request.
 pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// [`serve`] when `--metrics-listen` was given.
+pub async fn serve_if(
+    addr: Option<SocketAddr>,
+    registry: &Registry,
+    status: StatusFn,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    match addr {
+        Some(addr) => Ok(Some(serve(addr, registry.clone(), status, shutdown).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Binds `addr` now (so that a port in use is a startup error) and serves
 /// until `shutdown` resolves.
 pub async fn serve(
