@@ -120,3 +120,39 @@ fn shuffled_duplicated_blocks_give_identical_commits() {
 fn shuffled_duplicated_blocks_give_identical_commits_with_shallow_gc() {
     shuffled_order_gives_the_same_commits(2);
 }
+
+/// An authority that signs two blocks for one round (equivocates), each
+/// referenced by part of the committee: every arrival order still gives the
+/// same commits, and both blocks are accepted.
+#[test]
+fn equivocation_gives_identical_commits_in_any_order() {
+    let seed = test_seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut dag = DagBuilder::new(4);
+    dag.layers(1..=4);
+    dag.round(5).equivocate(1, &[2, 3]).build();
+    dag.layers(6..=20);
+    let twin_count = dag
+        .blocks()
+        .iter()
+        .filter(|b| b.round() == 5 && b.author() == 1)
+        .count();
+    assert_eq!(twin_count, 2);
+
+    let mut core = DagConsensus::new(dag.committee(), DagConfig::default());
+    let output = core.add_blocks(dag.blocks().to_vec()).unwrap();
+    assert_eq!(
+        output.accepted.len(),
+        dag.blocks().len(),
+        "both versions accepted"
+    );
+    let in_order: Vec<_> = output.commits.iter().map(|c| c.reference()).collect();
+    assert!(in_order.len() >= 15);
+    for case in 0..10 {
+        let mut blocks = dag.blocks().to_vec();
+        blocks.extend(dag.blocks()[..20].to_vec());
+        blocks.shuffle(&mut rng);
+        let shuffled = commit_sequence(&dag, blocks.into_iter().map(|b| vec![b]));
+        assert_eq!(shuffled, in_order, "seed {seed} case {case}");
+    }
+}

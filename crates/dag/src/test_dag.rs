@@ -56,6 +56,9 @@ pub struct DagBuilder {
     schedule: LeaderSchedule,
     blocks: Vec<VerifiedBlock>,
     slots: HashMap<(Round, AuthorityIndex), VerifiedBlock>,
+    /// Second blocks of equivocating authors, with the authors of the next
+    /// round that reference them instead of the first.
+    alternates: HashMap<(Round, AuthorityIndex), (VerifiedBlock, Vec<AuthorityIndex>)>,
     latest: Vec<BlockRef>,
 }
 
@@ -73,6 +76,7 @@ impl DagBuilder {
             schedule: LeaderSchedule::new(&committee),
             latest: genesis.iter().map(|b| b.reference()).collect(),
             slots: genesis.into_iter().map(|b| ((0, b.author()), b)).collect(),
+            alternates: HashMap::new(),
             blocks: Vec::new(),
             committee,
         }
@@ -115,6 +119,7 @@ impl DagBuilder {
             parents: BTreeMap::new(),
             skipped: Vec::new(),
             late: Vec::new(),
+            equivocations: Vec::new(),
             round,
             builder: self,
         }
@@ -129,9 +134,17 @@ pub struct RoundBuilder<'a> {
     parents: BTreeMap<AuthorityIndex, Vec<AuthorityIndex>>,
     skipped: Vec<AuthorityIndex>,
     late: Vec<AuthorityIndex>,
+    equivocations: Vec<(AuthorityIndex, Vec<AuthorityIndex>)>,
 }
 
 impl RoundBuilder<'_> {
+    /// `author` also signs a second, different block for this round; the
+    /// authors in `referenced_by` reference that one in the next round.
+    pub fn equivocate(mut self, author: AuthorityIndex, referenced_by: &[AuthorityIndex]) -> Self {
+        self.equivocations.push((author, referenced_by.to_vec()));
+        self
+    }
+
     /// Only these authorities produce a block this round.
     pub fn producers(mut self, authors: &[AuthorityIndex]) -> Self {
         self.producers = authors.to_vec();
@@ -178,7 +191,12 @@ impl RoundBuilder<'_> {
                 } else {
                     round - 1
                 };
-                if let Some(block) = b.slots.get(&(parent_round, parent)) {
+                let alternate = b
+                    .alternates
+                    .get(&(parent_round, parent))
+                    .filter(|(_, referenced_by)| referenced_by.contains(&author))
+                    .map(|(block, _)| block);
+                if let Some(block) = alternate.or_else(|| b.slots.get(&(parent_round, parent))) {
                     ancestors.insert(parent, block.reference());
                 }
             }
@@ -195,6 +213,16 @@ impl RoundBuilder<'_> {
                 },
                 &b.keys[author as usize],
             );
+            if let Some((_, referenced_by)) = self.equivocations.iter().find(|(a, _)| *a == author)
+            {
+                let mut twin = block.block().clone();
+                twin.transactions
+                    .push(dagstream_types::Transaction(b"equivocation".to_vec()));
+                let twin = VerifiedBlock::sign(twin, &b.keys[author as usize]);
+                b.alternates
+                    .insert((round, author), (twin.clone(), referenced_by.clone()));
+                b.blocks.push(twin);
+            }
             b.latest[author as usize] = block.reference();
             b.slots.insert((round, author), block.clone());
             b.blocks.push(block);

@@ -242,3 +242,52 @@ async fn an_upstream_of_another_chain_is_refused() {
     assert!(err.to_string().contains("refusing"), "{err}");
     validator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_that_cannot_keep_up_in_commits_only_backs_off() {
+    // Far behind, and a consumer that never reads: in CommitsOnly the lag
+    // cannot improve, so the observer degrades gracefully.
+    let validator = validator(600).await;
+    let (committee, _) = committee_and_keys();
+    let registry = prometheus::Registry::new();
+    let config = ObserverConfig {
+        degrade_after_ms: 500,
+        output_queue_len: 4,
+        ..ObserverConfig::default()
+    };
+    let (observer, commits) = dagstream_observer::start_with_metrics(
+        committee,
+        Arc::new(MemStore::new()),
+        vec![validator.endpoint()],
+        config,
+        0,
+        dagstream_observer::ObserverMetrics::new(&registry).unwrap(),
+    )
+    .unwrap();
+    let degraded = || {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "dagstream_observer_session_ends_total")
+            .flat_map(|f| f.get_metric())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == "degraded"))
+            .map(|m| m.get_counter().get_value())
+            .sum::<f64>()
+    };
+    wait_status(&observer, "CommitsOnly", |s| {
+        s.mode == Some(dagstream_observer::Mode::CommitsOnly)
+    })
+    .await;
+    tokio::time::timeout(common::PATIENCE, async {
+        while degraded() < 1.0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the observer degraded");
+    // It reconnects (after its backoff) rather than giving up.
+    wait_status(&observer, "a second session", |s| s.connections >= 2).await;
+    drop(commits);
+    observer.stop().await.unwrap();
+    validator.stop().await;
+}
