@@ -12,6 +12,19 @@
 //! - [`metrics`]: [`ObserverMetrics`], on a registry passed in.
 //! - [`verify`]: commit-stream batches checked against the observer's own
 //!   chain and the certifiers' quorum, free of I/O.
+//!
+//! # Data flow
+//! ```text
+//! upstream ─block stream──▶ verify each block (parallel, off the runtime)
+//!          │                  ─▶ DagConsensus (the validators' committer) ─┐
+//!          └commit stream─▶ verify_commit_batch (own chain + quorum) ──────┤
+//!                                                                          ▼
+//!   SubscriberStateMachine ◀─ lag, queue ─ sequencer: next ─▶ Store (atomic)
+//!     (Start/Stop commands)                 repeat ─▶ digests must match
+//!                                                          │
+//!                          consumer ◀─ exactly once ───────┤
+//!                          StoreSource (relay) ◀───────────┘
+//! ```
 
 pub mod checkpoint;
 mod error;
