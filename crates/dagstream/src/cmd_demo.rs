@@ -91,7 +91,6 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         validator_store.clone(),
     )?;
     println!("producing {HISTORY_ROUNDS} rounds of history...");
-    producer.step(crate::cmd_genesis::now_ms())?;
     while producer.simulator().next_round_time_ms() <= crate::cmd_genesis::now_ms() {
         producer.step(crate::cmd_genesis::now_ms())?;
     }

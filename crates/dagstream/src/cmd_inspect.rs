@@ -3,7 +3,6 @@
 
 use crate::report;
 use anyhow::{bail, Context, Result};
-use dagstream_observer::checkpoint::Checkpointer;
 use dagstream_store::{RedbStore, Store};
 use dagstream_types::{BlockLimits, CommitIndex, Committee, Digest, Genesis, VerifiedBlock};
 use std::path::Path;
@@ -54,20 +53,9 @@ fn show(store: &dyn Store, index: CommitIndex, json: bool, interval_ms: u64) -> 
     }
     // The checkpoint follows from the timestamps of commits 1..=index.
     let checkpoint = match store.commit_range()? {
-        Some((1, _)) => {
-            let mut checkpointer = Checkpointer::new(interval_ms, None);
-            let mut sequence = 0;
-            let mut next = 1;
-            while next <= index {
-                let chunk = store.scan_commits(next, CHUNK.min((index - next + 1) as usize))?;
-                let Some(last) = chunk.last() else { break };
-                next = last.index() + 1;
-                for c in &chunk {
-                    sequence = checkpointer.place(c.index(), c.timestamp_ms()).0;
-                }
-            }
-            Some(sequence)
-        }
+        Some((1, _)) => report::checkpointer_at(store, interval_ms, index)?
+            .open()
+            .map(|open| open.sequence),
         _ => None,
     };
     let value = report::commit_json(&commit, tx_count, checkpoint);

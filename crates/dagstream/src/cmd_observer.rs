@@ -4,7 +4,6 @@
 use crate::config::NodeConfig;
 use crate::{chain, http, report, shutdown};
 use anyhow::{bail, Context, Result};
-use dagstream_observer::checkpoint::Checkpointer;
 use dagstream_observer::{start_with_metrics, ObserverMetrics, ObserverStatus};
 use dagstream_publisher::Publisher;
 use dagstream_store::{RedbStore, Store};
@@ -82,26 +81,6 @@ impl Output {
     }
 }
 
-/// The checkpointer's state after commit `through`, from the stored
-/// commits' timestamps.
-fn checkpointer_at(
-    store: &dyn Store,
-    interval_ms: u64,
-    through: CommitIndex,
-) -> Result<Checkpointer> {
-    let mut checkpointer = Checkpointer::new(interval_ms, None);
-    let mut next = 1;
-    while next <= through {
-        let chunk = store.scan_commits(next, 10_000.min((through - next + 1) as usize))?;
-        let Some(last) = chunk.last() else { break };
-        next = last.index() + 1;
-        for commit in &chunk {
-            checkpointer.place(commit.index(), commit.timestamp_ms());
-        }
-    }
-    Ok(checkpointer)
-}
-
 pub async fn run(args: ObserverArgs) -> Result<()> {
     // First of all, so that a signal during startup is also graceful.
     let signals = shutdown::on_signals();
@@ -138,7 +117,7 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
         );
     }
     let interval = node_config.observer.min_checkpoint_interval_ms;
-    let mut checkpointer = checkpointer_at(store.as_ref(), interval, resume_after)?;
+    let mut checkpointer = report::checkpointer_at(store.as_ref(), interval, resume_after)?;
 
     let registry = Registry::new();
     let (observer, mut commits) = start_with_metrics(
@@ -296,7 +275,7 @@ fn status_json(status: &ObserverStatus, registry: &Registry) -> serde_json::Valu
         "highest_local_commit": status.local_highest_commit,
         "highest_upstream_commit": status.upstream_highest_commit,
         "active_upstream": status.active_upstream,
-        "subscribers": crate::cmd_validator::active_streams(registry),
+        "subscribers": http::active_streams(registry),
         "checkpoint": status.checkpoint,
         "last_closed_checkpoint": status.last_closed_checkpoint,
         "caught_up": status.caught_up,

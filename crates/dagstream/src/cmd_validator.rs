@@ -169,7 +169,7 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
             "highest_round": source.highest_round(),
             "highest_commit": source.highest_commit_index(),
             "highest_certified_commit": certified.highest_certified(),
-            "subscribers": active_streams(&status_registry),
+            "subscribers": http::active_streams(&status_registry),
         })
     });
     let metrics_server = http::serve_if(
@@ -197,18 +197,4 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
     }
     tracing::info!("validator stopped");
     Ok(())
-}
-
-/// Open streams, from the publisher's gauge.
-pub fn active_streams(registry: &Registry) -> i64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == "dagstream_publisher_active_streams")
-        .flat_map(|f| {
-            f.get_metric()
-                .iter()
-                .map(|m| m.get_gauge().get_value() as i64)
-        })
-        .sum()
 }

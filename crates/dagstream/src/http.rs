@@ -65,3 +65,17 @@ pub async fn serve(
         }
     }))
 }
+
+/// Open streams, from the publisher's gauge.
+pub fn active_streams(registry: &Registry) -> i64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "dagstream_publisher_active_streams")
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|m| m.get_gauge().get_value() as i64)
+        })
+        .sum()
+}

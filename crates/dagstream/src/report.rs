@@ -1,7 +1,11 @@
 //! The JSON form of a commit, shared by `observer --output` and
-//! `inspect --json`, so that the two can be compared line for line.
+//! `inspect --json`, so that the two can be compared line for line, and
+//! the checkpoint numbers both compute.
 
-use dagstream_types::{CommittedSubDag, TrustedCommit};
+use anyhow::Result;
+use dagstream_observer::checkpoint::Checkpointer;
+use dagstream_store::Store;
+use dagstream_types::{CommitIndex, CommittedSubDag, TrustedCommit};
 use serde_json::{json, Value};
 
 pub fn commit_json(commit: &TrustedCommit, tx_count: usize, checkpoint: Option<u64>) -> Value {
@@ -24,4 +28,28 @@ pub fn commit_json(commit: &TrustedCommit, tx_count: usize, checkpoint: Option<u
 pub fn sub_dag_json(sub_dag: &CommittedSubDag, checkpoint: Option<u64>) -> Value {
     let tx_count = sub_dag.blocks.iter().map(|b| b.transactions().len()).sum();
     commit_json(&sub_dag.commit, tx_count, checkpoint)
+}
+
+/// Commits read per scan while replaying checkpoints: bounds memory per
+/// read (commits are small, blocks are not read).
+const CHECKPOINT_SCAN: usize = 10_000;
+
+/// The checkpointer's state after commit `through`, from the stored
+/// commits' timestamps.
+pub fn checkpointer_at(
+    store: &dyn Store,
+    interval_ms: u64,
+    through: CommitIndex,
+) -> Result<Checkpointer> {
+    let mut checkpointer = Checkpointer::new(interval_ms, None);
+    let mut next = 1;
+    while next <= through {
+        let chunk = store.scan_commits(next, CHECKPOINT_SCAN.min((through - next + 1) as usize))?;
+        let Some(last) = chunk.last() else { break };
+        next = last.index() + 1;
+        for commit in &chunk {
+            checkpointer.place(commit.index(), commit.timestamp_ms());
+        }
+    }
+    Ok(checkpointer)
 }

@@ -1039,7 +1039,8 @@ impl Node {
             }
             Err(err) => return Err(err.into()),
         };
-        self.sequence(output.commits)
+        self.sequence(output.commits)?;
+        Ok(None)
     }
 
     /// Verifies a commit batch against the persisted chain, then sequences
@@ -1070,12 +1071,13 @@ impl Node {
             Ok(sub_dags) => sub_dags,
             Err(err) => return Ok(Some(SessionEnd::Faulty(err))),
         };
-        self.sequence(sub_dags)
+        self.sequence(sub_dags)?;
+        Ok(None)
     }
 
     /// The one place commits enter the chain; see [`decide`]. The commits
     /// to persist are written together, in one atomic and durable write.
-    fn sequence(&mut self, sub_dags: Vec<CommittedSubDag>) -> Result<Option<SessionEnd>> {
+    fn sequence(&mut self, sub_dags: Vec<CommittedSubDag>) -> Result<()> {
         let stored_tip = self.tip_index();
         let mut tip = stored_tip;
         let mut to_persist: Vec<CommittedSubDag> = Vec::new();
@@ -1109,7 +1111,7 @@ impl Node {
         if !to_persist.is_empty() {
             self.persist(to_persist)?;
         }
-        Ok(None)
+        Ok(())
     }
 
     /// Writes consecutive commits, their blocks and the checkpoint state in
