@@ -11,9 +11,12 @@
 //!   [`VerifiedBlock`], the only way in for a block received from a peer:
 //!   [`VerifiedBlock::verify`] checks everything a block can prove alone.
 //! - [`commit`]: [`Commit`], [`CommitRef`], [`TrustedCommit`] and
-//!   [`CommittedSubDag`], the output of consensus.
+//!   [`CommittedSubDag`], the output of consensus, and the invariants that
+//!   link a commit to its predecessor ([`Commit::check_follows`]).
 //! - [`crypto`]: keys, signatures and the block signing message.
 //! - [`limits`]: size limits for untrusted input.
+//! - [`stake`]: [`StakeAggregator`], the stake of distinct authorities,
+//!   behind every quorum check.
 //! - [`error`]: [`TypesError`], one variant per way input can be wrong.
 //!
 //! # Data flow
@@ -66,15 +69,19 @@ pub mod digest;
 pub mod error;
 mod fixed_bytes;
 pub mod limits;
+pub mod stake;
 
 pub use block::{Block, BlockRef, SignedBlock, Transaction, VerifiedBlock};
 pub use bytes::Bytes;
-pub use commit::{Commit, CommitIndex, CommitRef, CommittedSubDag, TrustedCommit};
+pub use commit::{
+    Commit, CommitIndex, CommitRef, CommittedSubDag, ConsensusState, TrustedCommit,
+};
 pub use committee::{Authority, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
 pub use crypto::{PublicKey, Signature};
 pub use digest::Digest;
 pub use error::{Result, TypesError};
 pub use limits::BlockLimits;
+pub use stake::StakeAggregator;
 
 /// A consensus round. Round 0 holds only the genesis blocks.
 pub type Round = u64;
