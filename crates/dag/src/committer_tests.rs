@@ -322,7 +322,8 @@ fn recovered_core_continues_identically() {
         blocks,
         committed,
     };
-    let mut recovered = DagConsensus::recover(dag.committee(), DagConfig::default(), state).unwrap();
+    let mut recovered =
+        DagConsensus::recover(dag.committee(), DagConfig::default(), state).unwrap();
 
     let expected = original.add_blocks(rest.to_vec()).unwrap();
     let actual = recovered.add_blocks(rest.to_vec()).unwrap();

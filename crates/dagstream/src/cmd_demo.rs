@@ -57,7 +57,10 @@ fn consume(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(delivered) = commits.recv().await {
-            received.lock().expect("lock").push(delivered.sub_dag.reference());
+            received
+                .lock()
+                .expect("lock")
+                .push(delivered.sub_dag.reference());
             let pause = delay();
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;

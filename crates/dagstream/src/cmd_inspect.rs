@@ -5,9 +5,7 @@ use crate::report;
 use anyhow::{bail, Context, Result};
 use dagstream_observer::checkpoint::{CheckpointLookup, Checkpointer};
 use dagstream_store::{RedbStore, Store};
-use dagstream_types::{
-    BlockLimits, CommitIndex, Committee, Genesis, TrustedCommit, VerifiedBlock,
-};
+use dagstream_types::{BlockLimits, CommitIndex, Committee, Genesis, TrustedCommit, VerifiedBlock};
 use std::path::Path;
 
 /// Commits read per scan: bounds memory whatever the chain's length.

@@ -211,7 +211,9 @@ impl CheckpointLookup {
                 return Ok(middle);
             }
         }
-        Err(corrupt(format!("commit {index} is in no stored checkpoint")))
+        Err(corrupt(format!(
+            "commit {index} is in no stored checkpoint"
+        )))
     }
 }
 

@@ -70,11 +70,10 @@ pub fn start(
     config: ObserverConfig,
     resume_after: CommitIndex,
 ) -> Result<(ObserverHandle, mpsc::Receiver<DeliveredSubDag>)> {
-    let metrics =
-        ObserverMetrics::unregistered().map_err(|err| ObserverError::InvalidConfig {
-            field: "metrics",
-            reason: err.to_string(),
-        })?;
+    let metrics = ObserverMetrics::unregistered().map_err(|err| ObserverError::InvalidConfig {
+        field: "metrics",
+        reason: err.to_string(),
+    })?;
     start_with_metrics(committee, store, upstreams, config, resume_after, metrics)
 }
 
@@ -96,7 +95,14 @@ pub fn start_with_metrics(
         });
     }
     let source = Arc::new(StoreSource::new(store.clone(), committee.clone())?);
-    let mut node = Node::new(committee, store, source.clone(), config, resume_after, metrics)?;
+    let mut node = Node::new(
+        committee,
+        store,
+        source.clone(),
+        config,
+        resume_after,
+        metrics,
+    )?;
     let (status_tx, status) = watch::channel(ObserverStatus::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     // The observer buffers up to `output_queue_len` itself; the channel
@@ -119,4 +125,3 @@ pub fn start_with_metrics(
         commits,
     ))
 }
-

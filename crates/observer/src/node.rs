@@ -370,11 +370,11 @@ impl Node {
                 Inbound::Ended(reason) => ended = Some(SessionEnd::Failed(reason)),
             }
         }
-        let verified =
-            match verify_blocks(&self.committee, self.config.block_limits, blocks).await {
-                Ok(verified) => verified,
-                Err(source) => return Ok(Some(SessionEnd::Faulty(ObserverError::BadBlock { source }))),
-            };
+        let verified = match verify_blocks(&self.committee, self.config.block_limits, blocks).await
+        {
+            Ok(verified) => verified,
+            Err(source) => return Ok(Some(SessionEnd::Faulty(ObserverError::BadBlock { source }))),
+        };
         self.metrics.blocks_verified.inc_by(verified.len() as u64);
         let commits = self.deriver.add_blocks(verified)?;
         self.sequence(commits)?;

@@ -133,7 +133,10 @@ impl Pipeline {
         let Some(first) = batch.first() else {
             return Ok(());
         };
-        match self.sequencer.chain_before(first.index(), self.store.as_ref()) {
+        match self
+            .sequencer
+            .chain_before(first.index(), self.store.as_ref())
+        {
             Err(ObserverError::BrokenChain { .. }) => Ok(()),
             Err(err) => Err(err),
             Ok(_) => self.sequence(batch.to_vec()),
@@ -186,7 +189,10 @@ fn blocks_and_commits_sequence_into_one_chain_with_checkpoints() {
     let last = chain.checkpoints.last().copied().unwrap();
     assert!(last > 3, "{last} checkpoints");
     assert_eq!(
-        pipeline.sequencer.last_closed_checkpoint().map(|c| c.sequence),
+        pipeline
+            .sequencer
+            .last_closed_checkpoint()
+            .map(|c| c.sequence),
         Some(last - 1)
     );
     let mut lookup = CheckpointLookup::default();

@@ -100,7 +100,10 @@ impl SubscriberConfig {
             );
         }
         if self.evaluation_interval_ms == 0 {
-            return fail("subscriber.evaluation_interval_ms", "must be positive".into());
+            return fail(
+                "subscriber.evaluation_interval_ms",
+                "must be positive".into(),
+            );
         }
         Ok(())
     }

@@ -1,27 +1,11 @@
 //! Commits: the output of consensus, one per committed leader.
 
 use crate::error::{bcs_decode, bcs_encode};
-use crate::{BlockRef, Digest, Result, TypesError, VerifiedBlock};
+use crate::{BlockRef, CommitIndex, CommitRef, Digest, Result, TypesError, VerifiedBlock};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
-
-/// Position in the commit sequence. The first commit has index 1.
-pub type CommitIndex = u64;
-
-/// Names one commit.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct CommitRef {
-    pub index: CommitIndex,
-    pub digest: Digest,
-}
-
-impl fmt::Debug for CommitRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "C{}({:?})", self.index, self.digest)
-    }
-}
 
 /// One committed leader and the sub-DAG it commits, as hashed into the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

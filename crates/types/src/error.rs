@@ -53,10 +53,7 @@ pub enum TypesError {
     #[error("cannot read genesis {path}: {reason}")]
     GenesisFile { path: String, reason: String },
     #[error("commit {got} does not follow commit {expected_after}")]
-    CommitGap {
-        expected_after: u64,
-        got: u64,
-    },
+    CommitGap { expected_after: u64, got: u64 },
     #[error("commit {index} does not chain to the digest of commit {}", index - 1)]
     CommitNotChained { index: u64 },
     #[error("commit {index} goes back in time")]

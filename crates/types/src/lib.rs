@@ -7,7 +7,9 @@
 //! # Layout
 //! - [`committee`]: `genesis.json` ([`Genesis`]) and the validated
 //!   [`Committee`] with its stake arithmetic (quorum is 2f+1 by stake).
-//! - [`block`]: [`Block`], [`SignedBlock`], [`BlockRef`], and
+//! - [`reference`]: [`BlockRef`] and [`CommitRef`], the names blocks and
+//!   commits refer to each other by.
+//! - [`block`]: [`Block`], [`SignedBlock`], and
 //!   [`VerifiedBlock`], the only way in for a block received from a peer:
 //!   [`VerifiedBlock::verify`] checks everything a block can prove alone.
 //! - [`commit`]: [`Commit`], [`CommitRef`], [`TrustedCommit`] and
@@ -69,18 +71,18 @@ pub mod digest;
 pub mod error;
 mod fixed_bytes;
 pub mod limits;
+pub mod reference;
 pub mod stake;
 
-pub use block::{Block, BlockRef, SignedBlock, Transaction, VerifiedBlock};
+pub use block::{Block, SignedBlock, Transaction, VerifiedBlock};
 pub use bytes::Bytes;
-pub use commit::{
-    Commit, CommitIndex, CommitRef, CommittedSubDag, ConsensusState, TrustedCommit,
-};
+pub use commit::{Commit, CommittedSubDag, ConsensusState, TrustedCommit};
 pub use committee::{Authority, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
 pub use crypto::{PublicKey, Signature};
 pub use digest::Digest;
 pub use error::{Result, TypesError};
 pub use limits::BlockLimits;
+pub use reference::{BlockRef, CommitIndex, CommitRef};
 pub use stake::StakeAggregator;
 
 /// A consensus round. Round 0 holds only the genesis blocks.
