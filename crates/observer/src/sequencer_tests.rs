@@ -250,7 +250,7 @@ fn a_commit_that_conflicts_with_the_persisted_one_is_refused() {
         commit: TrustedCommit::new(forged),
         blocks: honest.blocks.clone(),
     };
-    let err = pipeline.commits(&[forged.clone()]).unwrap_err();
+    let err = pipeline.commits(std::slice::from_ref(&forged)).unwrap_err();
     assert!(
         matches!(
             err,
