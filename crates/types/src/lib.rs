@@ -14,6 +14,7 @@
 //!   [`CommittedSubDag`], the output of consensus.
 //! - [`crypto`]: keys, signatures and the block signing message.
 //! - [`limits`]: size limits for untrusted input.
+//! - [`time`]: [`unix_time_ms`], the wall clock in the model's unit.
 //! - [`error`]: [`TypesError`], one variant per way input can be wrong.
 //!
 //! # Data flow
@@ -66,6 +67,7 @@ pub mod digest;
 pub mod error;
 mod fixed_bytes;
 pub mod limits;
+pub mod time;
 
 pub use block::{Block, BlockRef, SignedBlock, Transaction, VerifiedBlock};
 pub use bytes::Bytes;
@@ -75,6 +77,7 @@ pub use crypto::{PublicKey, Signature};
 pub use digest::Digest;
 pub use error::{Result, TypesError};
 pub use limits::BlockLimits;
+pub use time::unix_time_ms;
 
 /// A consensus round. Round 0 holds only the genesis blocks.
 pub type Round = u64;

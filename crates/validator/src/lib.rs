@@ -30,11 +30,7 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The system clock.
 pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    })
+    Arc::new(dagstream_types::unix_time_ms)
 }
 
 /// Rounds produced between two yields while catching up on a schedule in
