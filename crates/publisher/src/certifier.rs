@@ -11,7 +11,9 @@
 //! from far behind) it searches the blocks after the commit's leader. Found
 //! certificates are shared through a bounded cache.
 
-use crate::{ConsensusSource, PublisherConfig, Result, SourceEvent};
+use crate::config::PublisherConfig;
+use crate::error::Result;
+use crate::source::{ConsensusSource, SourceEvent};
 use bytes::Bytes;
 use dagstream_types::{
     AuthorityIndex, BlockRef, CommitIndex, CommitRef, Committee, Stake, VerifiedBlock,

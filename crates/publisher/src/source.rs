@@ -6,7 +6,7 @@
 //! `(round, author)` order, commits by index, the highest commit index, and
 //! a live feed of newly accepted blocks and new commits.
 
-use crate::Result;
+use crate::error::Result;
 use bytes::Bytes;
 use dagstream_store::Store;
 use dagstream_types::{BlockRef, CommitIndex, Committee, Round, TrustedCommit, VerifiedBlock};
