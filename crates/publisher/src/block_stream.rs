@@ -14,7 +14,6 @@ use crate::end_reason::EndReason;
 use crate::error::Result;
 use crate::metrics::{self, PublisherMetrics};
 use crate::session::{Batch, Command, StreamKind};
-use crate::source::SourceEvent;
 use bytes::Bytes;
 use dagstream_proto::v1::{
     block_stream_request, BlockStreamRequest, BlockStreamResponse, StartBlockStream,
@@ -34,7 +33,7 @@ pub(crate) struct Cursor {
     sent: Vec<Round>,
     /// While reading the backlog: the next ref to read from the source.
     backlog: Option<BlockRef>,
-    feed: broadcast::Receiver<SourceEvent>,
+    feed: broadcast::Receiver<VerifiedBlock>,
     preferred: u32,
 }
 
@@ -100,7 +99,7 @@ impl Cursor {
                 continue;
             }
             let first = match self.feed.recv().await {
-                Ok(event) => event,
+                Ok(block) => block,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     self.rewind(self.window_floor(shared));
                     continue;
@@ -116,19 +115,17 @@ impl Cursor {
             let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
             let mut batch = Vec::new();
             let mut next = Some(first);
-            while let Some(event) = next.take() {
-                if let SourceEvent::Block(block) = event {
-                    if !self.take(&block, &mut budget, &mut batch) {
-                        // Over the byte cap: this block goes first next time.
-                        self.backlog = Some(block.reference());
-                        break;
-                    }
+            while let Some(block) = next.take() {
+                if !self.take(&block, &mut budget, &mut batch) {
+                    // Over the byte cap: this block goes first next time.
+                    self.backlog = Some(block.reference());
+                    break;
                 }
                 if batch.len() >= max_items {
                     break;
                 }
                 next = match self.feed.try_recv() {
-                    Ok(event) => Some(event),
+                    Ok(block) => Some(block),
                     Err(TryRecvError::Lagged(_)) => {
                         self.rewind(self.window_floor(shared));
                         None

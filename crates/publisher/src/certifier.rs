@@ -13,7 +13,7 @@
 
 use crate::config::PublisherConfig;
 use crate::error::Result;
-use crate::source::{ConsensusSource, SourceEvent};
+use crate::source::ConsensusSource;
 use bytes::Bytes;
 use dagstream_types::{
     AuthorityIndex, BlockRef, CommitIndex, CommitRef, Committee, Stake, VerifiedBlock,
@@ -120,11 +120,10 @@ impl Certifier {
 
     /// Tallies the votes of the feed until it closes. A lagging feed lost
     /// votes: certification is then searched for again from the source.
-    pub async fn run(self: Arc<Self>, mut feed: broadcast::Receiver<SourceEvent>) {
+    pub async fn run(self: Arc<Self>, mut feed: broadcast::Receiver<VerifiedBlock>) {
         loop {
             match feed.recv().await {
-                Ok(SourceEvent::Block(block)) => self.on_block(&block),
-                Ok(SourceEvent::Commit(_)) => {}
+                Ok(block) => self.on_block(&block),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     warn!(
                         missed,

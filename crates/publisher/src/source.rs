@@ -4,7 +4,7 @@
 //! (the simulated committee writing to its store), an observer relaying what
 //! it verified, or a real consensus engine. It gives blocks by ref and in
 //! `(round, author)` order, commits by index, the highest commit index, and
-//! a live feed of newly accepted blocks and new commits.
+//! a live feed of newly accepted blocks.
 
 use crate::error::Result;
 use bytes::Bytes;
@@ -15,21 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
-/// One event of the live feed.
-#[derive(Clone, Debug)]
-pub enum SourceEvent {
-    /// A block was accepted (and is readable from the source).
-    Block(VerifiedBlock),
-    /// A commit was decided (and is readable from the source).
-    Commit(TrustedCommit),
-}
-
 /// What the publisher needs from consensus.
 ///
-/// Contract: an item is readable through the getters before its event is
-/// sent on the feed, and an author's blocks are accepted in round order
-/// (each references its author's previous block). Together these let a
-/// stream subscribe to the feed, then read the store, and miss nothing.
+/// Contract: a block is readable through the getters before it is sent on
+/// the feed, and an author's blocks are accepted in round order (each
+/// references its author's previous block). Together these let a stream
+/// subscribe to the feed, then read the store, and miss nothing. Commits
+/// have no feed: the streams follow them through the certifier, which
+/// counts the votes in the blocks.
 pub trait ConsensusSource: Send + Sync + 'static {
     fn committee(&self) -> &Arc<Committee>;
 
@@ -56,13 +49,13 @@ pub trait ConsensusSource: Send + Sync + 'static {
     /// The highest round of any accepted block.
     fn highest_round(&self) -> Round;
 
-    /// A receiver of every event sent after this call.
-    fn subscribe(&self) -> broadcast::Receiver<SourceEvent>;
+    /// A receiver of every block accepted after this call.
+    fn subscribe(&self) -> broadcast::Receiver<VerifiedBlock>;
 }
 
-/// Feed events buffered before the slowest receiver lags (and falls back
+/// Feed blocks buffered before the slowest receiver lags (and falls back
 /// to reading the store). While any receiver lags, the ring keeps this many
-/// events alive, so it bounds the feed's memory: 4,096 blocks are about
+/// blocks alive, so it bounds the feed's memory: 4,096 blocks are about
 /// 80 MB at the mainnet profile (160 MB at stress), and 40 rounds of a
 /// 100-authority committee, seconds of slack for a receiver.
 const FEED_CAPACITY: usize = 4_096;
@@ -80,7 +73,7 @@ const WARM_UP_CHUNK: usize = 1_000;
 pub struct StoreSource {
     store: Arc<dyn Store>,
     committee: Arc<Committee>,
-    feed: broadcast::Sender<SourceEvent>,
+    feed: broadcast::Sender<VerifiedBlock>,
     cache: RwLock<Cache>,
     cache_rounds: Round,
     cache_commits: usize,
@@ -196,10 +189,7 @@ impl StoreSource {
         }
         // No receiver is not an error: nobody is subscribed right now.
         for block in blocks {
-            let _ = self.feed.send(SourceEvent::Block(block.clone()));
-        }
-        for commit in commits {
-            let _ = self.feed.send(SourceEvent::Commit(commit.clone()));
+            let _ = self.feed.send(block.clone());
         }
     }
 }
@@ -274,7 +264,7 @@ impl ConsensusSource for StoreSource {
         self.highest_round.load(Ordering::Acquire)
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<SourceEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<VerifiedBlock> {
         self.feed.subscribe()
     }
 }
