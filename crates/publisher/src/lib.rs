@@ -42,7 +42,7 @@
 //!
 //! # Data flow
 //! ```text
-//! node ─write─▶ Store ─▶ StoreSource::publish ─feed─▶ Certifier (votes)
+//! node ─batch─▶ StoreSource::write ─store, then feed─▶ Certifier (votes)
 //!                              │                          │ highest certified
 //!                              ▼                          ▼
 //!              block stream task            commit stream task

@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use bytes::Bytes;
-use dagstream_store::Store;
+use dagstream_store::{Store, WriteBatch};
 use dagstream_types::{BlockRef, CommitIndex, Committee, Round, TrustedCommit, VerifiedBlock};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,8 +66,8 @@ const WARM_UP_CHUNK: usize = 1_000;
 /// A [`ConsensusSource`] over a [`Store`], for nodes that persist what they
 /// accept: the validator and relaying observers.
 ///
-/// The node writes each batch to the store, then calls
-/// [`StoreSource::publish`]. The last `cache_rounds` rounds of blocks and
+/// The node hands each batch to [`StoreSource::write`], which makes it
+/// durable and then announces it. The last `cache_rounds` rounds of blocks and
 /// the last `cache_commits` commits stay in memory, so the live tail is
 /// served to every subscriber from one shared copy, without store reads.
 pub struct StoreSource {
@@ -155,9 +155,27 @@ impl StoreSource {
         &self.store
     }
 
+    /// Writes `batch` to the store atomically, then announces exactly what
+    /// it holds (see [`StoreSource::publish`]): nothing is announced before
+    /// it is durable, and nothing durable goes unannounced. Blocks must come
+    /// in acceptance order, from one writer at a time; a block the store
+    /// already held is announced again, which streams and the certifier
+    /// ignore.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        // Cheap: blocks and commits share their contents.
+        let blocks = batch.blocks().to_vec();
+        let commits = batch.commits().to_vec();
+        self.store.write(batch)?;
+        self.publish(&blocks, &commits);
+        Ok(())
+    }
+
     /// Announces blocks and commits that are already durable in the store:
-    /// caches them, advances the highest round and commit, and sends them on
-    /// the feed. Blocks must come in acceptance order.
+    /// caches them, advances the highest round and commit, and sends the
+    /// blocks on the feed. Blocks must come in acceptance order.
+    ///
+    /// Prefer [`StoreSource::write`], which cannot announce before the
+    /// store has the data.
     pub fn publish(&self, blocks: &[VerifiedBlock], commits: &[TrustedCommit]) {
         {
             let mut cache = self.cache.write().expect("cache lock poisoned");
