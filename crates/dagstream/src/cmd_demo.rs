@@ -82,7 +82,7 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
     let (genesis, keys) = generate(&GenesisParams {
         authorities: Profile::Small.authorities(),
         round_interval_ms: interval,
-        genesis_time_ms: crate::cmd_genesis::now_ms() - HISTORY_ROUNDS * interval,
+        genesis_time_ms: dagstream_types::unix_time_ms() - HISTORY_ROUNDS * interval,
         gc_depth_rounds: dagstream_types::DEFAULT_GC_DEPTH_ROUNDS,
         seed: 42,
     });
@@ -96,8 +96,8 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         validator_store.clone(),
     )?;
     println!("producing {HISTORY_ROUNDS} rounds of history...");
-    while producer.simulator().next_round_time_ms() <= crate::cmd_genesis::now_ms() {
-        producer.step(crate::cmd_genesis::now_ms())?;
+    while producer.simulator().next_round_time_ms() <= dagstream_types::unix_time_ms() {
+        producer.step(dagstream_types::unix_time_ms())?;
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let validator = dagstream_validator::start(

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use dagstream_sim::{generate, CommitteeKeys, GenesisParams, Profile};
-use dagstream_types::{Genesis, DEFAULT_GC_DEPTH_ROUNDS};
+use dagstream_types::{unix_time_ms, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
 use std::path::Path;
 
 pub struct GenesisArgs {
@@ -11,12 +11,6 @@ pub struct GenesisArgs {
     pub seed: u64,
     pub round_interval_ms: Option<u64>,
     pub history_rounds: u64,
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Makes a genesis whose round `history_rounds` is now.
@@ -34,7 +28,8 @@ pub fn make(args: &GenesisArgs) -> Result<(Genesis, CommitteeKeys)> {
     Ok(generate(&GenesisParams {
         authorities,
         round_interval_ms: interval,
-        genesis_time_ms: now_ms().saturating_sub(args.history_rounds.saturating_mul(interval)),
+        genesis_time_ms: unix_time_ms()
+            .saturating_sub(args.history_rounds.saturating_mul(interval)),
         gc_depth_rounds: DEFAULT_GC_DEPTH_ROUNDS,
         seed: args.seed,
     }))

@@ -161,15 +161,14 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
     registry.register(Box::new(round.clone()))?;
     registry.register(Box::new(commit.clone()))?;
     let source = handle.source.clone();
-    let certified = handle.publisher().clone();
-    let status_registry = registry.clone();
+    let publisher = handle.publisher().clone();
     let status = Arc::new(move || {
         json!({
             "role": "validator",
             "highest_round": source.highest_round(),
             "highest_commit": source.highest_commit_index(),
-            "highest_certified_commit": certified.highest_certified(),
-            "subscribers": http::active_streams(&status_registry),
+            "highest_certified_commit": publisher.highest_certified(),
+            "subscribers": publisher.open_streams(),
         })
     });
     let metrics_server = http::serve_if(

@@ -66,7 +66,11 @@ pub async fn serve(
     }))
 }
 
-/// Open streams, from the publisher's gauge.
+/// Open streams, read back from the publisher's gauge in `registry`.
+///
+/// Prefer [`Publisher::open_streams`](dagstream_publisher::Publisher::open_streams)
+/// where the publisher is at hand; this stays while the observer command
+/// reports its relay's streams through the registry.
 pub fn active_streams(registry: &Registry) -> i64 {
     registry
         .gather()

@@ -411,12 +411,7 @@ impl Node {
         let Some(sequenced) = self.sequencer.sequence(sub_dags, self.store.as_ref())? else {
             return Ok(());
         };
-        self.store.write(sequenced.batch)?;
-        for delivered in &sequenced.sub_dags {
-            let sub_dag = &delivered.sub_dag;
-            self.source
-                .publish(&sub_dag.blocks, std::slice::from_ref(&sub_dag.commit));
-        }
+        self.source.write(sequenced.batch)?;
         self.metrics
             .commits_persisted
             .inc_by(sequenced.sub_dags.len() as u64);

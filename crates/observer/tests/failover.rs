@@ -70,7 +70,7 @@ async fn an_observer_relays_to_another_observer() {
         0,
     )
     .unwrap();
-    let relay = Publisher::start(
+    let mut relay = Publisher::start(
         a.source(),
         PublisherConfig {
             heartbeat_interval_ms: 200,
@@ -80,18 +80,7 @@ async fn an_observer_relays_to_another_observer() {
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let relay_endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let publisher = relay.publisher().clone();
-        async move {
-            publisher
-                .serve(listener, async {
-                    let _ = relay_stopped.await;
-                })
-                .await
-        }
-    });
+    let relay_endpoint = format!("http://{}", relay.spawn_server(listener).unwrap());
     // A's consumer keeps reading, so that A keeps going.
     let a_reader = tokio::spawn(async move { while a_commits.recv().await.is_some() {} });
 
@@ -138,8 +127,6 @@ async fn an_observer_relays_to_another_observer() {
     }
 
     relay.stop().await;
-    let _ = stop_relay.send(());
-    let _ = server.await;
     a.stop().await.unwrap();
     a_reader.abort();
     validator.stop().await;

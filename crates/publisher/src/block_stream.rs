@@ -9,9 +9,11 @@
 //! feed lags, the stream reads the source again instead of skipping.
 
 use crate::batching::{batch_size, ByteBudget};
-use crate::server::Shared;
-use crate::session::{Batch, Command, EndReason, StreamKind};
-use crate::{metrics, PublisherMetrics, Result, SourceEvent};
+use crate::context::Context;
+use crate::end_reason::EndReason;
+use crate::error::Result;
+use crate::metrics::{self, PublisherMetrics};
+use crate::session::{Batch, Command, StreamKind};
 use bytes::Bytes;
 use dagstream_proto::v1::{
     block_stream_request, BlockStreamRequest, BlockStreamResponse, StartBlockStream,
@@ -31,12 +33,12 @@ pub(crate) struct Cursor {
     sent: Vec<Round>,
     /// While reading the backlog: the next ref to read from the source.
     backlog: Option<BlockRef>,
-    feed: broadcast::Receiver<SourceEvent>,
+    feed: broadcast::Receiver<VerifiedBlock>,
     preferred: u32,
 }
 
 impl Cursor {
-    fn start(shared: &Shared, start: StartBlockStream) -> Result<Cursor, Status> {
+    fn start(shared: &Context, start: StartBlockStream) -> Result<Cursor, Status> {
         let size = shared.source.committee().size();
         let got = start.highest_round_per_authority.len();
         if got != size {
@@ -87,7 +89,7 @@ impl Cursor {
     /// The next batch: from the backlog while there is one, then from the
     /// feed, waiting for it. Cancel-safe: it awaits only while holding
     /// nothing.
-    async fn next_batch(&mut self, shared: &Shared) -> Result<(Vec<Bytes>, u64)> {
+    async fn next_batch(&mut self, shared: &Context) -> Result<(Vec<Bytes>, u64)> {
         loop {
             if let Some(from) = self.backlog {
                 let batch = self.read_backlog(shared, from)?;
@@ -97,7 +99,7 @@ impl Cursor {
                 continue;
             }
             let first = match self.feed.recv().await {
-                Ok(event) => event,
+                Ok(block) => block,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     self.rewind(self.window_floor(shared));
                     continue;
@@ -113,19 +115,17 @@ impl Cursor {
             let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
             let mut batch = Vec::new();
             let mut next = Some(first);
-            while let Some(event) = next.take() {
-                if let SourceEvent::Block(block) = event {
-                    if !self.take(&block, &mut budget, &mut batch) {
-                        // Over the byte cap: this block goes first next time.
-                        self.backlog = Some(block.reference());
-                        break;
-                    }
+            while let Some(block) = next.take() {
+                if !self.take(&block, &mut budget, &mut batch) {
+                    // Over the byte cap: this block goes first next time.
+                    self.backlog = Some(block.reference());
+                    break;
                 }
                 if batch.len() >= max_items {
                     break;
                 }
                 next = match self.feed.try_recv() {
-                    Ok(event) => Some(event),
+                    Ok(block) => Some(block),
                     Err(TryRecvError::Lagged(_)) => {
                         self.rewind(self.window_floor(shared));
                         None
@@ -161,7 +161,7 @@ impl Cursor {
         true
     }
 
-    fn window_floor(&self, shared: &Shared) -> Round {
+    fn window_floor(&self, shared: &Context) -> Round {
         shared
             .source
             .highest_round()
@@ -170,7 +170,7 @@ impl Cursor {
 
     /// One batch from the source, starting at `from`. Ends the backlog when
     /// the source has nothing more.
-    fn read_backlog(&mut self, shared: &Shared, mut from: BlockRef) -> Result<(Vec<Bytes>, u64)> {
+    fn read_backlog(&mut self, shared: &Context, mut from: BlockRef) -> Result<(Vec<Bytes>, u64)> {
         let highest = shared.source.highest_round();
         let size = shared.source.committee().size() as u64;
         let pending = (highest + 1).saturating_sub(from.round) * size;
@@ -222,13 +222,13 @@ impl StreamKind for BlockStream {
         }
     }
 
-    fn start(shared: &Shared, start: StartBlockStream) -> Result<Cursor, (Status, EndReason)> {
+    fn start(shared: &Context, start: StartBlockStream) -> Result<Cursor, (Status, EndReason)> {
         Cursor::start(shared, start).map_err(|status| (status, EndReason::InvalidArgument))
     }
 
     async fn next_batch(
         cursor: &mut Cursor,
-        shared: &Shared,
+        shared: &Context,
     ) -> Result<Batch<BlockStreamResponse>> {
         let (blocks, pending) = cursor.next_batch(shared).await?;
         Ok(Batch {

@@ -11,7 +11,9 @@
 //! from far behind) it searches the blocks after the commit's leader. Found
 //! certificates are shared through a bounded cache.
 
-use crate::{ConsensusSource, PublisherConfig, Result, SourceEvent};
+use crate::config::PublisherConfig;
+use crate::error::Result;
+use crate::source::ConsensusSource;
 use bytes::Bytes;
 use dagstream_types::{
     AuthorityIndex, BlockRef, CommitIndex, CommitRef, Committee, StakeAggregator, VerifiedBlock,
@@ -113,11 +115,10 @@ impl Certifier {
 
     /// Tallies the votes of the feed until it closes. A lagging feed lost
     /// votes: certification is then searched for again from the source.
-    pub async fn run(self: Arc<Self>, mut feed: broadcast::Receiver<SourceEvent>) {
+    pub async fn run(self: Arc<Self>, mut feed: broadcast::Receiver<VerifiedBlock>) {
         loop {
             match feed.recv().await {
-                Ok(SourceEvent::Block(block)) => self.on_block(&block),
-                Ok(SourceEvent::Commit(_)) => {}
+                Ok(block) => self.on_block(&block),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     warn!(
                         missed,

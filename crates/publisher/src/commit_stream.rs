@@ -2,9 +2,11 @@
 //! out, each batch with the blocks that certify its last commit.
 
 use crate::batching::{batch_size, ByteBudget};
-use crate::server::Shared;
-use crate::session::{Batch, Command, EndReason, StreamKind};
-use crate::{metrics, PublisherError, PublisherMetrics, Result};
+use crate::context::Context;
+use crate::end_reason::EndReason;
+use crate::error::{PublisherError, Result};
+use crate::metrics::{self, PublisherMetrics};
+use crate::session::{Batch, Command, StreamKind};
 use bytes::Bytes;
 use dagstream_proto::v1::{
     self as proto, commit_stream_request, CommitStreamRequest, CommitStreamResponse,
@@ -23,7 +25,7 @@ pub(crate) struct Cursor {
 }
 
 impl Cursor {
-    fn start(shared: &Shared, start: StartCommitStream) -> Result<Cursor, (Status, EndReason)> {
+    fn start(shared: &Context, start: StartCommitStream) -> Result<Cursor, (Status, EndReason)> {
         let last = start.last_commit_index;
         let lowest = shared
             .source
@@ -58,7 +60,7 @@ impl Cursor {
 
     /// Waits until the next commit is certified, then builds a batch.
     /// Cancel-safe: it awaits only while holding nothing.
-    async fn next_batch(&mut self, shared: &Shared) -> Result<Batch<CommitStreamResponse>> {
+    async fn next_batch(&mut self, shared: &Context) -> Result<Batch<CommitStreamResponse>> {
         loop {
             let certified = *self.certified.borrow_and_update();
             if self.next <= certified {
@@ -75,7 +77,7 @@ impl Cursor {
 
     fn build(
         &mut self,
-        shared: &Shared,
+        shared: &Context,
         certified: CommitIndex,
     ) -> Result<Option<Batch<CommitStreamResponse>>> {
         let source = &shared.source;
@@ -169,13 +171,13 @@ impl StreamKind for CommitStream {
         }
     }
 
-    fn start(shared: &Shared, start: StartCommitStream) -> Result<Cursor, (Status, EndReason)> {
+    fn start(shared: &Context, start: StartCommitStream) -> Result<Cursor, (Status, EndReason)> {
         Cursor::start(shared, start)
     }
 
     async fn next_batch(
         cursor: &mut Cursor,
-        shared: &Shared,
+        shared: &Context,
     ) -> Result<Batch<CommitStreamResponse>> {
         cursor.next_batch(shared).await
     }

@@ -1,6 +1,6 @@
 //! The publisher's configuration.
 
-use crate::{PublisherError, Result};
+use crate::error::{PublisherError, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -15,6 +15,8 @@
 //!   in-memory cache of the live tail.
 //! - [`certifier`]: [`Certifier`], which commits are certified by a quorum of
 //!   votes, and the blocks that show it.
+//! - `context`: what one publisher's services and stream tasks share (source,
+//!   config, metrics, certifier, shutdown signal, admission).
 //! - [`block_stream`] and [`commit_stream`]: what each stream does with a
 //!   Start (its cursor) and how it builds its next batch.
 //! - [`batching`]: the adaptive batch size, the byte cap and the command
@@ -22,12 +24,25 @@
 //! - `session`: the one loop every stream runs in its own task (commands,
 //!   rate limit, batches, heartbeats, shutdown), its bounded response
 //!   queue, slow-subscriber detection and error delivery.
-//! - [`server`]: [`Publisher`], the gRPC services, limits and shutdown.
+//! - `end_reason`: why a stream ended, a metric label.
+//! - [`server`]: [`Publisher`], the gRPC services, limits and shutdown, and
+//!   [`PublisherHandle`], which owns its tasks and servers.
 //! - [`metrics`]: the Prometheus metrics, [`PublisherMetrics`].
+//! - [`config`]: [`PublisherConfig`]; `error`: [`PublisherError`].
+//!
+//! Files import only from layers below them, so the import graph has no
+//! cycle:
+//! ```text
+//! server
+//!   ─▶ block_stream, commit_stream
+//!        ─▶ session ─▶ context ─▶ certifier ─▶ source
+//!                              ─▶ metrics ─▶ end_reason
+//!                              ─▶ batching, config ─▶ error
+//! ```
 //!
 //! # Data flow
 //! ```text
-//! node ─write─▶ Store ─▶ StoreSource::publish ─feed─▶ Certifier (votes)
+//! node ─batch─▶ StoreSource::write ─store, then feed─▶ Certifier (votes)
 //!                              │                          │ highest certified
 //!                              ▼                          ▼
 //!              block stream task            commit stream task
@@ -45,6 +60,8 @@ pub mod block_stream;
 pub mod certifier;
 pub mod commit_stream;
 pub mod config;
+mod context;
+mod end_reason;
 mod error;
 pub mod metrics;
 pub mod server;
@@ -56,4 +73,4 @@ pub use config::PublisherConfig;
 pub use error::{PublisherError, Result};
 pub use metrics::PublisherMetrics;
 pub use server::{Publisher, PublisherHandle};
-pub use source::{ConsensusSource, SourceEvent, StoreSource};
+pub use source::{ConsensusSource, StoreSource};

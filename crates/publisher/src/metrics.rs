@@ -1,5 +1,6 @@
 //! The publisher's Prometheus metrics, registered on a registry passed in.
 
+use crate::end_reason::EndReason;
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -84,7 +85,7 @@ impl PublisherMetrics {
             metrics.commits_sent.with_label_values(&[service]);
             metrics.bytes_sent.with_label_values(&[service]);
             metrics.batch_size.with_label_values(&[service]);
-            let reasons = crate::session::EndReason::ALL.map(|r| r.name());
+            let reasons = EndReason::ALL.map(|r| r.name());
             for reason in reasons.iter().chain(&["max_subscribers"]) {
                 metrics.disconnects.with_label_values(&[service, reason]);
             }

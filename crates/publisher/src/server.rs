@@ -1,12 +1,15 @@
 //! The gRPC services and the publisher that runs them.
 
-use crate::batching::CommandLimiter;
 use crate::block_stream::BlockStream;
+use crate::certifier::Certifier;
 use crate::commit_stream::CommitStream;
-use crate::session::{self, EndReason, ResponseStream};
-use crate::{
-    metrics, Certifier, ConsensusSource, PublisherConfig, PublisherError, PublisherMetrics, Result,
-};
+use crate::config::PublisherConfig;
+use crate::context::Context;
+use crate::end_reason::EndReason;
+use crate::error::{PublisherError, Result};
+use crate::metrics::{self, PublisherMetrics};
+use crate::session::{self, ResponseStream};
+use crate::source::ConsensusSource;
 use dagstream_proto::v1::block_stream_service_server::{
     BlockStreamService, BlockStreamServiceServer,
 };
@@ -21,11 +24,11 @@ use dagstream_proto::v1::{
 use dagstream_proto::MAX_MESSAGE_BYTES;
 use prometheus::Registry;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -35,67 +38,22 @@ use tracing::{info, Instrument};
 /// authority, so 1 MiB allows committees of over 100,000.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-/// State shared by the services and every stream task.
-pub(crate) struct Shared {
-    pub(crate) source: Arc<dyn ConsensusSource>,
-    pub(crate) config: PublisherConfig,
-    pub(crate) metrics: PublisherMetrics,
-    pub(crate) certifier: Arc<Certifier>,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    block_streams: Arc<Semaphore>,
-    commit_streams: Arc<Semaphore>,
-    next_stream_id: AtomicU64,
-}
-
-impl Shared {
-    pub(crate) fn command_limiter(&self) -> CommandLimiter {
-        CommandLimiter::new(
-            self.config.max_commands_per_second,
-            self.config.command_burst,
-        )
-    }
-
-    fn admit(&self, service: &'static str) -> Result<OwnedSemaphorePermit, Status> {
-        let permits = match service {
-            metrics::BLOCKS => &self.block_streams,
-            _ => &self.commit_streams,
-        };
-        permits.clone().try_acquire_owned().map_err(|_| {
-            self.metrics
-                .disconnects
-                .with_label_values(&[service, "max_subscribers"])
-                .inc();
-            Status::resource_exhausted(format!(
-                "this publisher already serves its maximum of {} {service} streams \
-                 (max_subscribers); try another publisher or later",
-                self.config.max_subscribers
-            ))
-        })
-    }
-
-    fn subscriber_name<T>(&self, request: &Request<T>) -> String {
-        let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
-        match request.remote_addr() {
-            Some(addr) => format!("{addr}#{id}"),
-            None => format!("local#{id}"),
-        }
-    }
-}
-
 /// The validator side of both streams, serving from a [`ConsensusSource`].
 ///
 /// Cheap to clone: clones share the streams, the certifier and the metrics.
 #[derive(Clone)]
 pub struct Publisher {
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
 }
 
-/// Owns the publisher's background task; [`PublisherHandle::stop`] ends it
-/// and every open stream.
+/// Owns the publisher's background tasks: the certifier, and the servers
+/// started with [`PublisherHandle::spawn_server`]. [`PublisherHandle::stop`]
+/// ends every open stream, stops the servers and waits for them.
 pub struct PublisherHandle {
     publisher: Publisher,
     shutdown: watch::Sender<bool>,
     certifier_task: JoinHandle<()>,
+    servers: Vec<JoinHandle<()>>,
 }
 
 impl Publisher {
@@ -132,21 +90,18 @@ impl Publisher {
             .highest_certified_commit
             .set(certifier.highest_certified() as i64);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let permits = || Arc::new(Semaphore::new(config.max_subscribers));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Context::new(
             source,
+            config,
             metrics,
             certifier,
-            shutdown: shutdown_rx,
-            block_streams: permits(),
-            commit_streams: permits(),
-            next_stream_id: AtomicU64::new(0),
-            config,
-        });
+            shutdown_rx,
+        ));
         Ok(PublisherHandle {
             publisher: Publisher { shared },
             shutdown,
             certifier_task,
+            servers: Vec::new(),
         })
     }
 
@@ -157,6 +112,12 @@ impl Publisher {
     /// The highest commit certified by a quorum of votes.
     pub fn highest_certified(&self) -> u64 {
         self.shared.certifier.highest_certified()
+    }
+
+    /// Streams open now, of both services: a subscriber that follows both
+    /// streams counts twice.
+    pub fn open_streams(&self) -> usize {
+        self.shared.open_streams()
     }
 
     /// The block stream service, with dagstream's message limits.
@@ -179,7 +140,9 @@ impl Publisher {
     }
 
     /// Serves both streams on `listener` until `shutdown` resolves, with
-    /// HTTP/2 keepalive. Open streams end with `UNAVAILABLE` at shutdown.
+    /// HTTP/2 keepalive. Streams still open end with `UNAVAILABLE` when the
+    /// publisher stops, so stop it first (or use
+    /// [`PublisherHandle::spawn_server`], which does both in order).
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -210,7 +173,7 @@ impl Publisher {
     where
         Req: Send + 'static,
         Resp: Send + 'static,
-        F: FnOnce(Arc<Shared>, Streaming<Req>, session::Outbox<Resp>, String) -> Fut,
+        F: FnOnce(Arc<Context>, Streaming<Req>, session::Outbox<Resp>, String) -> Fut,
         Fut: Future<Output = EndReason> + Send + 'static,
     {
         let shared = &self.shared;
@@ -252,10 +215,40 @@ impl PublisherHandle {
         &self.publisher
     }
 
-    /// Ends every open stream with `UNAVAILABLE` and stops following the
-    /// source.
+    /// Serves the streams on `listener` from a spawned task until
+    /// [`PublisherHandle::stop`], and returns the address served. May be
+    /// called once per listener.
+    pub fn spawn_server(&mut self, listener: TcpListener) -> Result<SocketAddr> {
+        let addr = listener.local_addr().map_err(|err| PublisherError::Serve {
+            reason: format!("the listener has no local address: {err}"),
+        })?;
+        let publisher = self.publisher.clone();
+        let mut shutdown = self.shutdown.subscribe();
+        self.servers.push(tokio::spawn(async move {
+            // Stop, or the handle dropped without stopping: both end the
+            // server.
+            let stopped = async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = publisher.serve(listener, stopped).await {
+                tracing::error!(cause = %err, %addr, "publisher server failed");
+            }
+        }));
+        Ok(addr)
+    }
+
+    /// Ends every open stream with `UNAVAILABLE`, stops the servers and
+    /// waits for them, then stops following the source. The streams end
+    /// first: a server's graceful shutdown waits for its open streams.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        for server in self.servers {
+            if let Err(err) = server.await {
+                if err.is_panic() {
+                    std::panic::resume_unwind(err.into_panic());
+                }
+            }
+        }
         self.certifier_task.abort();
         let _ = self.certifier_task.await;
     }

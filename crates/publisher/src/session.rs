@@ -1,61 +1,19 @@
 //! Plumbing shared by both streams: the response queue, slow-subscriber
 //! detection, and ending a stream with an error.
 
-use crate::server::Shared;
-use crate::{metrics, Result};
+use crate::context::Context;
+use crate::end_reason::EndReason;
+use crate::error::Result;
+use crate::metrics;
 use dagstream_types::CommitIndex;
 use futures::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{self, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::{Status, Streaming};
-
-/// Why a stream's task ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    /// The subscriber closed its request stream or went away.
-    ClientClosed,
-    /// The subscriber did not drain its stream in time.
-    TooSlow,
-    /// A command was invalid.
-    InvalidArgument,
-    /// A commit-stream Start asked for pruned commits.
-    OutOfRange,
-    /// Commands came faster than the configured rate.
-    RateLimited,
-    /// The publisher failed to read its source.
-    Internal,
-    /// The publisher is shutting down.
-    Shutdown,
-}
-
-impl EndReason {
-    pub const ALL: [EndReason; 7] = [
-        EndReason::ClientClosed,
-        EndReason::TooSlow,
-        EndReason::InvalidArgument,
-        EndReason::OutOfRange,
-        EndReason::RateLimited,
-        EndReason::Internal,
-        EndReason::Shutdown,
-    ];
-
-    /// Metric label.
-    pub fn name(self) -> &'static str {
-        match self {
-            EndReason::ClientClosed => "client_closed",
-            EndReason::TooSlow => "too_slow",
-            EndReason::InvalidArgument => "invalid_argument",
-            EndReason::OutOfRange => "out_of_range",
-            EndReason::RateLimited => "rate_limited",
-            EndReason::Internal => "internal",
-            EndReason::Shutdown => "shutdown",
-        }
-    }
-}
 
 /// The response stream handed to tonic: the queued responses, unless the
 /// session ended with an error, which is then delivered at once, ahead of
@@ -68,7 +26,7 @@ pub struct ResponseStream<T> {
 impl<T> Stream for ResponseStream<T> {
     type Item = Result<T, Status>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(failure) = self.failure.as_mut() {
             match Pin::new(failure).poll(cx) {
                 Poll::Ready(Ok(status)) => {
@@ -202,12 +160,12 @@ pub trait StreamKind: Send + 'static {
     fn command(request: Self::Request) -> Option<Command<Self::Start>>;
 
     /// Validates a Start and positions the stream.
-    fn start(shared: &Shared, start: Self::Start) -> Result<Self::Cursor, (Status, EndReason)>;
+    fn start(shared: &Context, start: Self::Start) -> Result<Self::Cursor, (Status, EndReason)>;
 
     /// The next batch, waiting for data. Must be cancel-safe.
     fn next_batch<'a>(
         cursor: &'a mut Self::Cursor,
-        shared: &'a Shared,
+        shared: &'a Context,
     ) -> impl std::future::Future<Output = Result<Batch<Self::Response>>> + Send + 'a;
 
     fn set_highest(response: &mut Self::Response, highest: CommitIndex);
@@ -223,7 +181,7 @@ pub trait StreamKind: Send + 'static {
 /// publisher shuts down: commands in (rate-limited), batches out while
 /// started, heartbeats while stopped or idle.
 pub async fn run<K: StreamKind>(
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     mut requests: Streaming<K::Request>,
     mut outbox: Outbox<K::Response>,
     subscriber: String,

@@ -4,32 +4,25 @@
 //! (the simulated committee writing to its store), an observer relaying what
 //! it verified, or a real consensus engine. It gives blocks by ref and in
 //! `(round, author)` order, commits by index, the highest commit index, and
-//! a live feed of newly accepted blocks and new commits.
+//! a live feed of newly accepted blocks.
 
-use crate::Result;
+use crate::error::Result;
 use bytes::Bytes;
-use dagstream_store::Store;
+use dagstream_store::{Store, WriteBatch};
 use dagstream_types::{BlockRef, CommitIndex, Committee, Round, TrustedCommit, VerifiedBlock};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
-/// One event of the live feed.
-#[derive(Clone, Debug)]
-pub enum SourceEvent {
-    /// A block was accepted (and is readable from the source).
-    Block(VerifiedBlock),
-    /// A commit was decided (and is readable from the source).
-    Commit(TrustedCommit),
-}
-
 /// What the publisher needs from consensus.
 ///
-/// Contract: an item is readable through the getters before its event is
-/// sent on the feed, and an author's blocks are accepted in round order
-/// (each references its author's previous block). Together these let a
-/// stream subscribe to the feed, then read the store, and miss nothing.
+/// Contract: a block is readable through the getters before it is sent on
+/// the feed, and an author's blocks are accepted in round order (each
+/// references its author's previous block). Together these let a stream
+/// subscribe to the feed, then read the store, and miss nothing. Commits
+/// have no feed: the streams follow them through the certifier, which
+/// counts the votes in the blocks.
 pub trait ConsensusSource: Send + Sync + 'static {
     fn committee(&self) -> &Arc<Committee>;
 
@@ -56,13 +49,13 @@ pub trait ConsensusSource: Send + Sync + 'static {
     /// The highest round of any accepted block.
     fn highest_round(&self) -> Round;
 
-    /// A receiver of every event sent after this call.
-    fn subscribe(&self) -> broadcast::Receiver<SourceEvent>;
+    /// A receiver of every block accepted after this call.
+    fn subscribe(&self) -> broadcast::Receiver<VerifiedBlock>;
 }
 
-/// Feed events buffered before the slowest receiver lags (and falls back
+/// Feed blocks buffered before the slowest receiver lags (and falls back
 /// to reading the store). While any receiver lags, the ring keeps this many
-/// events alive, so it bounds the feed's memory: 4,096 blocks are about
+/// blocks alive, so it bounds the feed's memory: 4,096 blocks are about
 /// 80 MB at the mainnet profile (160 MB at stress), and 40 rounds of a
 /// 100-authority committee, seconds of slack for a receiver.
 const FEED_CAPACITY: usize = 4_096;
@@ -73,14 +66,14 @@ const WARM_UP_CHUNK: usize = 1_000;
 /// A [`ConsensusSource`] over a [`Store`], for nodes that persist what they
 /// accept: the validator and relaying observers.
 ///
-/// The node writes each batch to the store, then calls
-/// [`StoreSource::publish`]. The last `cache_rounds` rounds of blocks and
+/// The node hands each batch to [`StoreSource::write`], which makes it
+/// durable and then announces it. The last `cache_rounds` rounds of blocks and
 /// the last `cache_commits` commits stay in memory, so the live tail is
 /// served to every subscriber from one shared copy, without store reads.
 pub struct StoreSource {
     store: Arc<dyn Store>,
     committee: Arc<Committee>,
-    feed: broadcast::Sender<SourceEvent>,
+    feed: broadcast::Sender<VerifiedBlock>,
     cache: RwLock<Cache>,
     cache_rounds: Round,
     cache_commits: usize,
@@ -162,9 +155,27 @@ impl StoreSource {
         &self.store
     }
 
+    /// Writes `batch` to the store atomically, then announces exactly what
+    /// it holds (see [`StoreSource::publish`]): nothing is announced before
+    /// it is durable, and nothing durable goes unannounced. Blocks must come
+    /// in acceptance order, from one writer at a time; a block the store
+    /// already held is announced again, which streams and the certifier
+    /// ignore.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        // Cheap: blocks and commits share their contents.
+        let blocks = batch.blocks().to_vec();
+        let commits = batch.commits().to_vec();
+        self.store.write(batch)?;
+        self.publish(&blocks, &commits);
+        Ok(())
+    }
+
     /// Announces blocks and commits that are already durable in the store:
-    /// caches them, advances the highest round and commit, and sends them on
-    /// the feed. Blocks must come in acceptance order.
+    /// caches them, advances the highest round and commit, and sends the
+    /// blocks on the feed. Blocks must come in acceptance order.
+    ///
+    /// Prefer [`StoreSource::write`], which cannot announce before the
+    /// store has the data.
     pub fn publish(&self, blocks: &[VerifiedBlock], commits: &[TrustedCommit]) {
         {
             let mut cache = self.cache.write().expect("cache lock poisoned");
@@ -196,10 +207,7 @@ impl StoreSource {
         }
         // No receiver is not an error: nobody is subscribed right now.
         for block in blocks {
-            let _ = self.feed.send(SourceEvent::Block(block.clone()));
-        }
-        for commit in commits {
-            let _ = self.feed.send(SourceEvent::Commit(commit.clone()));
+            let _ = self.feed.send(block.clone());
         }
     }
 }
@@ -274,7 +282,7 @@ impl ConsensusSource for StoreSource {
         self.highest_round.load(Ordering::Acquire)
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<SourceEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<VerifiedBlock> {
         self.feed.subscribe()
     }
 }

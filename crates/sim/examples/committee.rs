@@ -13,10 +13,10 @@
 
 use dagstream_sim::{generate, CommitteeKeys, GenesisParams, Profile, Simulator};
 use dagstream_store::{RedbStore, Store};
-use dagstream_types::{BlockLimits, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
+use dagstream_types::{unix_time_ms, BlockLimits, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Rounds produced per step while catching up, so that progress is printed
 /// and persisted in bounded chunks.
@@ -54,13 +54,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_millis() as u64
-}
-
 /// The genesis and keys in `dir`, or new ones written there.
 fn genesis_in(
     dir: Option<&PathBuf>,
@@ -96,7 +89,7 @@ fn main() {
         generate(&GenesisParams {
             authorities: args.profile.authorities(),
             round_interval_ms: interval,
-            genesis_time_ms: now_ms().saturating_sub(args.history_rounds * interval),
+            genesis_time_ms: unix_time_ms().saturating_sub(args.history_rounds * interval),
             gc_depth_rounds: DEFAULT_GC_DEPTH_ROUNDS,
             seed: args.seed,
         })
@@ -128,10 +121,10 @@ fn main() {
     let (mut rounds, mut commits) = (0u64, 0u64);
     while Instant::now() < deadline {
         let outputs = sim
-            .produce_due(now_ms(), MAX_ROUNDS_PER_STEP)
+            .produce_due(unix_time_ms(), MAX_ROUNDS_PER_STEP)
             .expect("round produced");
         if outputs.is_empty() {
-            let wait = sim.next_round_time_ms().saturating_sub(now_ms());
+            let wait = sim.next_round_time_ms().saturating_sub(unix_time_ms());
             std::thread::sleep(Duration::from_millis(wait.clamp(1, interval)));
             continue;
         }

@@ -3,16 +3,19 @@
 
 use crate::{Result, StoreError};
 use bytes::Bytes;
-use dagstream_types::{BlockRef, CommitIndex, TrustedCommit, VerifiedBlock};
+use dagstream_types::{CommitIndex, TrustedCommit, VerifiedBlock};
 use std::fmt;
 
 /// Blocks, commits and metadata to be written together, all or nothing.
 ///
-/// Blocks are kept as their exact wire bytes; commits must continue the
-/// store's commit sequence (see [`Store::write`](crate::Store::write)).
+/// Blocks are kept as the [`VerifiedBlock`]s given (cheap to clone: they
+/// share their bytes), and stored as their exact wire bytes; a writer can
+/// announce what a batch made durable from the batch itself. Commits must
+/// continue the store's commit sequence (see
+/// [`Store::write`](crate::Store::write)).
 #[derive(Clone, Default)]
 pub struct WriteBatch {
-    blocks: Vec<(BlockRef, Bytes)>,
+    blocks: Vec<VerifiedBlock>,
     commits: Vec<TrustedCommit>,
     meta: Vec<(String, Bytes)>,
 }
@@ -24,8 +27,7 @@ impl WriteBatch {
 
     /// Adds a block, stored as its exact `SignedBlock` bytes under its ref.
     pub fn add_block(&mut self, block: &VerifiedBlock) -> &mut Self {
-        self.blocks
-            .push((block.reference(), block.serialized().clone()));
+        self.blocks.push(block.clone());
         self
     }
 
@@ -46,8 +48,8 @@ impl WriteBatch {
         self.blocks.is_empty() && self.commits.is_empty() && self.meta.is_empty()
     }
 
-    /// The blocks, in insertion order, with their refs.
-    pub fn blocks(&self) -> &[(BlockRef, Bytes)] {
+    /// The blocks, in insertion order.
+    pub fn blocks(&self) -> &[VerifiedBlock] {
         &self.blocks
     }
 

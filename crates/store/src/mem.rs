@@ -45,11 +45,11 @@ impl Store for MemStore {
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut inner = self.write_lock();
         let last = batch.check_commit_sequence(inner.last_commit_index)?;
-        for (reference, bytes) in batch.blocks() {
+        for block in batch.blocks() {
             inner
                 .blocks
-                .entry(*reference)
-                .or_insert_with(|| bytes.clone());
+                .entry(block.reference())
+                .or_insert_with(|| block.serialized().clone());
         }
         for commit in batch.commits() {
             inner.commits.insert(commit.index(), commit.clone());

@@ -192,8 +192,8 @@ impl Store for RedbStore {
             let new_last = batch.check_commit_sequence(last)?;
 
             let mut blocks = txn.open_table(BLOCKS).map_err(db_error("open table"))?;
-            for (reference, bytes) in batch.blocks() {
-                let key = encode_block_key(reference);
+            for block in batch.blocks() {
+                let key = encode_block_key(&block.reference());
                 // Present already: leave it, and spare rewriting its pages.
                 if blocks
                     .get(key.as_slice())
@@ -201,7 +201,7 @@ impl Store for RedbStore {
                     .is_none()
                 {
                     blocks
-                        .insert(key.as_slice(), bytes.as_ref())
+                        .insert(key.as_slice(), block.serialized().as_ref())
                         .map_err(db_error("write"))?;
                 }
             }

@@ -12,13 +12,14 @@
 //! - [`block`]: [`Block`], [`SignedBlock`], and
 //!   [`VerifiedBlock`], the only way in for a block received from a peer:
 //!   [`VerifiedBlock::verify`] checks everything a block can prove alone.
-//! - [`commit`]: [`Commit`], [`CommitRef`], [`TrustedCommit`] and
+//! - [`commit`]: [`Commit`], [`TrustedCommit`] and
 //!   [`CommittedSubDag`], the output of consensus, and the invariants that
 //!   link a commit to its predecessor ([`Commit::check_follows`]).
 //! - [`crypto`]: keys, signatures and the block signing message.
 //! - [`limits`]: size limits for untrusted input.
 //! - [`stake`]: [`StakeAggregator`], the stake of distinct authorities,
 //!   behind every quorum check.
+//! - [`time`]: [`unix_time_ms`], the wall clock in the model's unit.
 //! - [`error`]: [`TypesError`], one variant per way input can be wrong.
 //!
 //! # Data flow
@@ -73,6 +74,7 @@ mod fixed_bytes;
 pub mod limits;
 pub mod reference;
 pub mod stake;
+pub mod time;
 
 pub use block::{Block, SignedBlock, Transaction, VerifiedBlock};
 pub use bytes::Bytes;
@@ -84,6 +86,7 @@ pub use error::{Result, TypesError};
 pub use limits::BlockLimits;
 pub use reference::{BlockRef, CommitIndex, CommitRef};
 pub use stake::StakeAggregator;
+pub use time::unix_time_ms;
 
 /// A consensus round. Round 0 holds only the genesis blocks.
 pub type Round = u64;

@@ -1,22 +1,22 @@
 //! The validator node: dagstream's stand-in for a real validator.
 //!
 //! It runs the simulated committee against a clock, makes each round
-//! durable in its store, announces it to the publisher's source, and serves
-//! the block and commit streams.
+//! durable in its store and announces it to the publisher's source (one
+//! call: [`StoreSource::write`]), and serves the block and commit streams.
 //!
 //! # Data flow
 //! ```text
-//! clock ─now_ms─▶ Simulator::produce_due ─round─▶ Store::write (one batch)
-//!                                                ─▶ StoreSource::publish ─▶ Publisher ─▶ gRPC
+//! clock ─now_ms─▶ Simulator::produce_round ─batch─▶ StoreSource::write
+//!                    (Store::write, then the feed) ─▶ Publisher ─▶ gRPC
 //! ```
 //! A node restarted on the same store continues the same chain.
 
 use dagstream_publisher::{
     Publisher, PublisherConfig, PublisherError, PublisherHandle, StoreSource,
 };
-use dagstream_sim::{CommitteeKeys, SimConfig, SimError, Simulator};
+use dagstream_sim::{CommitteeKeys, RoundOutput, SimConfig, SimError, Simulator};
 use dagstream_store::Store;
-use dagstream_types::{BlockLimits, CommitIndex, Committee, TrustedCommit};
+use dagstream_types::{BlockLimits, CommitIndex, Committee};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,11 +30,7 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The system clock.
 pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    })
+    Arc::new(dagstream_types::unix_time_ms)
 }
 
 /// Rounds produced between two yields while catching up on a schedule in
@@ -53,14 +49,11 @@ pub enum ValidatorError {
     Store(#[from] dagstream_store::StoreError),
     #[error(transparent)]
     Publisher(#[from] PublisherError),
-    #[error("cannot listen: {0}")]
-    Listen(std::io::Error),
 }
 
-/// The simulated committee bound to its store and source.
+/// The simulated committee bound to its source, and through it its store.
 pub struct Producer {
     sim: Simulator,
-    store: Arc<dyn Store>,
     source: Arc<StoreSource>,
 }
 
@@ -73,9 +66,21 @@ impl Producer {
         limits: &BlockLimits,
         store: Arc<dyn Store>,
     ) -> Result<Self, ValidatorError> {
-        let sim = Simulator::recover(committee.clone(), keys, config, limits, store.as_ref())?;
-        let source = Arc::new(StoreSource::new(store.clone(), committee)?);
-        Ok(Producer { sim, store, source })
+        let source = Arc::new(StoreSource::new(store, committee.clone())?);
+        Self::with_source(committee, keys, config, limits, source)
+    }
+
+    /// Continues the chain in `source`'s store, or starts it, announcing
+    /// each round through `source` (for a source with its own cache sizes).
+    pub fn with_source(
+        committee: Arc<Committee>,
+        keys: CommitteeKeys,
+        config: SimConfig,
+        limits: &BlockLimits,
+        source: Arc<StoreSource>,
+    ) -> Result<Self, ValidatorError> {
+        let sim = Simulator::recover(committee, keys, config, limits, source.store().as_ref())?;
+        Ok(Producer { sim, source })
     }
 
     pub fn source(&self) -> &Arc<StoreSource> {
@@ -86,13 +91,12 @@ impl Producer {
         &self.sim
     }
 
-    /// Produces, persists and publishes the next round, whatever the time.
-    pub fn produce_round(&mut self) -> Result<Vec<TrustedCommit>, ValidatorError> {
+    /// Produces, persists and publishes the next round, whatever the time,
+    /// and returns it.
+    pub fn produce_round(&mut self) -> Result<RoundOutput, ValidatorError> {
         let output = self.sim.produce_round()?;
-        self.store.write(self.sim.batch_for(&output))?;
-        let commits: Vec<TrustedCommit> = output.commits.iter().map(|c| c.commit.clone()).collect();
-        self.source.publish(&output.blocks, &commits);
-        Ok(commits)
+        self.source.write(self.sim.batch_for(&output))?;
+        Ok(output)
     }
 
     /// Produces the rounds due at `now_ms`, at most a bounded number.
@@ -117,8 +121,6 @@ pub struct ValidatorHandle {
     publisher: PublisherHandle,
     stop_producer: oneshot::Sender<()>,
     producer: JoinHandle<Result<Producer, ValidatorError>>,
-    stop_server: oneshot::Sender<()>,
-    server: JoinHandle<Result<(), PublisherError>>,
 }
 
 impl ValidatorHandle {
@@ -130,8 +132,6 @@ impl ValidatorHandle {
     /// inspect the chain or continue it.
     pub async fn stop(self) -> Result<Producer, ValidatorError> {
         self.publisher.stop().await;
-        let _ = self.stop_server.send(());
-        let _ = self.server.await;
         let _ = self.stop_producer.send(());
         self.producer
             .await
@@ -147,20 +147,9 @@ pub fn start(
     config: PublisherConfig,
     registry: &prometheus::Registry,
 ) -> Result<ValidatorHandle, ValidatorError> {
-    let addr = listener.local_addr().map_err(ValidatorError::Listen)?;
     let source = producer.source.clone();
-    let publisher = Publisher::start(source.clone(), config, registry)?;
-    let (stop_server, server_stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let publisher = publisher.publisher().clone();
-        async move {
-            publisher
-                .serve(listener, async {
-                    let _ = server_stopped.await;
-                })
-                .await
-        }
-    });
+    let mut publisher = Publisher::start(source.clone(), config, registry)?;
+    let addr = publisher.spawn_server(listener)?;
     let (stop_producer, mut producer_stopped) = oneshot::channel::<()>();
     let producer = tokio::spawn(async move {
         loop {
@@ -186,7 +175,5 @@ pub fn start(
         publisher,
         stop_producer,
         producer,
-        stop_server,
-        server,
     })
 }
