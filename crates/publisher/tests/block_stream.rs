@@ -191,10 +191,16 @@ async fn batches_follow_the_lag_and_the_hint() {
     let first = stream.next().await.unwrap();
     assert_eq!(first.blocks.len(), 100);
     read_until_idle(&committee, &mut stream).await;
-    // At the tip, each new block goes out alone.
+    // At the tip, each new block goes out alone. Heartbeats sent while the
+    // backlog was being read may still be queued ahead of them.
     validator.produce(1);
-    for _ in 0..4 {
-        assert_eq!(stream.next().await.unwrap().blocks.len(), 1);
+    let mut live = 0;
+    while live < 4 {
+        let response = stream.next().await.unwrap();
+        if !response.blocks.is_empty() {
+            assert_eq!(response.blocks.len(), 1);
+            live += 1;
+        }
     }
 
     let mut hinted = BlockStream::open(validator.channel().await).await.unwrap();
