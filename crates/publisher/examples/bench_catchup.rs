@@ -23,10 +23,11 @@ use dagstream_proto::v1::{
     block_stream_request, commit_stream_request, BlockStreamRequest, CommitStreamRequest,
     StartBlockStream, StartCommitStream,
 };
-use dagstream_publisher::{Publisher, PublisherConfig, StoreSource};
-use dagstream_sim::{generate, GenesisParams, SimConfig, Simulator};
+use dagstream_publisher::PublisherConfig;
+use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
-use dagstream_types::{BlockLimits, Committee};
+use dagstream_test_utils::{TestChain, TestCommittee, TestValidator};
+use dagstream_types::BlockRef;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,33 +88,26 @@ async fn main() {
     let rounds: usize = args.next().map_or(300, |a| a.parse().expect("ROUNDS"));
     let subscribers: usize = args.next().map_or(10, |a| a.parse().expect("SUBSCRIBERS"));
 
-    let (genesis, keys) = generate(&GenesisParams {
-        authorities: AUTHORITIES,
-        round_interval_ms: 100,
-        genesis_time_ms: 0,
-        gc_depth_rounds: 50,
-        seed: 1,
-    });
-    let committee = Arc::new(Committee::new(genesis).unwrap());
     let sim_config = SimConfig {
         tps: 20_000,
         tx_size_bytes: 512,
         ..SimConfig::default()
     };
-    let mut sim =
-        Simulator::new(committee.clone(), keys, sim_config, &BlockLimits::default()).unwrap();
     let store: Arc<dyn Store> = Arc::new(MemStore::new());
-    let mut all_blocks = Vec::new();
-    let mut last_voted = 0;
-    let mut certified = 0;
+    let committee = TestCommittee::new(AUTHORITIES, 1);
+    // The blocks are read back from the store, as the bytes it shares: kept
+    // decoded too, they would double the history's memory.
+    let mut chain = TestChain::new(&committee, sim_config, store.clone()).keep_blocks(false);
     let started = Instant::now();
-    for _ in 0..rounds {
-        let output = sim.produce_round().unwrap();
-        store.write(sim.batch_for(&output)).unwrap();
-        certified = last_voted;
-        last_voted = sim.last_commit_index();
-        all_blocks.extend(output.blocks.iter().map(|b| b.serialized().clone()));
-    }
+    chain.produce(rounds);
+    let certified = chain.certified();
+    let highest = store.highest_block_round().unwrap().unwrap_or(0);
+    let all_blocks: Vec<_> = store
+        .scan_blocks(BlockRef::round_start(1), highest, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .collect();
     let total_bytes: u64 = all_blocks.iter().map(|b| b.len() as u64).sum();
     eprintln!(
         "produced {rounds} rounds, {} blocks, {:.1} MB, {certified} certified commits in {:.1} s",
@@ -144,17 +138,13 @@ async fn main() {
     let tcp_seconds = started.elapsed().as_secs_f64();
     sender.await.unwrap();
 
-    let source = Arc::new(StoreSource::new(store.clone(), committee.clone()).unwrap());
     let config = PublisherConfig {
         block_backlog_rounds: rounds as u64,
         max_subscribers: subscribers.max(1) * 2,
         ..PublisherConfig::default()
     };
-    let handle = Publisher::start(source, config, &prometheus::Registry::new()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let publisher = handle.publisher().clone();
-    tokio::spawn(async move { publisher.serve(listener, std::future::pending()).await });
+    let validator = TestValidator::start(chain, config).await;
+    let endpoint = validator.endpoint();
 
     println!("| path | MB/s | items/s | time |");
     println!("|---|---|---|---|");
@@ -227,5 +217,5 @@ async fn main() {
         "commits",
         started.elapsed().as_secs_f64(),
     );
-    handle.stop().await;
+    validator.stop().await;
 }
