@@ -189,7 +189,16 @@ async fn stop_pauses_and_start_resumes_or_replaces_the_position() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_follow_the_lag_and_the_hint() {
-    let mut validator = start_validator(400, test_config()).await;
+    // Heartbeats mark the end of the backlog here, and a subscriber that
+    // verifies 1,600 blocks falls more than test_config's 50 ms behind its
+    // queue on a slow machine: heartbeats sent meanwhile would then come
+    // after the backlog, ahead of the live blocks. A heartbeat only after a
+    // second of quiet keeps "idle" meaning idle.
+    let config = PublisherConfig {
+        heartbeat_interval_ms: 1_000,
+        ..test_config()
+    };
+    let mut validator = start_validator(400, config).await;
     let committee = validator.chain.committee().clone();
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     stream.start(vec![0; 4], 0).await;
