@@ -12,15 +12,13 @@
 //! same fixed history.
 
 use dagstream_observer::{start, ObserverConfig};
-use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
-use dagstream_proto::v1::{commit_stream_request, CommitStreamRequest, StartCommitStream};
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, RedbStore, Store};
+use dagstream_test_utils::client::CommitStream;
 use dagstream_test_utils::{TestChain, TestClock, TestCommittee};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 
 fn report(name: &str, commits: u64, bytes: u64, seconds: f64) {
     println!(
@@ -77,26 +75,11 @@ async fn main() {
 
     // Baseline: receive only, no verification, no storage.
     let started = Instant::now();
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(CommitStreamRequest {
-        command: Some(commit_stream_request::Command::Start(StartCommitStream {
-            last_commit_index: 0,
-            preferred_batch_size: 0,
-        })),
-    })
-    .await
-    .unwrap();
-    let mut stream = CommitStreamServiceClient::connect(endpoint.clone())
-        .await
-        .unwrap()
-        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
-        .stream_commits(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(0, 0).await;
     let mut last = 0;
     while last < certified {
-        let response = stream.message().await.unwrap().unwrap();
+        let response = stream.next().await.unwrap();
         last = response.commits.last().map_or(last, |c| c.commit_index);
     }
     report(
@@ -105,7 +88,7 @@ async fn main() {
         bytes_through[last as usize],
         started.elapsed().as_secs_f64(),
     );
-    drop((tx, stream));
+    drop(stream);
 
     for (name, observer_store) in [
         (

@@ -17,22 +17,15 @@
 //! Subscribers only receive (no verification): this measures the publisher
 //! and the transport, not the observer.
 
-use dagstream_proto::v1::block_stream_service_client::BlockStreamServiceClient;
-use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
-use dagstream_proto::v1::{
-    block_stream_request, commit_stream_request, BlockStreamRequest, CommitStreamRequest,
-    StartBlockStream, StartCommitStream,
-};
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
+use dagstream_test_utils::client::{connect, BlockStream, CommitStream};
 use dagstream_test_utils::{TestChain, TestCommittee, TestValidator};
 use dagstream_types::BlockRef;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 const AUTHORITIES: usize = 10;
 
@@ -45,29 +38,11 @@ fn report(name: &str, bytes: u64, items: u64, unit: &str, seconds: f64) {
 }
 
 async fn commit_catch_up(endpoint: String, until: u64) -> (u64, u64) {
-    let channel = Channel::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(CommitStreamRequest {
-        command: Some(commit_stream_request::Command::Start(StartCommitStream {
-            last_commit_index: 0,
-            preferred_batch_size: 0,
-        })),
-    })
-    .await
-    .unwrap();
-    let mut stream = CommitStreamServiceClient::new(channel)
-        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
-        .stream_commits(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = CommitStream::open(connect(&endpoint).await).await.unwrap();
+    stream.start(0, 0).await;
     let (mut bytes, mut last) = (0u64, 0u64);
     while last < until {
-        let response = stream.message().await.unwrap().unwrap();
+        let response = stream.next().await.unwrap();
         for commit in &response.commits {
             bytes += commit.blocks.iter().map(|b| b.len() as u64).sum::<u64>();
             last = commit.commit_index;
@@ -78,7 +53,6 @@ async fn commit_catch_up(endpoint: String, until: u64) -> (u64, u64) {
             .map(|b| b.len() as u64)
             .sum::<u64>();
     }
-    drop(tx);
     (bytes, last)
 }
 
@@ -167,29 +141,11 @@ async fn main() {
     );
 
     let started = Instant::now();
-    let channel = Channel::from_shared(endpoint.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(BlockStreamRequest {
-        command: Some(block_stream_request::Command::Start(StartBlockStream {
-            highest_round_per_authority: vec![0; AUTHORITIES],
-            preferred_batch_size: 0,
-        })),
-    })
-    .await
-    .unwrap();
-    let mut stream = BlockStreamServiceClient::new(channel)
-        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
-        .stream_blocks(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = BlockStream::open(connect(&endpoint).await).await.unwrap();
+    stream.start(vec![0; AUTHORITIES], 0).await;
     let (mut bytes, mut count) = (0u64, 0usize);
     while count < all_blocks.len() {
-        let response = stream.message().await.unwrap().unwrap();
+        let response = stream.next().await.unwrap();
         count += response.blocks.len();
         bytes += response.blocks.iter().map(|b| b.len() as u64).sum::<u64>();
     }
@@ -200,7 +156,7 @@ async fn main() {
         "blocks",
         started.elapsed().as_secs_f64(),
     );
-    drop(tx);
+    drop(stream);
 
     let started = Instant::now();
     let tasks: Vec<_> = (0..subscribers)
