@@ -19,8 +19,8 @@
 //! decides the same way whatever order its blocks arrived in. Leaders are
 //! handed out in round order, stopping at the first undecided one.
 
-use crate::stake::StakeAggregator;
 use crate::{DagState, LeaderSchedule};
+use dagstream_types::StakeAggregator;
 use dagstream_types::{AuthorityIndex, BlockRef, Committee, Round, VerifiedBlock};
 use std::collections::HashSet;
 

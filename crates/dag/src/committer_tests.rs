@@ -2,7 +2,7 @@
 
 use crate::test_dag::DagBuilder;
 use crate::{DagConfig, DagConsensus, Decision, DecisionRule};
-use dagstream_types::{AuthorityIndex, CommittedSubDag, Digest, Round};
+use dagstream_types::{AuthorityIndex, CommittedSubDag, ConsensusState, Digest, Round};
 
 /// Feeds every block of `dag` to a fresh core.
 fn run(dag: &DagBuilder) -> (Vec<Decision>, Vec<CommittedSubDag>) {
@@ -317,14 +317,13 @@ fn recovered_core_continues_identically() {
         .map(|b| b.reference())
         .filter(|r| original.dag().is_committed(r))
         .collect();
-    let mut recovered = DagConsensus::recover(
-        dag.committee(),
-        DagConfig::default(),
-        original.last_commit().cloned(),
+    let state = ConsensusState {
+        last_commit: original.last_commit().cloned(),
         blocks,
         committed,
-    )
-    .unwrap();
+    };
+    let mut recovered =
+        DagConsensus::recover(dag.committee(), DagConfig::default(), state).unwrap();
 
     let expected = original.add_blocks(rest.to_vec()).unwrap();
     let actual = recovered.add_blocks(rest.to_vec()).unwrap();
@@ -350,7 +349,15 @@ fn recovered_core_continues_identically() {
         .cloned()
         .collect();
     assert!(matches!(
-        DagConsensus::recover(dag.committee(), DagConfig::default(), last, newest, []),
+        DagConsensus::recover(
+            dag.committee(),
+            DagConfig::default(),
+            ConsensusState {
+                last_commit: last,
+                blocks: newest,
+                committed: vec![],
+            }
+        ),
         Err(crate::DagError::IncompleteRecovery {
             missing_ancestors_of: 4
         })

@@ -1,7 +1,7 @@
 //! The facade: blocks in, decisions and commits out.
 
 use crate::{Committer, DagError, DagState, Decision, Linearizer, Result};
-use dagstream_types::{BlockRef, CommittedSubDag, Committee, TrustedCommit, VerifiedBlock};
+use dagstream_types::{CommittedSubDag, Committee, ConsensusState, TrustedCommit, VerifiedBlock};
 use std::sync::Arc;
 
 /// Configuration of the local consensus core. The commit rule's own
@@ -53,20 +53,25 @@ impl DagConsensus {
         }
     }
 
-    /// A core that continues after `last_commit`, rebuilt from storage.
+    /// A core that continues after `state.last_commit`, rebuilt from
+    /// storage (`dagstream_store::recovery::load_consensus_state`).
     ///
-    /// `blocks` must hold every accepted block above the GC round that
-    /// `last_commit` implies (older ones are ignored), and `committed` the
-    /// refs among them that earlier commits hold. Leaders after the last
-    /// committed one are decided again from these blocks, with the same
-    /// outcome as before, since decisions depend on the blocks alone.
+    /// `state.blocks` must hold every accepted block above the GC round that
+    /// the last commit implies (older ones are ignored), and
+    /// `state.committed` the refs among them that earlier commits hold.
+    /// Leaders after the last committed one are decided again from these
+    /// blocks, with the same outcome as before, since decisions depend on
+    /// the blocks alone.
     pub fn recover(
         committee: Arc<Committee>,
         config: DagConfig,
-        last_commit: Option<TrustedCommit>,
-        mut blocks: Vec<VerifiedBlock>,
-        committed: impl IntoIterator<Item = BlockRef>,
+        state: ConsensusState,
     ) -> Result<Self> {
+        let ConsensusState {
+            last_commit,
+            mut blocks,
+            committed,
+        } = state;
         let last_leader_round = last_commit.as_ref().map_or(0, |c| c.leader().round);
         let linearizer = Linearizer::new(last_commit, committee.gc_depth_rounds());
         let mut dag = DagState::new(committee.clone(), config.max_pending_blocks);

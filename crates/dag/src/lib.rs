@@ -34,7 +34,6 @@ pub mod dag_state;
 mod error;
 pub mod leader_schedule;
 pub mod linearizer;
-mod stake;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_dag;
 

@@ -17,11 +17,13 @@
 
 use crate::timeline::{self, Sample};
 use anyhow::{Context, Result};
-use dagstream_observer::{start, Mode, ObserverConfig, ObserverHandle, SubscriberConfig};
+use dagstream_observer::{
+    start, DeliveredSubDag, Mode, ObserverConfig, ObserverHandle, SubscriberConfig,
+};
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::{generate, GenesisParams, Profile};
 use dagstream_store::{MemStore, RedbStore, Store};
-use dagstream_types::{BlockLimits, CommitRef, CommittedSubDag, Committee};
+use dagstream_types::{BlockLimits, CommitRef, Committee};
 use dagstream_validator::Producer;
 use serde_json::json;
 use std::io::{IsTerminal, Write};
@@ -49,13 +51,16 @@ struct Follower {
 
 /// Consumes commits, sleeping `delay()` after each (the slow consumer).
 fn consume(
-    mut commits: mpsc::Receiver<CommittedSubDag>,
+    mut commits: mpsc::Receiver<DeliveredSubDag>,
     received: Arc<Mutex<Vec<CommitRef>>>,
     delay: impl Fn() -> Duration + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(sub_dag) = commits.recv().await {
-            received.lock().expect("lock").push(sub_dag.reference());
+        while let Some(delivered) = commits.recv().await {
+            received
+                .lock()
+                .expect("lock")
+                .push(delivered.sub_dag.reference());
             let pause = delay();
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;

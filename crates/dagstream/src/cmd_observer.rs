@@ -116,9 +116,6 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
              it belongs to another data dir"
         );
     }
-    let interval = node_config.observer.min_checkpoint_interval_ms;
-    let mut checkpointer = report::checkpointer_at(store.as_ref(), interval, resume_after)?;
-
     let registry = Registry::new();
     let (observer, mut commits) = start_with_metrics(
         committee.clone(),
@@ -166,10 +163,10 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
     loop {
         tokio::select! {
             sub_dag = commits.recv() => {
-                let Some(sub_dag) = sub_dag else { break };
-                let (sequence, _) = checkpointer.place(sub_dag.index(), sub_dag.commit.timestamp_ms());
+                let Some(delivered_sub_dag) = sub_dag else { break };
+                let sub_dag = &delivered_sub_dag.sub_dag;
                 if let Some(output) = output.as_mut() {
-                    output.append(&report::sub_dag_json(&sub_dag, Some(sequence)))?;
+                    output.append(&report::sub_dag_json(sub_dag, Some(delivered_sub_dag.checkpoint)))?;
                 }
                 delivered += 1;
                 delivered_bytes += sub_dag.blocks.iter().map(|b| b.serialized().len() as u64).sum::<u64>();

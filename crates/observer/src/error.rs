@@ -78,12 +78,15 @@ pub enum ObserverError {
         served: String,
         ours: Digest,
     },
-    #[error("invalid observer config: {reason}")]
-    InvalidConfig { reason: String },
+    #[error("invalid observer config: {field}: {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
     #[error(transparent)]
     Store(#[from] dagstream_store::StoreError),
     #[error(transparent)]
     Dag(#[from] dagstream_dag::DagError),
+    /// Persisting through the relay source failed, or it cannot start.
+    #[error(transparent)]
+    Publisher(#[from] dagstream_publisher::PublisherError),
 }
 
 /// The metric names of every integrity error: the labels of
@@ -115,6 +118,7 @@ impl ObserverError {
                 | ObserverError::InvalidConfig { .. }
                 | ObserverError::Store(_)
                 | ObserverError::Dag(_)
+                | ObserverError::Publisher(_)
         )
     }
 
@@ -137,6 +141,7 @@ impl ObserverError {
             ObserverError::WrongChain { .. } => "wrong_chain",
             ObserverError::Store(err) => err.name(),
             ObserverError::Dag(err) => err.name(),
+            ObserverError::Publisher(err) => err.name(),
         }
     }
 }

@@ -2,42 +2,65 @@
 //! receives, and hands its consumer one gap-free, exactly-once commit
 //! sequence.
 //!
-//! # Layout
+//! # Layout, in the order a block travels
+//! - [`upstream`]: [`upstream::selection`] picks the upstream to follow
+//!   (probes, backoff, cool-down of a faulty one);
+//!   [`upstream::connection`], the only file that speaks gRPC, opens both
+//!   streams, reads them into bounded queues and sends commands.
 //! - [`state_machine`]: the design's subscriber-controlled modes
-//!   (BlocksOnly, CommitsOnly, Overlap, paused), free of I/O.
-//! - [`checkpoint`]: deterministic grouping of commits into checkpoints.
-//! - [`node`]: the observer itself ([`node::start`]): connections,
-//!   failover, the block and commit paths, the sequencer, persistence and
-//!   delivery to the consumer.
-//! - [`metrics`]: [`ObserverMetrics`], on a registry passed in.
-//! - [`verify`]: commit-stream batches checked against the observer's own
-//!   chain and the certifiers' quorum, free of I/O.
+//!   (BlocksOnly, CommitsOnly, Overlap, paused) and graceful degradation,
+//!   free of I/O: the commands that `connection` sends.
+//! - [`verify`]: every received block in full, in parallel; commit-stream
+//!   batches against the observer's own chain and the certifiers' quorum.
+//! - [`derive`]: commits derived from verified blocks by the validators'
+//!   own consensus core.
+//! - [`sequencer`]: the one place commits enter the chain, from either
+//!   path: the next ones become one atomic write batch, checkpoint keys
+//!   included; a repeat must match what was persisted.
+//! - [`checkpoint`]: deterministic grouping of commits into checkpoints,
+//!   and their stored form.
+//! - [`delivery`]: persisted commits to the consumer, in order, each once,
+//!   each with its checkpoint ([`DeliveredSubDag`]).
+//! - [`node`]: the loop that wires the stages, one task owning all state;
+//!   [`handle`]: [`start`] it and hold its [`ObserverHandle`].
+//! - [`config`], [`status`], [`metrics`]: [`ObserverConfig`],
+//!   [`ObserverStatus`] and [`ObserverMetrics`].
 //!
 //! # Data flow
 //! ```text
-//! upstream ─block stream──▶ verify each block (parallel, off the runtime)
-//!          │                  ─▶ DagConsensus (the validators' committer) ─┐
-//!          └commit stream─▶ verify_commit_batch (own chain + quorum) ──────┤
-//!                                                                          ▼
-//!   SubscriberStateMachine ◀─ lag, queue ─ sequencer: next ─▶ Store (atomic)
-//!     (Start/Stop commands)                 repeat ─▶ digests must match
-//!                                                          │
-//!                          consumer ◀─ exactly once ───────┤
-//!                          StoreSource (relay) ◀───────────┘
+//! selection ─▶ connection ─block stream──▶ verify_blocks ─▶ derive ──────────┐
+//!                  ▲      └commit stream─▶ verify_commit_batch ─────────────┤
+//!                  │ Start/Stop                                              ▼
+//!   state_machine ◀┴─ lag, queue length ─────────────── sequencer ─▶ one atomic write
+//!                                                           │   (StoreSource: store,
+//!                                                           │    then relay feed)
+//!                                  consumer ◀─ delivery ◀───┘
 //! ```
 
 pub mod checkpoint;
+pub mod config;
+pub mod delivery;
+pub mod derive;
 mod error;
+pub mod handle;
 pub mod metrics;
-pub mod node;
+mod node;
+pub mod sequencer;
+#[cfg(test)]
+mod sequencer_tests;
 pub mod state_machine;
 #[cfg(test)]
 mod state_machine_tests;
+pub mod status;
+pub mod upstream;
 pub mod verify;
 #[cfg(test)]
 mod verify_tests;
 
+pub use config::ObserverConfig;
+pub use delivery::DeliveredSubDag;
 pub use error::{ObserverError, Result};
+pub use handle::{start, start_with_metrics, ObserverHandle};
 pub use metrics::ObserverMetrics;
-pub use node::{start, start_with_metrics, ObserverConfig, ObserverHandle, ObserverStatus};
 pub use state_machine::{Command, Mode, Observation, SubscriberConfig, SubscriberStateMachine};
+pub use status::ObserverStatus;

@@ -23,7 +23,11 @@
 //! The thresholds are apart, so a value hovering at one of them causes one
 //! transition, not a flapping stream of them. Pausing applies whenever
 //! blocks flow (BlocksOnly and Overlap).
+//!
+//! [`Degradation`], also free of I/O, is the design's graceful degradation:
+//! it tells when CommitsOnly is not catching up.
 
+use crate::{ObserverError, Result};
 use serde::{Deserialize, Serialize};
 
 /// The design's `SubscriberConfig`, with its example values as defaults.
@@ -61,37 +65,45 @@ impl Default for SubscriberConfig {
     }
 }
 
-/// A config that cannot work, with what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid subscriber config: {reason}")]
-pub struct InvalidConfig {
-    pub reason: String,
-}
-
 impl SubscriberConfig {
-    /// The thresholds must leave room for hysteresis.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        let fail = |reason: String| Err(InvalidConfig { reason });
+    /// The thresholds must leave room for hysteresis. An error names the
+    /// offending field (as `subscriber.<field>`).
+    pub fn validate(&self) -> Result<()> {
+        let fail = |field: &'static str, reason: String| {
+            Err(ObserverError::InvalidConfig { field, reason })
+        };
         if self.stop_commit_sync_lag > self.resume_blocks_lag {
-            return fail(format!(
-                "stop_commit_sync_lag ({}) must not exceed resume_blocks_lag ({})",
-                self.stop_commit_sync_lag, self.resume_blocks_lag
-            ));
+            return fail(
+                "subscriber.stop_commit_sync_lag",
+                format!(
+                    "stop_commit_sync_lag ({}) must not exceed resume_blocks_lag ({})",
+                    self.stop_commit_sync_lag, self.resume_blocks_lag
+                ),
+            );
         }
         if self.resume_blocks_lag >= self.start_commit_sync_lag {
-            return fail(format!(
-                "resume_blocks_lag ({}) must be below start_commit_sync_lag ({})",
-                self.resume_blocks_lag, self.start_commit_sync_lag
-            ));
+            return fail(
+                "subscriber.resume_blocks_lag",
+                format!(
+                    "resume_blocks_lag ({}) must be below start_commit_sync_lag ({})",
+                    self.resume_blocks_lag, self.start_commit_sync_lag
+                ),
+            );
         }
         if self.resume_blocks_queue_size >= self.pause_blocks_queue_size {
-            return fail(format!(
-                "resume_blocks_queue_size ({}) must be below pause_blocks_queue_size ({})",
-                self.resume_blocks_queue_size, self.pause_blocks_queue_size
-            ));
+            return fail(
+                "subscriber.resume_blocks_queue_size",
+                format!(
+                    "resume_blocks_queue_size ({}) must be below pause_blocks_queue_size ({})",
+                    self.resume_blocks_queue_size, self.pause_blocks_queue_size
+                ),
+            );
         }
         if self.evaluation_interval_ms == 0 {
-            return fail("evaluation_interval_ms must be positive".into());
+            return fail(
+                "subscriber.evaluation_interval_ms",
+                "must be positive".into(),
+            );
         }
         Ok(())
     }
@@ -149,7 +161,7 @@ pub struct SubscriberStateMachine {
 
 impl SubscriberStateMachine {
     /// A machine that has sent nothing yet; call [`Self::start`].
-    pub fn new(config: SubscriberConfig) -> Result<Self, InvalidConfig> {
+    pub fn new(config: SubscriberConfig) -> Result<Self> {
         config.validate()?;
         Ok(SubscriberStateMachine {
             config,
@@ -251,5 +263,38 @@ impl SubscriberStateMachine {
         } else {
             vec![]
         }
+    }
+}
+
+/// The design's graceful degradation, free of I/O: in CommitsOnly, a lag
+/// that has not improved for a window means the observer cannot keep up
+/// with this upstream.
+#[derive(Clone, Debug)]
+pub struct Degradation {
+    window_ms: u64,
+    /// The best lag seen in this CommitsOnly phase, and since when.
+    best: Option<(u64, u64)>,
+}
+
+impl Degradation {
+    pub fn new(window_ms: u64) -> Self {
+        Degradation {
+            window_ms,
+            best: None,
+        }
+    }
+
+    /// Whether the observer has been failing to catch up for the window.
+    pub fn observe(&mut self, now_ms: u64, mode: Mode, lag: Option<u64>) -> bool {
+        let (Mode::CommitsOnly, Some(lag)) = (mode, lag) else {
+            self.best = None;
+            return false;
+        };
+        match self.best {
+            Some((best, _)) if lag >= best => {}
+            _ => self.best = Some((lag, now_ms)),
+        }
+        self.best
+            .is_some_and(|(_, since)| now_ms.saturating_sub(since) >= self.window_ms)
     }
 }

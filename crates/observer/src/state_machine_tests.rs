@@ -2,6 +2,7 @@
 //! random inputs never produce an invalid command sequence.
 
 use crate::state_machine::*;
+use crate::ObserverError;
 use proptest::prelude::*;
 use Command::*;
 
@@ -245,9 +246,19 @@ fn config_is_validated() {
             ..SubscriberConfig::default()
         },
     ];
-    for config in bad {
+    let fields = [
+        "subscriber.resume_blocks_queue_size",
+        "subscriber.resume_blocks_lag",
+        "subscriber.stop_commit_sync_lag",
+        "subscriber.evaluation_interval_ms",
+    ];
+    for (config, expected) in bad.into_iter().zip(fields) {
         let err = SubscriberStateMachine::new(config.clone()).unwrap_err();
-        assert!(!err.reason.is_empty(), "{config:?}");
+        let ObserverError::InvalidConfig { field, reason } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(field, expected, "{config:?}");
+        assert!(!reason.is_empty(), "{config:?}");
     }
     let err = SubscriberConfig {
         resume_blocks_queue_size: 600,
@@ -256,9 +267,29 @@ fn config_is_validated() {
     .validate()
     .unwrap_err();
     assert!(
-        err.reason.contains("resume_blocks_queue_size (600)"),
+        matches!(&err, ObserverError::InvalidConfig { reason, .. }
+            if reason.contains("resume_blocks_queue_size (600)")),
         "{err}"
     );
+}
+
+#[test]
+fn degradation_is_a_commits_only_lag_that_stops_improving() {
+    let mut d = Degradation::new(1_000);
+    assert!(!d.observe(0, Mode::CommitsOnly, Some(500)));
+    assert!(!d.observe(400, Mode::CommitsOnly, Some(450)), "improving");
+    assert!(!d.observe(1_300, Mode::CommitsOnly, Some(470)));
+    assert!(
+        d.observe(1_400, Mode::CommitsOnly, Some(520)),
+        "no better than 450 for 1 s"
+    );
+    // Leaving CommitsOnly resets the watch.
+    assert!(!d.observe(1_500, Mode::Overlap, Some(5)));
+    assert!(!d.observe(1_600, Mode::CommitsOnly, Some(900)));
+    assert!(!d.observe(2_500, Mode::CommitsOnly, Some(900)));
+    assert!(d.observe(2_600, Mode::CommitsOnly, Some(901)));
+    // An unknown lag is no evidence.
+    assert!(!d.observe(9_000, Mode::CommitsOnly, None));
 }
 
 /// A change of default shows up here in review.

@@ -70,7 +70,8 @@ async fn sigkill_child() {
         .open(&log_path)
         .unwrap();
     while let Some(sub_dag) = commits.recv().await {
-        writeln!(log, "{} {}", sub_dag.index(), sub_dag.commit.digest()).unwrap();
+        let (index, digest) = (sub_dag.index(), sub_dag.sub_dag.commit.digest());
+        writeln!(log, "{index} {digest}").unwrap();
         log.sync_data().unwrap();
     }
 }

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::source::ConsensusSource;
 use bytes::Bytes;
 use dagstream_types::{
-    AuthorityIndex, BlockRef, CommitIndex, CommitRef, Committee, Stake, VerifiedBlock,
+    AuthorityIndex, BlockRef, CommitIndex, CommitRef, Committee, StakeAggregator, VerifiedBlock,
 };
 use lru::LruCache;
 use std::collections::BTreeMap;
@@ -44,31 +44,26 @@ const STARTUP_SEARCH_COMMITS: u64 = 64;
 /// must not grow without bound on such votes.
 const MAX_VOTE_LEAD: u64 = 1_000;
 
-/// Votes for one commit ref.
+/// Votes for one commit ref: the stake, and the blocks that carry it.
 struct Tally {
-    voted: Vec<bool>,
-    stake: Stake,
+    stake: StakeAggregator,
     blocks: Vec<Bytes>,
 }
 
 impl Tally {
     fn new(committee: &Committee) -> Self {
         Tally {
-            voted: vec![false; committee.size()],
-            stake: 0,
+            stake: StakeAggregator::new(committee),
             blocks: Vec::new(),
         }
     }
 
     /// Adds one block's vote; true once the quorum is reached.
     fn add(&mut self, committee: &Committee, author: AuthorityIndex, block: &Bytes) -> bool {
-        if let Some(voted) = self.voted.get_mut(author as usize) {
-            if !std::mem::replace(voted, true) {
-                self.stake += committee.stake(author);
-                self.blocks.push(block.clone());
-            }
+        if self.stake.add(author, committee) {
+            self.blocks.push(block.clone());
         }
-        committee.reached_quorum(self.stake)
+        self.stake.reached_quorum(committee)
     }
 }
 

@@ -118,13 +118,7 @@ impl Simulator {
             }
             by_author
         });
-        let consensus = DagConsensus::recover(
-            committee.clone(),
-            DagConfig::default(),
-            state.last_commit,
-            state.blocks,
-            state.committed,
-        )?;
+        let consensus = DagConsensus::recover(committee.clone(), DagConfig::default(), state)?;
         let mut simulator = Simulator::new(committee, keys, config, limits)?;
         simulator.resume_at(last_round + 1, consensus, recent, votes);
         Ok(simulator)

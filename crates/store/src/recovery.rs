@@ -2,22 +2,11 @@
 //! after a restart.
 
 use crate::{Result, Store, StoreError};
-use dagstream_types::{BlockRef, Round, TrustedCommit, VerifiedBlock};
+pub use dagstream_types::ConsensusState;
+use dagstream_types::{BlockRef, Round, VerifiedBlock};
 
 /// Blocks read per scan while recovering: bounds memory per read.
 const SCAN_CHUNK: usize = 10_000;
-
-/// The consensus core's state, as stored.
-#[derive(Debug)]
-pub struct ConsensusState {
-    /// The last commit, which the next one chains to.
-    pub last_commit: Option<TrustedCommit>,
-    /// Every stored block above the GC round that `last_commit` implies,
-    /// up to the requested round, in `(round, author, digest)` order.
-    pub blocks: Vec<VerifiedBlock>,
-    /// The refs among `blocks` that a commit holds.
-    pub committed: Vec<BlockRef>,
-}
 
 /// Loads the state a consensus core needs to continue after the store's
 /// last commit: blocks above `last leader round - gc_depth` (up to

@@ -8,97 +8,14 @@
 use crate::crypto::{sign_block_hash, verify_block_hash};
 use crate::error::{bcs_decode, bcs_encode};
 use crate::{
-    AuthorityIndex, BlockLimits, CommitRef, Committee, Digest, Epoch, Result, Round, Signature,
-    Stake, TypesError,
+    AuthorityIndex, BlockLimits, BlockRef, CommitRef, Committee, Digest, Epoch, Result, Round,
+    Signature, Stake, TypesError,
 };
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
-
-/// Names one block. Orders by `(round, author, digest)`: ancestors sort before
-/// descendants.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct BlockRef {
-    pub round: Round,
-    pub author: AuthorityIndex,
-    pub digest: Digest,
-}
-
-impl BlockRef {
-    /// The smallest ref of a round, for range scans.
-    pub const fn round_start(round: Round) -> BlockRef {
-        BlockRef {
-            round,
-            author: 0,
-            digest: Digest::MIN,
-        }
-    }
-
-    /// The smallest ref greater than this one, for resuming a scan right
-    /// after a key.
-    pub fn successor(&self) -> BlockRef {
-        let mut digest = self.digest.0;
-        for byte in digest.iter_mut().rev() {
-            let (next, overflow) = byte.overflowing_add(1);
-            *byte = next;
-            if !overflow {
-                return BlockRef {
-                    digest: Digest(digest),
-                    ..*self
-                };
-            }
-        }
-        // The digest was all ones: the next author, or the next round.
-        match self.author.checked_add(1) {
-            Some(author) => BlockRef {
-                author,
-                digest: Digest::MIN,
-                ..*self
-            },
-            None => BlockRef::round_start(self.round + 1),
-        }
-    }
-
-    /// The largest ref of a round, for inclusive range scans.
-    pub const fn round_end(round: Round) -> BlockRef {
-        BlockRef {
-            round,
-            author: AuthorityIndex::MAX,
-            digest: Digest::MAX,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn successor_is_the_next_ref() {
-        let r = |round, author, digest| BlockRef {
-            round,
-            author,
-            digest: Digest(digest),
-        };
-        let mut last_byte = [7u8; 32];
-        last_byte[31] = 0xff;
-        let mut carried = [7u8; 32];
-        carried[30] = 8;
-        carried[31] = 0;
-        assert_eq!(r(3, 1, last_byte).successor(), r(3, 1, carried));
-        assert_eq!(r(3, 1, [0xff; 32]).successor(), r(3, 2, [0; 32]));
-        assert_eq!(r(3, u32::MAX, [0xff; 32]).successor(), r(4, 0, [0; 32]));
-        assert!(r(3, 1, last_byte).successor() > r(3, 1, last_byte));
-    }
-}
-
-impl fmt::Debug for BlockRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "B{}({},{:?})", self.round, self.author, self.digest)
-    }
-}
 
 /// An opaque transaction: its bytes, BCS-encoded as a byte string.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,27 +1,11 @@
 //! Commits: the output of consensus, one per committed leader.
 
 use crate::error::{bcs_decode, bcs_encode};
-use crate::{BlockRef, Digest, Result, VerifiedBlock};
+use crate::{BlockRef, CommitIndex, CommitRef, Digest, Result, TypesError, VerifiedBlock};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
-
-/// Position in the commit sequence. The first commit has index 1.
-pub type CommitIndex = u64;
-
-/// Names one commit.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct CommitRef {
-    pub index: CommitIndex,
-    pub digest: Digest,
-}
-
-impl fmt::Debug for CommitRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "C{}({:?})", self.index, self.digest)
-    }
-}
 
 /// One committed leader and the sub-DAG it commits, as hashed into the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +18,35 @@ pub struct Commit {
     pub leader: BlockRef,
     /// The sub-DAG in commit order: by round, then author; the leader last.
     pub blocks: Vec<BlockRef>,
+}
+
+impl Commit {
+    /// The invariants that tie a commit to the one before it (`None`: it
+    /// must be commit 1): the next index, the previous digest, time that
+    /// never goes back, and blocks in commit order with the leader last.
+    /// Every reader of a chain (the observer's verifier, offline
+    /// inspection) checks these and nothing else of the link.
+    pub fn check_follows(&self, previous: Option<&TrustedCommit>) -> Result<()> {
+        let index = self.index;
+        let expected_after = previous.map_or(0, |c| c.index());
+        if index != expected_after + 1 {
+            return Err(TypesError::CommitGap {
+                expected_after,
+                got: index,
+            });
+        }
+        if self.previous_digest != previous.map_or(Digest::ZERO, |c| c.digest()) {
+            return Err(TypesError::CommitNotChained { index });
+        }
+        if self.timestamp_ms < previous.map_or(0, |c| c.timestamp_ms()) {
+            return Err(TypesError::CommitTimeGoesBack { index });
+        }
+        if !self.blocks.windows(2).all(|w| w[0] < w[1]) || self.blocks.last() != Some(&self.leader)
+        {
+            return Err(TypesError::CommitBlocksUnordered { index });
+        }
+        Ok(())
+    }
 }
 
 /// A commit with its digest and encoding computed once.
@@ -140,5 +153,88 @@ impl CommittedSubDag {
         self.blocks
             .last()
             .expect("a committed sub-DAG always holds its leader")
+    }
+}
+
+/// What a consensus core needs to continue a chain after a restart, as a
+/// store gives it back (`dagstream_store::recovery` loads it,
+/// `DagConsensus::recover` resumes from it).
+#[derive(Debug, Default)]
+pub struct ConsensusState {
+    /// The last commit, which the next one chains to.
+    pub last_commit: Option<TrustedCommit>,
+    /// Every stored block above the GC round that `last_commit` implies,
+    /// in `(round, author, digest)` order.
+    pub blocks: Vec<VerifiedBlock>,
+    /// The refs among `blocks` that a commit holds.
+    pub committed: Vec<BlockRef>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_ref(round: u64, author: u32) -> BlockRef {
+        BlockRef {
+            round,
+            author,
+            digest: Digest([round as u8; 32]),
+        }
+    }
+
+    fn commit(index: CommitIndex, previous: Option<&TrustedCommit>, timestamp_ms: u64) -> Commit {
+        let leader = block_ref(index * 2, 0);
+        Commit {
+            index,
+            previous_digest: previous.map_or(Digest::ZERO, |c| c.digest()),
+            timestamp_ms,
+            leader,
+            blocks: vec![block_ref(index * 2 - 1, 3), leader],
+        }
+    }
+
+    #[test]
+    fn a_commit_follows_only_its_predecessor() {
+        let first = commit(1, None, 100);
+        first.check_follows(None).unwrap();
+        let first = TrustedCommit::new(first);
+        let second = commit(2, Some(&first), 100);
+        second.check_follows(Some(&first)).unwrap();
+
+        assert_eq!(
+            second.check_follows(None),
+            Err(TypesError::CommitGap {
+                expected_after: 0,
+                got: 2
+            })
+        );
+        let unchained = Commit {
+            previous_digest: Digest([9; 32]),
+            ..second.clone()
+        };
+        assert_eq!(
+            unchained.check_follows(Some(&first)),
+            Err(TypesError::CommitNotChained { index: 2 })
+        );
+        let earlier = Commit {
+            timestamp_ms: 99,
+            ..second.clone()
+        };
+        assert_eq!(
+            earlier.check_follows(Some(&first)),
+            Err(TypesError::CommitTimeGoesBack { index: 2 })
+        );
+        let mut unordered = second.clone();
+        unordered.blocks.reverse();
+        assert_eq!(
+            unordered.check_follows(Some(&first)),
+            Err(TypesError::CommitBlocksUnordered { index: 2 })
+        );
+        let mut leader_not_last = second.clone();
+        leader_not_last.blocks.pop();
+        assert_eq!(
+            leader_not_last.check_follows(Some(&first)),
+            Err(TypesError::CommitBlocksUnordered { index: 2 })
+        );
     }
 }

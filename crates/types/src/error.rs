@@ -52,6 +52,14 @@ pub enum TypesError {
     InvalidCommittee { reason: String },
     #[error("cannot read genesis {path}: {reason}")]
     GenesisFile { path: String, reason: String },
+    #[error("commit {got} does not follow commit {expected_after}")]
+    CommitGap { expected_after: u64, got: u64 },
+    #[error("commit {index} does not chain to the digest of commit {}", index - 1)]
+    CommitNotChained { index: u64 },
+    #[error("commit {index} goes back in time")]
+    CommitTimeGoesBack { index: u64 },
+    #[error("commit {index} lists its blocks out of commit order, or not with its leader last")]
+    CommitBlocksUnordered { index: u64 },
 }
 
 impl TypesError {
@@ -72,6 +80,10 @@ impl TypesError {
             TypesError::InvalidSignature { .. } => "invalid_signature",
             TypesError::InvalidCommittee { .. } => "invalid_committee",
             TypesError::GenesisFile { .. } => "genesis_file",
+            TypesError::CommitGap { .. } => "commit_gap",
+            TypesError::CommitNotChained { .. } => "commit_not_chained",
+            TypesError::CommitTimeGoesBack { .. } => "commit_time_goes_back",
+            TypesError::CommitBlocksUnordered { .. } => "commit_blocks_unordered",
         }
     }
 }

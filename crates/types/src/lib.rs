@@ -7,13 +7,18 @@
 //! # Layout
 //! - [`committee`]: `genesis.json` ([`Genesis`]) and the validated
 //!   [`Committee`] with its stake arithmetic (quorum is 2f+1 by stake).
-//! - [`block`]: [`Block`], [`SignedBlock`], [`BlockRef`], and
+//! - [`reference`]: [`BlockRef`] and [`CommitRef`], the names blocks and
+//!   commits refer to each other by.
+//! - [`block`]: [`Block`], [`SignedBlock`], and
 //!   [`VerifiedBlock`], the only way in for a block received from a peer:
 //!   [`VerifiedBlock::verify`] checks everything a block can prove alone.
-//! - [`commit`]: [`Commit`], [`CommitRef`], [`TrustedCommit`] and
-//!   [`CommittedSubDag`], the output of consensus.
+//! - [`commit`]: [`Commit`], [`TrustedCommit`] and
+//!   [`CommittedSubDag`], the output of consensus, and the invariants that
+//!   link a commit to its predecessor ([`Commit::check_follows`]).
 //! - [`crypto`]: keys, signatures and the block signing message.
 //! - [`limits`]: size limits for untrusted input.
+//! - [`stake`]: [`StakeAggregator`], the stake of distinct authorities,
+//!   behind every quorum check.
 //! - [`time`]: [`unix_time_ms`], the wall clock in the model's unit.
 //! - [`error`]: [`TypesError`], one variant per way input can be wrong.
 //!
@@ -67,16 +72,20 @@ pub mod digest;
 pub mod error;
 mod fixed_bytes;
 pub mod limits;
+pub mod reference;
+pub mod stake;
 pub mod time;
 
-pub use block::{Block, BlockRef, SignedBlock, Transaction, VerifiedBlock};
+pub use block::{Block, SignedBlock, Transaction, VerifiedBlock};
 pub use bytes::Bytes;
-pub use commit::{Commit, CommitIndex, CommitRef, CommittedSubDag, TrustedCommit};
+pub use commit::{Commit, CommittedSubDag, ConsensusState, TrustedCommit};
 pub use committee::{Authority, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
 pub use crypto::{PublicKey, Signature};
 pub use digest::Digest;
 pub use error::{Result, TypesError};
 pub use limits::BlockLimits;
+pub use reference::{BlockRef, CommitIndex, CommitRef};
+pub use stake::StakeAggregator;
 pub use time::unix_time_ms;
 
 /// A consensus round. Round 0 holds only the genesis blocks.

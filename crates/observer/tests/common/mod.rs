@@ -2,11 +2,11 @@
 //! clock (from `dagstream-test-utils`), and consumer helpers.
 #![allow(dead_code)]
 
-use dagstream_observer::{Mode, ObserverHandle, ObserverStatus};
+use dagstream_observer::{DeliveredSubDag, Mode, ObserverHandle, ObserverStatus};
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::CommitteeKeys;
 use dagstream_test_utils::{TestChain, TestCommittee, ROUND_INTERVAL_MS};
-use dagstream_types::{CommitRef, CommittedSubDag, Committee};
+use dagstream_types::{CommitRef, Committee};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -56,21 +56,31 @@ pub async fn validator_on_clock(history: u64, clock: Option<TestClock>) -> Valid
     validator
 }
 
-/// Reads commits until `until` is reached, checking the order as it goes.
+/// Reads commits until `until` is reached, checking the order as it goes,
+/// and that checkpoints follow each other without a gap.
 pub async fn consume(
-    commits: &mut mpsc::Receiver<CommittedSubDag>,
+    commits: &mut mpsc::Receiver<DeliveredSubDag>,
     after: u64,
     until: u64,
 ) -> Vec<CommitRef> {
     let mut received = Vec::new();
     let mut next = after + 1;
+    let mut checkpoint = None;
     while next <= until {
-        let sub_dag = tokio::time::timeout(PATIENCE, commits.recv())
+        let delivered = tokio::time::timeout(PATIENCE, commits.recv())
             .await
             .expect("commits keep coming")
             .expect("observer running");
-        assert_eq!(sub_dag.index(), next, "gap or duplicate");
-        received.push(sub_dag.reference());
+        assert_eq!(delivered.index(), next, "gap or duplicate");
+        if let Some(previous) = checkpoint {
+            assert!(
+                delivered.checkpoint == previous || delivered.checkpoint == previous + 1,
+                "checkpoint {} after {previous}",
+                delivered.checkpoint
+            );
+        }
+        checkpoint = Some(delivered.checkpoint);
+        received.push(delivered.sub_dag.reference());
         next += 1;
     }
     received

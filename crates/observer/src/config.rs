@@ -1,0 +1,204 @@
+//! [`ObserverConfig`]: everything tunable about an observer, each default
+//! with its reason.
+
+use crate::state_machine::SubscriberConfig;
+use crate::{ObserverError, Result};
+use dagstream_types::BlockLimits;
+use serde::{Deserialize, Serialize};
+
+/// Everything tunable about an observer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObserverConfig {
+    /// The design's thresholds.
+    pub subscriber: SubscriberConfig,
+    /// An upstream that sends nothing, not even a heartbeat, for this long
+    /// is abandoned. 5 s is five missed heartbeats.
+    pub stall_timeout_ms: u64,
+    /// Received blocks held before the reader stops reading (and the
+    /// publisher's flow control takes over). Twice the pause threshold, so
+    /// that a pause takes effect well before the queue is full.
+    pub block_queue_capacity: usize,
+    /// Persisted commits not yet taken by the consumer before the observer
+    /// stops processing input. 256 commits keep a consumer busy for seconds
+    /// while bounding memory.
+    pub output_queue_len: usize,
+    /// Checkpoint interval of the design's certification context: 200 ms,
+    /// about three commits of a 75 ms round.
+    pub min_checkpoint_interval_ms: u64,
+    /// Reconnections tried at once after a failure, before backing off.
+    /// Three ride out a restart of the upstream or a dropped connection
+    /// without delay, and then stop hammering one that is down.
+    pub immediate_retries: u32,
+    /// First backoff delay; it doubles on each failure. 100 ms is about a
+    /// round: a reconnect costs the upstream little at that rate.
+    pub backoff_initial_ms: u64,
+    /// Longest backoff delay. 10 s keeps a recovered upstream found within
+    /// seconds, while a fleet of observers polls a dead one rarely.
+    pub backoff_max_ms: u64,
+    /// How long an upstream that sent unverifiable data is avoided. A
+    /// minute: long enough not to loop on a Byzantine upstream, short
+    /// enough to retry one whose fault was transient (a corrupted disk
+    /// that an operator fixed).
+    pub faulty_cooldown_ms: u64,
+    /// Limits on received blocks; the defaults are the wire format's.
+    pub block_limits: BlockLimits,
+    /// In CommitsOnly, a lag that has not improved for this long means the
+    /// observer cannot keep up with this upstream: disconnect, back off,
+    /// try the next one (the design's graceful degradation). 30 s rides
+    /// out a burst.
+    pub degrade_after_ms: u64,
+    /// How often every upstream is probed for its highest commit and
+    /// connection latency. 2 s notices an upstream that falls behind within
+    /// a few dozen commits, at one cheap connection per upstream.
+    pub probe_interval_ms: u64,
+    /// Leave the active upstream when another one is this many commits
+    /// ahead of it. 50 commits are a few seconds: more than probe noise,
+    /// less than a real fall-behind.
+    pub max_upstream_lag: u64,
+}
+
+impl Default for ObserverConfig {
+    fn default() -> Self {
+        ObserverConfig {
+            subscriber: SubscriberConfig::default(),
+            stall_timeout_ms: 5_000,
+            block_queue_capacity: 1_000,
+            output_queue_len: 256,
+            min_checkpoint_interval_ms: 200,
+            immediate_retries: 3,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 10_000,
+            faulty_cooldown_ms: 60_000,
+            block_limits: BlockLimits::default(),
+            degrade_after_ms: 30_000,
+            probe_interval_ms: 2_000,
+            max_upstream_lag: 50,
+        }
+    }
+}
+
+impl ObserverConfig {
+    /// Checks that the config can work. An error names the offending field.
+    pub fn validate(&self) -> Result<()> {
+        self.subscriber.validate()?;
+        let invalid = |field: &'static str, reason: String| {
+            Err(ObserverError::InvalidConfig { field, reason })
+        };
+        if self.block_queue_capacity <= self.subscriber.pause_blocks_queue_size {
+            return invalid(
+                "block_queue_capacity",
+                format!(
+                    "{} must exceed subscriber.pause_blocks_queue_size ({})",
+                    self.block_queue_capacity, self.subscriber.pause_blocks_queue_size
+                ),
+            );
+        }
+        let positive = [
+            ("output_queue_len", self.output_queue_len as u64),
+            ("stall_timeout_ms", self.stall_timeout_ms),
+            ("degrade_after_ms", self.degrade_after_ms),
+            ("probe_interval_ms", self.probe_interval_ms),
+            ("backoff_initial_ms", self.backoff_initial_ms),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return invalid(field, "must be positive".into());
+            }
+        }
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            return invalid(
+                "backoff_max_ms",
+                format!(
+                    "{} is below backoff_initial_ms ({})",
+                    self.backoff_max_ms, self.backoff_initial_ms
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change of default shows up here in review.
+    #[test]
+    fn defaults_snapshot() {
+        let text = serde_json::to_string(&ObserverConfig::default()).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"subscriber":{"start_commit_sync_lag":50,"resume_blocks_lag":10,"#,
+                r#""stop_commit_sync_lag":0,"pause_blocks_queue_size":500,"#,
+                r#""resume_blocks_queue_size":50,"evaluation_interval_ms":100},"#,
+                r#""stall_timeout_ms":5000,"block_queue_capacity":1000,"output_queue_len":256,"#,
+                r#""min_checkpoint_interval_ms":200,"immediate_retries":3,"#,
+                r#""backoff_initial_ms":100,"backoff_max_ms":10000,"faulty_cooldown_ms":60000,"#,
+                r#""block_limits":{"max_transactions_per_block":10000,"max_block_bytes":2097152},"#,
+                r#""degrade_after_ms":30000,"#,
+                r#""probe_interval_ms":2000,"max_upstream_lag":50}"#
+            )
+        );
+        ObserverConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn config_needs_room_above_the_pause_threshold() {
+        let config = ObserverConfig {
+            block_queue_capacity: 500,
+            ..ObserverConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ObserverError::InvalidConfig {
+                field: "block_queue_capacity",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        let cases = [
+            (
+                ObserverConfig {
+                    output_queue_len: 0,
+                    ..ObserverConfig::default()
+                },
+                "output_queue_len",
+            ),
+            (
+                ObserverConfig {
+                    probe_interval_ms: 0,
+                    ..ObserverConfig::default()
+                },
+                "probe_interval_ms",
+            ),
+            (
+                ObserverConfig {
+                    backoff_max_ms: 10,
+                    ..ObserverConfig::default()
+                },
+                "backoff_max_ms",
+            ),
+            (
+                ObserverConfig {
+                    subscriber: SubscriberConfig {
+                        evaluation_interval_ms: 0,
+                        ..SubscriberConfig::default()
+                    },
+                    ..ObserverConfig::default()
+                },
+                "subscriber.evaluation_interval_ms",
+            ),
+        ];
+        for (config, expected) in cases {
+            match config.validate() {
+                Err(ObserverError::InvalidConfig { field, .. }) => assert_eq!(field, expected),
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
+    }
+}

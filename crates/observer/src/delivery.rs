@@ -1,0 +1,121 @@
+//! Delivery: hands the consumer every persisted commit after the one it
+//! resumes from, in order, each once.
+//!
+//! Newly persisted commits wait in a bounded queue; a commit that is no
+//! longer in it (a consumer resuming from further back) is read from the
+//! store, with its checkpoint found from the stored checkpoint keys. No
+//! network I/O: the node owns the consumer's channel.
+
+use crate::checkpoint::CheckpointLookup;
+use crate::{ObserverError, Result};
+use dagstream_store::{Store, StoreError};
+use dagstream_types::{CommitIndex, CommittedSubDag, VerifiedBlock};
+use std::collections::VecDeque;
+
+/// What the consumer receives: a persisted commit with its blocks, and the
+/// checkpoint it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveredSubDag {
+    pub sub_dag: CommittedSubDag,
+    /// The sequence number of the checkpoint that holds this commit.
+    pub checkpoint: u64,
+}
+
+impl DeliveredSubDag {
+    pub fn index(&self) -> CommitIndex {
+        self.sub_dag.index()
+    }
+}
+
+/// The consumer's position and the commits persisted for it.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The highest commit handed to the consumer.
+    delivered: CommitIndex,
+    /// Persisted commits not yet delivered, in index order, at most
+    /// `capacity`.
+    recent: VecDeque<DeliveredSubDag>,
+    capacity: usize,
+    checkpoints: CheckpointLookup,
+}
+
+impl Delivery {
+    /// A consumer that has processed every commit up to `resume_after`
+    /// (capped at `tip`, the highest persisted commit). At most `capacity`
+    /// persisted commits wait for it in memory.
+    pub fn new(resume_after: CommitIndex, tip: CommitIndex, capacity: usize) -> Self {
+        Delivery {
+            delivered: resume_after.min(tip),
+            recent: VecDeque::with_capacity(capacity),
+            capacity,
+            checkpoints: CheckpointLookup::default(),
+        }
+    }
+
+    /// The highest commit handed to the consumer.
+    pub fn delivered(&self) -> CommitIndex {
+        self.delivered
+    }
+
+    /// Whether a persisted commit waits for the consumer.
+    pub fn pending(&self, tip: CommitIndex) -> bool {
+        self.delivered < tip
+    }
+
+    /// Whether fewer than `capacity` persisted commits wait: the node
+    /// takes more input only then, so a slow consumer slows it down.
+    pub fn has_room(&self, tip: CommitIndex) -> bool {
+        tip.saturating_sub(self.delivered) < self.capacity as u64
+    }
+
+    /// Queues newly persisted commits, which follow every queued one.
+    pub fn push(&mut self, persisted: impl IntoIterator<Item = DeliveredSubDag>) {
+        self.recent.extend(persisted);
+        while self.recent.len() > self.capacity {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The commit after the last delivered one, which must be persisted,
+    /// counted as delivered.
+    pub fn take_next(&mut self, store: &dyn Store) -> Result<DeliveredSubDag> {
+        let index = self.delivered + 1;
+        while self.recent.front().is_some_and(|c| c.index() < index) {
+            self.recent.pop_front();
+        }
+        let next = match self.recent.front() {
+            Some(front) if front.index() == index => self.recent.pop_front().expect("front"),
+            _ => DeliveredSubDag {
+                sub_dag: load_sub_dag(store, index)?,
+                checkpoint: self.checkpoints.sequence_of(store, index)?,
+            },
+        };
+        self.delivered = index;
+        Ok(next)
+    }
+}
+
+/// A persisted commit with its blocks.
+pub fn load_sub_dag(store: &dyn Store, index: CommitIndex) -> Result<CommittedSubDag> {
+    let corrupt = |reason: String| {
+        ObserverError::Store(StoreError::Corrupt {
+            what: "persisted commit",
+            reason,
+        })
+    };
+    let commit = store
+        .read_commit(index)?
+        .ok_or_else(|| corrupt(format!("commit {index} is missing")))?;
+    let blocks = commit
+        .commit()
+        .blocks
+        .iter()
+        .map(|reference| {
+            let bytes = store.read_block(reference)?.ok_or_else(|| {
+                corrupt(format!("block {reference:?} of commit {index} is missing"))
+            })?;
+            VerifiedBlock::decode_trusted(bytes).map_err(|err| corrupt(err.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CommittedSubDag { commit, blocks })
+}

@@ -1,0 +1,127 @@
+//! [`start`] an observer, and its [`ObserverHandle`].
+
+use crate::config::ObserverConfig;
+use crate::delivery::DeliveredSubDag;
+use crate::metrics::ObserverMetrics;
+use crate::node::Node;
+use crate::status::ObserverStatus;
+use crate::{ObserverError, Result};
+use dagstream_publisher::StoreSource;
+use dagstream_store::Store;
+use dagstream_types::{CommitIndex, Committee};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::error;
+
+/// A running observer.
+pub struct ObserverHandle {
+    status: watch::Receiver<ObserverStatus>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<()>>,
+    source: Arc<StoreSource>,
+}
+
+impl ObserverHandle {
+    pub fn status(&self) -> ObserverStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn watch_status(&self) -> watch::Receiver<ObserverStatus> {
+        self.status.clone()
+    }
+
+    /// What the observer persisted, as a publisher source: serve it with
+    /// [`dagstream_publisher::Publisher`] to relay to other observers.
+    pub fn source(&self) -> Arc<StoreSource> {
+        self.source.clone()
+    }
+
+    /// Stops the observer and waits for it. Everything delivered to the
+    /// consumer is persisted.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task
+            .await
+            .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
+    }
+
+    /// Waits for the observer to end on its own (a fatal error).
+    pub async fn join(self) -> Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
+    }
+}
+
+/// Starts an observer over `store`, following `upstreams` (gRPC endpoints,
+/// `http://host:port`).
+///
+/// The consumer contract: the returned receiver yields every commit after
+/// `resume_after`, in order, each once, and only after it is persisted. A
+/// consumer that persists the index of each commit it has processed and
+/// passes it as `resume_after` after a restart sees every commit exactly
+/// once across restarts. The receiver has backpressure: a consumer that
+/// does not read slows the observer down; nothing is dropped.
+pub fn start(
+    committee: Arc<Committee>,
+    store: Arc<dyn Store>,
+    upstreams: Vec<String>,
+    config: ObserverConfig,
+    resume_after: CommitIndex,
+) -> Result<(ObserverHandle, mpsc::Receiver<DeliveredSubDag>)> {
+    let metrics = ObserverMetrics::unregistered().map_err(|err| ObserverError::InvalidConfig {
+        field: "metrics",
+        reason: err.to_string(),
+    })?;
+    start_with_metrics(committee, store, upstreams, config, resume_after, metrics)
+}
+
+/// [`start`], exporting [`ObserverMetrics`] (made with
+/// [`ObserverMetrics::new`] on the node's registry).
+pub fn start_with_metrics(
+    committee: Arc<Committee>,
+    store: Arc<dyn Store>,
+    upstreams: Vec<String>,
+    config: ObserverConfig,
+    resume_after: CommitIndex,
+    metrics: ObserverMetrics,
+) -> Result<(ObserverHandle, mpsc::Receiver<DeliveredSubDag>)> {
+    config.validate()?;
+    if upstreams.is_empty() {
+        return Err(ObserverError::InvalidConfig {
+            field: "upstreams",
+            reason: "no upstream given".into(),
+        });
+    }
+    let source = Arc::new(StoreSource::new(store.clone(), committee.clone())?);
+    let mut node = Node::new(
+        committee,
+        store,
+        source.clone(),
+        config,
+        resume_after,
+        metrics,
+    )?;
+    let (status_tx, status) = watch::channel(ObserverStatus::default());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    // The observer buffers up to `output_queue_len` itself; the channel
+    // only hands commits over.
+    let (consumer, commits) = mpsc::channel(1);
+    let task = tokio::spawn(async move {
+        let result = node.run(upstreams, consumer, status_tx, shutdown_rx).await;
+        if let Err(err) = &result {
+            error!(cause = %err, "observer stopped");
+        }
+        result
+    });
+    Ok((
+        ObserverHandle {
+            status,
+            shutdown,
+            task,
+            source,
+        },
+        commits,
+    ))
+}

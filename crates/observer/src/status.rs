@@ -1,0 +1,75 @@
+//! [`ObserverStatus`]: what the observer is doing, for operators and tests.
+
+use crate::state_machine::Mode;
+use dagstream_types::CommitIndex;
+
+/// What the observer is doing, for operators and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObserverStatus {
+    pub mode: Option<Mode>,
+    pub paused: bool,
+    /// Highest persisted commit.
+    pub local_highest_commit: CommitIndex,
+    /// The active upstream's latest `highest_commit_index`.
+    pub upstream_highest_commit: Option<CommitIndex>,
+    pub active_upstream: Option<String>,
+    /// Every mode entered, in order (pauses included), bounded to the last
+    /// [`MODE_TRACE_LEN`].
+    pub mode_trace: Vec<(Mode, bool)>,
+    /// The open checkpoint's sequence number.
+    pub checkpoint: Option<u64>,
+    /// The newest closed (complete and persisted) checkpoint.
+    pub last_closed_checkpoint: Option<u64>,
+    /// Local highest commit equals the upstream's, and every checkpoint
+    /// before the open one is closed and persisted (a checkpoint closes
+    /// when the first commit of the next one arrives).
+    pub caught_up: bool,
+    /// The last integrity error, if any: its name (a metric label), the
+    /// upstream, and what was wrong.
+    pub last_fault: Option<String>,
+    /// Upstream sessions opened so far.
+    pub connections: u64,
+}
+
+/// Most mode changes kept in [`ObserverStatus::mode_trace`]: enough to see
+/// a day of catch-up cycles, at a few kilobytes.
+pub const MODE_TRACE_LEN: usize = 1_000;
+
+impl ObserverStatus {
+    /// Records the state machine's mode, adding it to the trace if it
+    /// changed.
+    pub fn record_mode(&mut self, mode: Mode, paused: bool) {
+        self.mode = Some(mode);
+        self.paused = paused;
+        let now = (mode, paused);
+        if self.mode_trace.last() != Some(&now) {
+            if self.mode_trace.len() == MODE_TRACE_LEN {
+                self.mode_trace.remove(0);
+            }
+            self.mode_trace.push(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mode_trace_keeps_changes_only_and_is_bounded() {
+        let mut status = ObserverStatus::default();
+        status.record_mode(Mode::BlocksOnly, false);
+        status.record_mode(Mode::BlocksOnly, false);
+        status.record_mode(Mode::BlocksOnly, true);
+        assert_eq!(
+            status.mode_trace,
+            vec![(Mode::BlocksOnly, false), (Mode::BlocksOnly, true)]
+        );
+        for i in 0..MODE_TRACE_LEN {
+            status.record_mode(Mode::Overlap, i % 2 == 0);
+        }
+        assert_eq!(status.mode_trace.len(), MODE_TRACE_LEN);
+        assert_eq!(status.mode_trace.last(), Some(&(Mode::Overlap, false)));
+        assert_eq!((status.mode, status.paused), (Some(Mode::Overlap), false));
+    }
+}

@@ -1,0 +1,301 @@
+//! One session with one upstream: the only place that speaks gRPC.
+//!
+//! [`connect`] checks the chain the upstream serves, opens both streams and
+//! spawns a reader per stream. Each reader forwards what it receives, in
+//! order, into a bounded queue, ending with [`Inbound::Ended`]; when a queue
+//! is full the reader stops reading and HTTP/2 flow control pushes back on
+//! the publisher. [`Connection::send`] turns the state machine's commands
+//! into requests. [`probe`] asks an upstream how far it is, without
+//! starting anything.
+
+use crate::state_machine::Command;
+use crate::ObserverError;
+use bytes::Bytes;
+use dagstream_proto::v1::block_stream_service_client::BlockStreamServiceClient;
+use dagstream_proto::v1::chain_info_service_client::ChainInfoServiceClient;
+use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
+use dagstream_proto::v1::{
+    block_stream_request, commit_stream_request, BlockStreamRequest, CommitStreamRequest,
+    CommitStreamResponse, GetChainInfoRequest, StartBlockStream, StartCommitStream,
+    StopBlockStream, StopCommitStream,
+};
+use dagstream_types::{CommitIndex, Digest, Round};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+/// Commit-stream responses queued from the reader: the observer verifies
+/// one at a time, so a few keep it busy.
+const COMMIT_QUEUE_LEN: usize = 4;
+/// Commands queued per stream: the state machine sends at most two per
+/// evaluation.
+const COMMAND_QUEUE_LEN: usize = 8;
+/// How long the chain check on connect may take: a live upstream answers
+/// in a round trip; five seconds is the stall timeout's default.
+const CHAIN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a probe waits to connect, then for the first heartbeat (sent
+/// at once, then every second): three seconds tell a slow upstream from a
+/// dead one without holding a probe round up for long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// HTTP/2 pings on an idle connection, and how long one may go unanswered.
+/// The publisher's keepalive defaults: a dead peer is found within half a
+/// minute even behind a NAT that drops idle flows silently.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a reader hands the node, in stream order.
+#[derive(Debug)]
+pub enum Inbound<T> {
+    Item(T),
+    /// The stream ended (or failed), and why. Nothing follows.
+    Ended(String),
+}
+
+/// What the readers last heard from the upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkState {
+    /// When the last message of either stream arrived, in ms of the node's
+    /// clock.
+    pub last_message_ms: u64,
+    /// The upstream's latest `highest_commit_index`; `None` before any.
+    pub upstream_highest: Option<CommitIndex>,
+}
+
+/// An open session with one upstream.
+pub struct Connection {
+    pub upstream: String,
+    block_commands: mpsc::Sender<BlockStreamRequest>,
+    commit_commands: mpsc::Sender<CommitStreamRequest>,
+    /// Received blocks, one per item; its length is the block queue the
+    /// state machine watches.
+    pub blocks: mpsc::Receiver<Inbound<Bytes>>,
+    pub commits: mpsc::Receiver<Inbound<CommitStreamResponse>>,
+    pub link: watch::Receiver<LinkState>,
+    readers: [JoinHandle<()>; 2],
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+}
+
+/// Where a Start resumes: the observer's own position.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// The highest round the observer holds of each authority.
+    pub highest_round_per_authority: Vec<Round>,
+    /// The highest persisted commit.
+    pub last_commit_index: CommitIndex,
+}
+
+impl Connection {
+    /// Sends one command. `false`: the upstream closed its request stream.
+    pub async fn send(&self, command: Command, positions: &Positions) -> bool {
+        let blocks = |command| BlockStreamRequest {
+            command: Some(command),
+        };
+        let commits = |command| CommitStreamRequest {
+            command: Some(command),
+        };
+        match command {
+            Command::StartBlocks => {
+                let start = block_stream_request::Command::Start(StartBlockStream {
+                    highest_round_per_authority: positions.highest_round_per_authority.clone(),
+                    preferred_batch_size: 0,
+                });
+                self.block_commands.send(blocks(start)).await.is_ok()
+            }
+            Command::StopBlocks => {
+                let stop = block_stream_request::Command::Stop(StopBlockStream {});
+                self.block_commands.send(blocks(stop)).await.is_ok()
+            }
+            Command::StartCommits => {
+                let start = commit_stream_request::Command::Start(StartCommitStream {
+                    last_commit_index: positions.last_commit_index,
+                    preferred_batch_size: 0,
+                });
+                self.commit_commands.send(commits(start)).await.is_ok()
+            }
+            Command::StopCommits => {
+                let stop = commit_stream_request::Command::Stop(StopCommitStream {});
+                self.commit_commands.send(commits(stop)).await.is_ok()
+            }
+        }
+    }
+}
+
+/// Why connecting failed.
+pub enum ConnectError {
+    /// Unreachable or refusing: try again, maybe elsewhere.
+    Unreachable(String),
+    /// It serves another chain: fatal.
+    WrongChain(ObserverError),
+}
+
+impl From<String> for ConnectError {
+    fn from(reason: String) -> Self {
+        ConnectError::Unreachable(reason)
+    }
+}
+
+/// Connects to `upstream`, checks that it serves `chain`, and opens both
+/// streams (nothing started). `epoch` is the node's clock; at most
+/// `block_queue_capacity` received blocks wait for the node.
+pub async fn connect(
+    upstream: &str,
+    chain: Digest,
+    connect_timeout: Duration,
+    block_queue_capacity: usize,
+    epoch: Instant,
+) -> Result<Connection, ConnectError> {
+    let channel = Endpoint::from_shared(upstream.to_string())
+        .map_err(|err| format!("bad upstream address {upstream}: {err}"))?
+        .connect_timeout(connect_timeout)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|err| {
+            format!("cannot connect to {upstream}: {err} (is it running? check --upstream)")
+        })?;
+    if let Some(served) = served_chain(channel.clone()).await? {
+        if served.as_slice() != chain.as_bytes() {
+            return Err(ConnectError::WrongChain(ObserverError::WrongChain {
+                upstream: upstream.to_string(),
+                served: hex::encode(&served),
+                ours: chain,
+            }));
+        }
+    }
+    let (block_commands, block_rx) = mpsc::channel(COMMAND_QUEUE_LEN);
+    let (commit_commands, commit_rx) = mpsc::channel(COMMAND_QUEUE_LEN);
+    let mut block_stream = BlockStreamServiceClient::new(channel.clone())
+        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
+        .stream_blocks(ReceiverStream::new(block_rx))
+        .await
+        .map_err(|status| format!("{upstream} refused the block stream: {status}"))?
+        .into_inner();
+    let mut commit_stream = CommitStreamServiceClient::new(channel)
+        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
+        .stream_commits(ReceiverStream::new(commit_rx))
+        .await
+        .map_err(|status| format!("{upstream} refused the commit stream: {status}"))?
+        .into_inner();
+
+    let now_ms = move || epoch.elapsed().as_millis() as u64;
+    let (link_tx, link) = watch::channel(LinkState {
+        last_message_ms: now_ms(),
+        upstream_highest: None,
+    });
+    let seen = move |link: &watch::Sender<LinkState>, highest: CommitIndex| {
+        link.send_replace(LinkState {
+            last_message_ms: now_ms(),
+            upstream_highest: Some(highest),
+        });
+    };
+    let (blocks_tx, blocks) = mpsc::channel(block_queue_capacity);
+    let (commits_tx, commits) = mpsc::channel(COMMIT_QUEUE_LEN);
+    let block_reader = tokio::spawn({
+        let link = link_tx.clone();
+        async move {
+            let reason = loop {
+                match block_stream.message().await {
+                    Ok(Some(response)) => {
+                        seen(&link, response.highest_commit_index);
+                        for block in response.blocks {
+                            if blocks_tx.send(Inbound::Item(block)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => break "the block stream ended".to_string(),
+                    Err(status) => break format!("block stream: {status}"),
+                }
+            };
+            let _ = blocks_tx.send(Inbound::Ended(reason)).await;
+        }
+    });
+    let commit_reader = tokio::spawn(async move {
+        let reason = loop {
+            match commit_stream.message().await {
+                Ok(Some(response)) => {
+                    seen(&link_tx, response.highest_commit_index);
+                    if !response.commits.is_empty()
+                        && commits_tx.send(Inbound::Item(response)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(None) => break "the commit stream ended".to_string(),
+                Err(status) => break format!("commit stream: {status}"),
+            }
+        };
+        let _ = commits_tx.send(Inbound::Ended(reason)).await;
+    });
+    Ok(Connection {
+        upstream: upstream.to_string(),
+        block_commands,
+        commit_commands,
+        blocks,
+        commits,
+        link,
+        readers: [block_reader, commit_reader],
+    })
+}
+
+/// Asks the upstream which chain it serves. `Ok(None)`: it does not say
+/// (a publisher without the extension), and verification alone protects.
+async fn served_chain(channel: Channel) -> Result<Option<Vec<u8>>, String> {
+    let mut client = ChainInfoServiceClient::new(channel);
+    match tokio::time::timeout(
+        CHAIN_CHECK_TIMEOUT,
+        client.get_chain_info(GetChainInfoRequest {}),
+    )
+    .await
+    {
+        Ok(Ok(info)) => Ok(Some(info.into_inner().committee_digest.to_vec())),
+        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Ok(None),
+        Ok(Err(status)) => Err(format!("chain info: {status}")),
+        Err(_) => Err("chain info: no answer".into()),
+    }
+}
+
+/// What a probe learned of one upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub highest_commit: CommitIndex,
+    pub latency: Duration,
+}
+
+/// Probes one upstream: connection latency, and the highest commit from
+/// the first heartbeat of a commit stream that is never started (it costs
+/// the publisher nothing but a heartbeat). `None`: unreachable or silent.
+pub async fn probe(address: &str) -> Option<Probe> {
+    let started = Instant::now();
+    let channel = Endpoint::from_shared(address.to_string())
+        .ok()?
+        .connect_timeout(PROBE_TIMEOUT)
+        .connect()
+        .await
+        .ok()?;
+    let latency = started.elapsed();
+    let (_commands, rx) = mpsc::channel::<CommitStreamRequest>(1);
+    let mut stream = CommitStreamServiceClient::new(channel)
+        .stream_commits(ReceiverStream::new(rx))
+        .await
+        .ok()?
+        .into_inner();
+    let first = tokio::time::timeout(PROBE_TIMEOUT, stream.message())
+        .await
+        .ok()?;
+    let highest_commit = first.ok()??.highest_commit_index;
+    Some(Probe {
+        highest_commit,
+        latency,
+    })
+}
