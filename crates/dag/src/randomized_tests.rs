@@ -6,19 +6,13 @@
 
 use crate::test_dag::{test_committee, DagBuilder};
 use crate::{DagConfig, DagConsensus};
+// A second copy of this crate comes with test-utils (through the
+// simulator); only this function, which returns a u64, is used from it.
+use dagstream_test_utils::test_seed;
 use dagstream_types::{AuthorityIndex, CommitRef, Round, VerifiedBlock};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-
-fn test_seed() -> u64 {
-    let seed = std::env::var("DAGSTREAM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    println!("DAGSTREAM_TEST_SEED={seed}");
-    seed
-}
 
 /// A random DAG: each round a random live set of at least quorum stake
 /// produces, each block references its own previous block plus a random

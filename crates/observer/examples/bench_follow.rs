@@ -12,16 +12,13 @@
 //! same fixed history.
 
 use dagstream_observer::{start, ObserverConfig};
-use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
-use dagstream_proto::v1::{commit_stream_request, CommitStreamRequest, StartCommitStream};
 use dagstream_publisher::PublisherConfig;
-use dagstream_sim::{generate, GenesisParams, SimConfig};
+use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, RedbStore, Store};
-use dagstream_types::{BlockLimits, Committee};
-use dagstream_validator::Producer;
+use dagstream_test_utils::client::CommitStream;
+use dagstream_test_utils::{TestChain, TestClock, TestCommittee};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 
 fn report(name: &str, commits: u64, bytes: u64, seconds: f64) {
     println!(
@@ -36,32 +33,19 @@ async fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .map_or(300, |a| a.parse().expect("ROUNDS"));
-    let (genesis, keys) = generate(&GenesisParams {
-        authorities: 10,
-        round_interval_ms: 100,
-        genesis_time_ms: 0,
-        gc_depth_rounds: 50,
-        seed: 1,
-    });
-    let committee = Arc::new(Committee::new(genesis).unwrap());
+    let fixture = TestCommittee::new(10, 1);
+    let committee = fixture.committee.clone();
     let sim = SimConfig {
         tps: 20_000,
         tx_size_bytes: 512,
         ..SimConfig::default()
     };
     let store: Arc<dyn Store> = Arc::new(MemStore::new());
-    let mut producer = Producer::new(
-        committee.clone(),
-        keys,
-        sim,
-        &BlockLimits::default(),
-        store.clone(),
-    )
-    .unwrap();
-    for _ in 0..rounds {
-        producer.produce_round().unwrap();
-    }
-    let tip = producer.last_commit_index();
+    // The blocks are read back from the store: keeping them too would
+    // double the history's memory.
+    let mut chain = TestChain::new(&fixture, sim, store.clone()).keep_blocks(false);
+    chain.produce(rounds);
+    let tip = chain.last_commit_index();
     // Commits of the last round are not certified yet: the observer gets
     // them from blocks, the receive-only client never does.
     let certified = tip - 2;
@@ -81,42 +65,21 @@ async fn main() {
         bytes_through[tip as usize] as f64 / 1e6
     );
     // A frozen clock: the validator only serves its history.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let validator = dagstream_validator::start(
-        producer,
-        Arc::new(|| 0),
-        listener,
-        PublisherConfig::default(),
-        &prometheus::Registry::new(),
-    )
-    .unwrap();
-    let endpoint = format!("http://{}", validator.addr);
+    let validator = chain
+        .start_clocked(TestClock::at(0), PublisherConfig::default())
+        .await;
+    let endpoint = validator.endpoint();
 
     println!("| path | commits/s | MB/s of blocks | time |");
     println!("|---|---|---|---|");
 
     // Baseline: receive only, no verification, no storage.
     let started = Instant::now();
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(CommitStreamRequest {
-        command: Some(commit_stream_request::Command::Start(StartCommitStream {
-            last_commit_index: 0,
-            preferred_batch_size: 0,
-        })),
-    })
-    .await
-    .unwrap();
-    let mut stream = CommitStreamServiceClient::connect(endpoint.clone())
-        .await
-        .unwrap()
-        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
-        .stream_commits(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(0, 0).await;
     let mut last = 0;
     while last < certified {
-        let response = stream.message().await.unwrap().unwrap();
+        let response = stream.next().await.unwrap();
         last = response.commits.last().map_or(last, |c| c.commit_index);
     }
     report(
@@ -125,7 +88,7 @@ async fn main() {
         bytes_through[last as usize],
         started.elapsed().as_secs_f64(),
     );
-    drop((tx, stream));
+    drop(stream);
 
     for (name, observer_store) in [
         (
@@ -159,5 +122,5 @@ async fn main() {
         );
         observer.stop().await.unwrap();
     }
-    validator.stop().await.unwrap();
+    validator.stop().await;
 }

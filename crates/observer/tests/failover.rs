@@ -4,13 +4,13 @@
 mod common;
 
 use common::{
-    committee_and_keys, consume, validator, validator_on_clock, wait_status, INTERVAL_MS,
+    committee_and_keys, consume, validator, validator_on_clock, wait_status, TestClock, INTERVAL_MS,
 };
 use dagstream_observer::checkpoint::Checkpointer;
 use dagstream_observer::{start, ObserverConfig};
 use dagstream_publisher::{Publisher, PublisherConfig};
 use dagstream_store::MemStore;
-use std::sync::atomic::{AtomicU64, Ordering};
+use dagstream_test_utils::TestCommittee;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,18 +19,10 @@ async fn the_observer_fails_over_to_a_second_validator_with_no_gap() {
     // Two validators of the same genesis and seed, on one clock: the same
     // chain from two processes.
     let history = 200;
-    let clock = Arc::new(AtomicU64::new(history * INTERVAL_MS));
+    let clock = TestClock::at(history * INTERVAL_MS);
     let first = validator_on_clock(history, Some(clock.clone())).await;
     let second = validator_on_clock(history, Some(clock.clone())).await;
-    let ticker = tokio::spawn({
-        let clock = clock.clone();
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                clock.fetch_add(INTERVAL_MS, Ordering::Relaxed);
-            }
-        }
-    });
+    let ticker = clock.tick(INTERVAL_MS, Duration::from_millis(20));
     let (committee, _) = committee_and_keys();
     let (observer, mut commits) = start(
         committee,
@@ -52,7 +44,7 @@ async fn the_observer_fails_over_to_a_second_validator_with_no_gap() {
     .await;
     assert_eq!(received, second.commits(400));
     observer.stop().await.unwrap();
-    ticker.abort();
+    drop(ticker);
     second.stop().await;
 }
 
@@ -137,11 +129,7 @@ async fn the_observer_leaves_an_upstream_that_falls_behind() {
     // The first validator's clock is frozen: it stays at its history. The
     // second, of the same chain, keeps producing.
     let history = 100;
-    let stuck = validator_on_clock(
-        history,
-        Some(Arc::new(AtomicU64::new(history * INTERVAL_MS))),
-    )
-    .await;
+    let stuck = validator_on_clock(history, Some(TestClock::at(history * INTERVAL_MS))).await;
     let live = validator(history).await;
     let stuck_tip = stuck.store.last_commit_index().unwrap();
     let (committee, _) = committee_and_keys();
@@ -169,11 +157,7 @@ async fn the_observer_leaves_an_upstream_that_falls_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_at_the_tip_of_a_quiet_validator_is_caught_up() {
     let history = 150;
-    let quiet = validator_on_clock(
-        history,
-        Some(Arc::new(AtomicU64::new(history * INTERVAL_MS))),
-    )
-    .await;
+    let quiet = validator_on_clock(history, Some(TestClock::at(history * INTERVAL_MS))).await;
     let tip = quiet.store.last_commit_index().unwrap();
     let (committee, _) = committee_and_keys();
     let (observer, mut commits) = start(
@@ -202,14 +186,7 @@ async fn an_upstream_of_another_chain_is_refused() {
     let validator = validator(20).await;
     // The same committee size and schedule, but another genesis seed: keys
     // and digest differ.
-    let (other, _) = dagstream_sim::generate(&dagstream_sim::GenesisParams {
-        authorities: 4,
-        round_interval_ms: INTERVAL_MS,
-        genesis_time_ms: 0,
-        gc_depth_rounds: 50,
-        seed: 10,
-    });
-    let other = Arc::new(dagstream_types::Committee::new(other).unwrap());
+    let other = TestCommittee::new(4, 10).committee;
     let (observer, _commits) = start(
         other.clone(),
         Arc::new(MemStore::new()),

@@ -17,21 +17,15 @@
 //! Subscribers only receive (no verification): this measures the publisher
 //! and the transport, not the observer.
 
-use dagstream_proto::v1::block_stream_service_client::BlockStreamServiceClient;
-use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
-use dagstream_proto::v1::{
-    block_stream_request, commit_stream_request, BlockStreamRequest, CommitStreamRequest,
-    StartBlockStream, StartCommitStream,
-};
-use dagstream_publisher::{Publisher, PublisherConfig, StoreSource};
-use dagstream_sim::{generate, GenesisParams, SimConfig, Simulator};
+use dagstream_publisher::PublisherConfig;
+use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
-use dagstream_types::{BlockLimits, Committee};
+use dagstream_test_utils::client::{connect, BlockStream, CommitStream};
+use dagstream_test_utils::{TestChain, TestCommittee, TestValidator};
+use dagstream_types::BlockRef;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 const AUTHORITIES: usize = 10;
 
@@ -44,29 +38,11 @@ fn report(name: &str, bytes: u64, items: u64, unit: &str, seconds: f64) {
 }
 
 async fn commit_catch_up(endpoint: String, until: u64) -> (u64, u64) {
-    let channel = Channel::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(CommitStreamRequest {
-        command: Some(commit_stream_request::Command::Start(StartCommitStream {
-            last_commit_index: 0,
-            preferred_batch_size: 0,
-        })),
-    })
-    .await
-    .unwrap();
-    let mut stream = CommitStreamServiceClient::new(channel)
-        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
-        .stream_commits(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = CommitStream::open(connect(&endpoint).await).await.unwrap();
+    stream.start(0, 0).await;
     let (mut bytes, mut last) = (0u64, 0u64);
     while last < until {
-        let response = stream.message().await.unwrap().unwrap();
+        let response = stream.next().await.unwrap();
         for commit in &response.commits {
             bytes += commit.blocks.iter().map(|b| b.len() as u64).sum::<u64>();
             last = commit.commit_index;
@@ -77,7 +53,6 @@ async fn commit_catch_up(endpoint: String, until: u64) -> (u64, u64) {
             .map(|b| b.len() as u64)
             .sum::<u64>();
     }
-    drop(tx);
     (bytes, last)
 }
 
@@ -87,33 +62,26 @@ async fn main() {
     let rounds: usize = args.next().map_or(300, |a| a.parse().expect("ROUNDS"));
     let subscribers: usize = args.next().map_or(10, |a| a.parse().expect("SUBSCRIBERS"));
 
-    let (genesis, keys) = generate(&GenesisParams {
-        authorities: AUTHORITIES,
-        round_interval_ms: 100,
-        genesis_time_ms: 0,
-        gc_depth_rounds: 50,
-        seed: 1,
-    });
-    let committee = Arc::new(Committee::new(genesis).unwrap());
     let sim_config = SimConfig {
         tps: 20_000,
         tx_size_bytes: 512,
         ..SimConfig::default()
     };
-    let mut sim =
-        Simulator::new(committee.clone(), keys, sim_config, &BlockLimits::default()).unwrap();
     let store: Arc<dyn Store> = Arc::new(MemStore::new());
-    let mut all_blocks = Vec::new();
-    let mut last_voted = 0;
-    let mut certified = 0;
+    let committee = TestCommittee::new(AUTHORITIES, 1);
+    // The blocks are read back from the store, as the bytes it shares: kept
+    // decoded too, they would double the history's memory.
+    let mut chain = TestChain::new(&committee, sim_config, store.clone()).keep_blocks(false);
     let started = Instant::now();
-    for _ in 0..rounds {
-        let output = sim.produce_round().unwrap();
-        store.write(sim.batch_for(&output)).unwrap();
-        certified = last_voted;
-        last_voted = sim.last_commit_index();
-        all_blocks.extend(output.blocks.iter().map(|b| b.serialized().clone()));
-    }
+    chain.produce(rounds);
+    let certified = chain.certified();
+    let highest = store.highest_block_round().unwrap().unwrap_or(0);
+    let all_blocks: Vec<_> = store
+        .scan_blocks(BlockRef::round_start(1), highest, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .collect();
     let total_bytes: u64 = all_blocks.iter().map(|b| b.len() as u64).sum();
     eprintln!(
         "produced {rounds} rounds, {} blocks, {:.1} MB, {certified} certified commits in {:.1} s",
@@ -144,17 +112,13 @@ async fn main() {
     let tcp_seconds = started.elapsed().as_secs_f64();
     sender.await.unwrap();
 
-    let source = Arc::new(StoreSource::new(store.clone(), committee.clone()).unwrap());
     let config = PublisherConfig {
         block_backlog_rounds: rounds as u64,
         max_subscribers: subscribers.max(1) * 2,
         ..PublisherConfig::default()
     };
-    let handle = Publisher::start(source, config, &prometheus::Registry::new()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let publisher = handle.publisher().clone();
-    tokio::spawn(async move { publisher.serve(listener, std::future::pending()).await });
+    let validator = TestValidator::start(chain, config).await;
+    let endpoint = validator.endpoint();
 
     println!("| path | MB/s | items/s | time |");
     println!("|---|---|---|---|");
@@ -177,29 +141,11 @@ async fn main() {
     );
 
     let started = Instant::now();
-    let channel = Channel::from_shared(endpoint.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(BlockStreamRequest {
-        command: Some(block_stream_request::Command::Start(StartBlockStream {
-            highest_round_per_authority: vec![0; AUTHORITIES],
-            preferred_batch_size: 0,
-        })),
-    })
-    .await
-    .unwrap();
-    let mut stream = BlockStreamServiceClient::new(channel)
-        .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
-        .stream_blocks(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = BlockStream::open(connect(&endpoint).await).await.unwrap();
+    stream.start(vec![0; AUTHORITIES], 0).await;
     let (mut bytes, mut count) = (0u64, 0usize);
     while count < all_blocks.len() {
-        let response = stream.message().await.unwrap().unwrap();
+        let response = stream.next().await.unwrap();
         count += response.blocks.len();
         bytes += response.blocks.iter().map(|b| b.len() as u64).sum::<u64>();
     }
@@ -210,7 +156,7 @@ async fn main() {
         "blocks",
         started.elapsed().as_secs_f64(),
     );
-    drop(tx);
+    drop(stream);
 
     let started = Instant::now();
     let tasks: Vec<_> = (0..subscribers)
@@ -227,5 +173,5 @@ async fn main() {
         "commits",
         started.elapsed().as_secs_f64(),
     );
-    handle.stop().await;
+    validator.stop().await;
 }

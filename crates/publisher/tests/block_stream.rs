@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{test_config, BlockStream, Validator};
+use common::{start_validator, test_config, BlockStream, TestValidator};
 use dagstream_publisher::PublisherConfig;
 use dagstream_types::{BlockLimits, BlockRef, Bytes, Committee, VerifiedBlock};
 use std::collections::HashSet;
@@ -14,10 +14,10 @@ fn decode(committee: &Committee, bytes: Bytes) -> BlockRef {
 }
 
 /// Asserts each block's ancestors above genesis came before it.
-fn assert_causal(validator: &Validator, received: &[BlockRef]) {
+fn assert_causal(validator: &TestValidator, received: &[BlockRef]) {
     let position: std::collections::HashMap<_, _> =
         received.iter().enumerate().map(|(i, r)| (*r, i)).collect();
-    for block in &validator.blocks {
+    for block in validator.chain.blocks() {
         let Some(&at) = position.get(&block.reference()) else {
             continue;
         };
@@ -46,8 +46,8 @@ async fn read_until_idle(committee: &Committee, stream: &mut BlockStream) -> Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_then_live_has_no_gap_and_no_duplicate() {
-    let mut validator = Validator::start(30, test_config()).await;
-    let committee = validator.committee();
+    let mut validator = start_validator(30, test_config()).await;
+    let committee = validator.chain.committee().clone();
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     stream.start(vec![0; 4], 0).await;
 
@@ -55,11 +55,11 @@ async fn backlog_then_live_has_no_gap_and_no_duplicate() {
     // switch from the store to the feed happens mid-stream.
     let mut received = Vec::new();
     let mut live = 0;
-    while received.len() < validator.blocks.len() || live < 30 {
+    while received.len() < validator.chain.blocks().len() || live < 30 {
         let response = stream.next().await.unwrap();
         received.extend(response.blocks.into_iter().map(|b| decode(&committee, b)));
         if live < 30 {
-            validator.produce(1);
+            validator.chain.produce(1);
             live += 1;
         }
     }
@@ -67,7 +67,12 @@ async fn backlog_then_live_has_no_gap_and_no_duplicate() {
 
     let unique: HashSet<_> = received.iter().collect();
     assert_eq!(unique.len(), received.len(), "a block was sent twice");
-    let mut expected: Vec<_> = validator.blocks.iter().map(|b| b.reference()).collect();
+    let mut expected: Vec<_> = validator
+        .chain
+        .blocks()
+        .iter()
+        .map(|b| b.reference())
+        .collect();
     let mut sorted = received.clone();
     expected.sort();
     sorted.sort();
@@ -78,8 +83,8 @@ async fn backlog_then_live_has_no_gap_and_no_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_sends_exactly_what_the_subscriber_lacks() {
-    let validator = Validator::start(20, test_config()).await;
-    let committee = validator.committee();
+    let validator = start_validator(20, test_config()).await;
+    let committee = validator.chain.committee().clone();
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     let have = vec![10, 12, 0, 19];
     stream.start(have.clone(), 0).await;
@@ -88,7 +93,8 @@ async fn start_sends_exactly_what_the_subscriber_lacks() {
         .into_iter()
         .collect();
     let expected: HashSet<_> = validator
-        .blocks
+        .chain
+        .blocks()
         .iter()
         .map(|b| b.reference())
         .filter(|r| r.round > have[r.author as usize])
@@ -103,8 +109,8 @@ async fn a_position_older_than_the_window_starts_at_the_window() {
         block_backlog_rounds: 20,
         ..test_config()
     };
-    let validator = Validator::start(80, config).await;
-    let committee = validator.committee();
+    let validator = start_validator(80, config).await;
+    let committee = validator.chain.committee().clone();
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     stream.start(vec![0; 4], 0).await;
     let received = read_until_idle(&committee, &mut stream).await;
@@ -116,7 +122,7 @@ async fn a_position_older_than_the_window_starts_at_the_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_vector_length_is_invalid_argument() {
-    let validator = Validator::start(3, test_config()).await;
+    let validator = start_validator(3, test_config()).await;
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     stream.start(vec![0; 3], 0).await;
     let status = stream.next().await.unwrap_err();
@@ -136,8 +142,8 @@ async fn wrong_vector_length_is_invalid_argument() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_pauses_and_start_resumes_or_replaces_the_position() {
-    let mut validator = Validator::start(10, test_config()).await;
-    let committee = validator.committee();
+    let mut validator = start_validator(10, test_config()).await;
+    let committee = validator.chain.committee().clone();
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     stream.start(vec![0; 4], 0).await;
     let mut received = read_until_idle(&committee, &mut stream).await;
@@ -148,14 +154,14 @@ async fn stop_pauses_and_start_resumes_or_replaces_the_position() {
     validator
         .wait_metric("dagstream_publisher_commands_total", &stop, 1.0)
         .await;
-    validator.produce(5);
+    validator.chain.produce(5);
     // Stopped: the stream stays open, with heartbeats only.
     for _ in 0..3 {
         let heartbeat = stream.next().await.unwrap();
         assert!(heartbeat.blocks.is_empty());
         assert_eq!(
             heartbeat.highest_commit_index,
-            validator.commits.last().unwrap().index()
+            validator.chain.commits().last().unwrap().index()
         );
     }
 
@@ -183,8 +189,17 @@ async fn stop_pauses_and_start_resumes_or_replaces_the_position() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_follow_the_lag_and_the_hint() {
-    let mut validator = Validator::start(400, test_config()).await;
-    let committee = validator.committee();
+    // Heartbeats mark the end of the backlog here, and a subscriber that
+    // verifies 1,600 blocks falls more than test_config's 50 ms behind its
+    // queue on a slow machine: heartbeats sent meanwhile would then come
+    // after the backlog, ahead of the live blocks. A heartbeat only after a
+    // second of quiet keeps "idle" meaning idle.
+    let config = PublisherConfig {
+        heartbeat_interval_ms: 1_000,
+        ..test_config()
+    };
+    let mut validator = start_validator(400, config).await;
+    let committee = validator.chain.committee().clone();
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     stream.start(vec![0; 4], 0).await;
     // 1,600 blocks pending: batches of 100 first.
@@ -193,7 +208,7 @@ async fn batches_follow_the_lag_and_the_hint() {
     read_until_idle(&committee, &mut stream).await;
     // At the tip, each new block goes out alone. Heartbeats sent while the
     // backlog was being read may still be queued ahead of them.
-    validator.produce(1);
+    validator.chain.produce(1);
     let mut live = 0;
     while live < 4 {
         let response = stream.next().await.unwrap();
@@ -225,7 +240,7 @@ async fn the_byte_cap_holds_and_an_oversized_block_goes_alone() {
             max_batch_bytes,
             ..test_config()
         };
-        let validator = Validator::start(30, config).await;
+        let validator = start_validator(30, config).await;
         let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
         stream.start(vec![0; 4], 0).await;
         let mut total = 0;
@@ -249,7 +264,7 @@ async fn the_byte_cap_holds_and_an_oversized_block_goes_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_carry_the_highest_commit_while_idle() {
-    let validator = Validator::start(12, test_config()).await;
+    let validator = start_validator(12, test_config()).await;
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     stream.start(vec![12; 4], 0).await;
     for _ in 0..3 {
@@ -257,7 +272,7 @@ async fn heartbeats_carry_the_highest_commit_while_idle() {
         assert!(heartbeat.blocks.is_empty());
         assert_eq!(
             heartbeat.highest_commit_index,
-            validator.commits.last().unwrap().index()
+            validator.chain.commits().last().unwrap().index()
         );
     }
     validator.stop().await;

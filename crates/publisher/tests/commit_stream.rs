@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{test_config, CommitStream, Validator};
+use common::{start_validator, test_config, CommitStream, TestValidator};
 use dagstream_proto::v1::CommitStreamResponse;
 use dagstream_publisher::batching::batch_size_for_lag;
 use dagstream_publisher::PublisherConfig;
@@ -75,12 +75,12 @@ fn verify_batch(
 
 /// Reads and verifies responses until commit `until` arrives.
 async fn read_until(
-    validator: &Validator,
+    validator: &TestValidator,
     stream: &mut CommitStream,
     previous: &mut Option<TrustedCommit>,
     until: u64,
 ) -> Vec<CommitRef> {
-    let committee = validator.committee();
+    let committee = validator.chain.committee().clone();
     let mut refs = Vec::new();
     while refs.last().is_none_or(|r: &CommitRef| r.index < until) {
         let response = stream.next().await.unwrap();
@@ -91,49 +91,69 @@ async fn read_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_the_certified_chain_from_zero_and_then_live() {
-    let mut validator = Validator::start(150, test_config()).await;
+    let mut validator = start_validator(150, test_config()).await;
     validator.wait_certified().await;
     let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
     stream.start(0, 0).await;
     let mut previous = None;
-    let mut received =
-        read_until(&validator, &mut stream, &mut previous, validator.certified).await;
+    let mut received = read_until(
+        &validator,
+        &mut stream,
+        &mut previous,
+        validator.chain.certified(),
+    )
+    .await;
 
     // Only certified commits: the last round's commits wait for their votes,
     // while highest_commit_index reports every decided one.
-    let highest = validator.commits.last().unwrap().index();
-    assert!(validator.certified < highest);
+    let highest = validator.chain.commits().last().unwrap().index();
+    assert!(validator.chain.certified() < highest);
     let heartbeat = stream.next().await.unwrap();
     assert!(heartbeat.commits.is_empty());
     assert_eq!(heartbeat.highest_commit_index, highest);
 
-    validator.produce(20);
-    received.extend(read_until(&validator, &mut stream, &mut previous, validator.certified).await);
-    let expected: Vec<CommitRef> = validator.commit_refs()[..validator.certified as usize].to_vec();
+    validator.chain.produce(20);
+    received.extend(
+        read_until(
+            &validator,
+            &mut stream,
+            &mut previous,
+            validator.chain.certified(),
+        )
+        .await,
+    );
+    let expected: Vec<CommitRef> =
+        validator.chain.commit_refs()[..validator.chain.certified() as usize].to_vec();
     assert_eq!(received, expected);
     validator.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_from_the_middle_of_the_chain() {
-    let validator = Validator::start(150, test_config()).await;
+    let validator = start_validator(150, test_config()).await;
     validator.wait_certified().await;
     let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
     stream.start(100, 0).await;
-    let mut previous = Some(validator.commits[99].clone());
-    let received = read_until(&validator, &mut stream, &mut previous, validator.certified).await;
+    let mut previous = Some(validator.chain.commits()[99].clone());
+    let received = read_until(
+        &validator,
+        &mut stream,
+        &mut previous,
+        validator.chain.certified(),
+    )
+    .await;
     assert_eq!(received[0].index, 101);
     assert_eq!(
         received,
-        validator.commit_refs()[100..validator.certified as usize].to_vec()
+        validator.chain.commit_refs()[100..validator.chain.certified() as usize].to_vec()
     );
     validator.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruned_commits_are_out_of_range() {
-    let validator = Validator::start(80, test_config()).await;
-    validator.store.prune(50, 0).unwrap();
+    let validator = start_validator(80, test_config()).await;
+    validator.chain.store().prune(50, 0).unwrap();
     let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
     stream.start(10, 0).await;
     let status = stream.next().await.unwrap_err();
@@ -153,8 +173,8 @@ async fn pruned_commits_are_out_of_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn far_future_is_invalid_and_near_future_waits() {
-    let mut validator = Validator::start(40, test_config()).await;
-    let highest = validator.commits.last().unwrap().index();
+    let mut validator = start_validator(40, test_config()).await;
+    let highest = validator.chain.commits().last().unwrap().index();
     let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
     stream.start(highest + 100_001, 0).await;
     let status = stream.next().await.unwrap_err();
@@ -165,7 +185,7 @@ async fn far_future_is_invalid_and_near_future_waits() {
     stream.start(highest + 2, 0).await;
     // Nothing yet: heartbeats only.
     assert!(stream.next().await.unwrap().commits.is_empty());
-    validator.produce(10);
+    validator.chain.produce(10);
     let mut first = None;
     while first.is_none() {
         first = stream
@@ -182,19 +202,19 @@ async fn far_future_is_invalid_and_near_future_waits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_follow_the_lag_rule_then_go_one_by_one_at_the_tip() {
-    let mut validator = Validator::start(1_200, test_config()).await;
+    let mut validator = start_validator(1_200, test_config()).await;
     validator.wait_certified().await;
     let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
     stream.start(0, 0).await;
     let mut next = 1;
     let mut sizes = Vec::new();
-    while next <= validator.certified {
+    while next <= validator.chain.certified() {
         let response = stream.next().await.unwrap();
         if response.commits.is_empty() {
             continue;
         }
         let lag = response.highest_commit_index - (next - 1);
-        let expected = (batch_size_for_lag(lag) as u64).min(validator.certified - next + 1);
+        let expected = (batch_size_for_lag(lag) as u64).min(validator.chain.certified() - next + 1);
         assert_eq!(response.commits.len() as u64, expected, "lag {lag}");
         assert_eq!(response.commits[0].commit_index, next);
         next += response.commits.len() as u64;
@@ -204,30 +224,30 @@ async fn batches_follow_the_lag_rule_then_go_one_by_one_at_the_tip() {
     assert!(sizes.contains(&20) && sizes.contains(&5));
 
     // At the tip, commits go out one per response.
-    let before = validator.certified;
-    validator.produce(3);
-    while next <= validator.certified {
+    let before = validator.chain.certified();
+    validator.chain.produce(3);
+    while next <= validator.chain.certified() {
         let response = stream.next().await.unwrap();
         if !response.commits.is_empty() {
             assert_eq!(response.commits.len(), 1);
             next += 1;
         }
     }
-    assert!(validator.certified > before);
+    assert!(validator.chain.certified() > before);
     validator.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hint_and_the_byte_cap_bound_each_batch() {
-    let validator = Validator::start(100, test_config()).await;
+    let validator = start_validator(100, test_config()).await;
     validator.wait_certified().await;
     let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
     stream.start(0, 3).await;
     let mut previous = None;
-    let committee = validator.committee();
+    let committee = validator.chain.committee().clone();
     while previous
         .as_ref()
-        .is_none_or(|c: &TrustedCommit| c.index() < validator.certified)
+        .is_none_or(|c: &TrustedCommit| c.index() < validator.chain.certified())
     {
         let response = stream.next().await.unwrap();
         assert!(response.commits.len() <= 3);
@@ -239,14 +259,14 @@ async fn the_hint_and_the_byte_cap_bound_each_batch() {
         max_batch_bytes,
         ..test_config()
     };
-    let validator = Validator::start(60, config).await;
+    let validator = start_validator(60, config).await;
     validator.wait_certified().await;
     let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
     stream.start(0, 0).await;
     let mut previous = None;
     while previous
         .as_ref()
-        .is_none_or(|c: &TrustedCommit| c.index() < validator.certified)
+        .is_none_or(|c: &TrustedCommit| c.index() < validator.chain.certified())
     {
         let response = stream.next().await.unwrap();
         let bytes: usize = response

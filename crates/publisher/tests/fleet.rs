@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{patiently, test_config, BlockStream, CommitStream, Validator};
+use common::{
+    patiently, start_validator, start_validator_on, start_validator_with, test_config, BlockStream,
+    CommitStream,
+};
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, PruneStats, Store, WriteBatch};
@@ -116,10 +119,10 @@ async fn fifty_subscribers_receive_identical_sequences_from_one_shared_tail() {
     const SUBSCRIBERS: usize = 50;
     let store = Arc::new(CountingStore::default());
     let mut validator =
-        Validator::start_on(store.clone(), 4, SimConfig::default(), 20, test_config()).await;
+        start_validator_on(store.clone(), 4, SimConfig::default(), 20, test_config()).await;
     validator.wait_certified().await;
     let (targets, targets_rx) =
-        tokio::sync::watch::channel((validator.blocks.len(), validator.certified));
+        tokio::sync::watch::channel((validator.chain.blocks().len(), validator.chain.certified()));
     let (reached_tx, mut reached) = tokio::sync::mpsc::channel(SUBSCRIBERS);
     let tasks: Vec<_> = (0..SUBSCRIBERS)
         .map(|_| {
@@ -137,10 +140,10 @@ async fn fifty_subscribers_receive_identical_sequences_from_one_shared_tail() {
 
     // The live tail is served from the shared cache: no store reads at all.
     let reads_before = store.block_reads.load(Ordering::Relaxed);
-    validator.produce(20);
+    validator.chain.produce(20);
     validator.wait_certified().await;
     targets
-        .send((validator.blocks.len(), validator.certified))
+        .send((validator.chain.blocks().len(), validator.chain.certified()))
         .unwrap();
     for _ in 0..SUBSCRIBERS {
         patiently("live tail", reached.recv()).await.unwrap();
@@ -149,11 +152,12 @@ async fn fifty_subscribers_receive_identical_sequences_from_one_shared_tail() {
     drop(targets);
 
     let expected_blocks: Vec<Bytes> = validator
-        .blocks
+        .chain
+        .blocks()
         .iter()
         .map(|b| b.serialized().clone())
         .collect();
-    let expected_commits: Vec<u64> = (1..=validator.certified).collect();
+    let expected_commits: Vec<u64> = (1..=validator.chain.certified()).collect();
     for task in tasks {
         let (blocks, commits) = patiently("subscriber", task).await.unwrap();
         assert_eq!(blocks, expected_blocks);
@@ -176,7 +180,7 @@ async fn a_stalled_subscriber_is_disconnected_while_others_continue() {
         stream_queue_len: 2,
         ..test_config()
     };
-    let mut validator = Validator::start_with(4, sim, 2, config).await;
+    let mut validator = start_validator_with(4, sim, 2, config).await;
 
     // The stalled subscriber: small HTTP/2 windows, and it never reads.
     let stalled_channel = Endpoint::from_shared(validator.endpoint())
@@ -199,18 +203,18 @@ async fn a_stalled_subscriber_is_disconnected_while_others_continue() {
             rounds < 200,
             "the stalled subscriber was never disconnected"
         );
-        validator.produce(1);
+        validator.chain.produce(1);
         rounds += 1;
-        while received < validator.blocks.len() {
+        while received < validator.chain.blocks().len() {
             received += healthy.next().await.unwrap().blocks.len();
         }
     }
     // The others go on.
-    validator.produce(3);
-    while received < validator.blocks.len() {
+    validator.chain.produce(3);
+    while received < validator.chain.blocks().len() {
         received += healthy.next().await.unwrap().blocks.len();
     }
-    assert_eq!(received, validator.blocks.len());
+    assert_eq!(received, validator.chain.blocks().len());
     let active = validator.metric(
         "dagstream_publisher_active_streams",
         &[("service", "blocks")],
@@ -239,7 +243,7 @@ async fn max_subscribers_turns_away_extra_streams() {
         max_subscribers: 2,
         ..test_config()
     };
-    let validator = Validator::start(5, config).await;
+    let validator = start_validator(5, config).await;
     let channel = validator.channel().await;
     let _first = BlockStream::open(channel.clone()).await.unwrap();
     let _second = BlockStream::open(channel.clone()).await.unwrap();
@@ -265,7 +269,7 @@ async fn commands_over_the_rate_are_rejected() {
         command_burst: 3,
         ..test_config()
     };
-    let validator = Validator::start(5, config).await;
+    let validator = start_validator(5, config).await;
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     for _ in 0..4 {
         stream.start(vec![0; 4], 0).await;
@@ -287,7 +291,7 @@ async fn commands_over_the_rate_are_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_open_streams_with_unavailable() {
-    let validator = Validator::start(5, test_config()).await;
+    let validator = start_validator(5, test_config()).await;
     let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
     stream.start(vec![5; 4], 0).await;
     assert!(stream.next().await.unwrap().blocks.is_empty());
@@ -305,7 +309,7 @@ async fn shutdown_ends_open_streams_with_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_without_extensions_gets_the_documented_behaviour() {
     use dagstream_proto::design;
-    let validator = Validator::start(10, test_config()).await;
+    let validator = start_validator(10, test_config()).await;
     let channel = validator.channel().await;
 
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -325,7 +329,7 @@ async fn a_client_without_extensions_gets_the_documented_behaviour() {
             .unwrap()
             .into_inner();
     let mut received = Vec::new();
-    while received.len() < validator.blocks.len() {
+    while received.len() < validator.chain.blocks().len() {
         let response = patiently("blocks", blocks.message())
             .await
             .unwrap()
@@ -333,7 +337,8 @@ async fn a_client_without_extensions_gets_the_documented_behaviour() {
         received.extend(response.blocks);
     }
     let expected: Vec<Bytes> = validator
-        .blocks
+        .chain
+        .blocks()
         .iter()
         .map(|b| b.serialized().clone())
         .collect();
@@ -356,19 +361,22 @@ async fn a_client_without_extensions_gets_the_documented_behaviour() {
         .into_inner();
     validator.wait_certified().await;
     let mut indexes = Vec::new();
-    while indexes.last().copied().unwrap_or(0) < validator.certified {
+    while indexes.last().copied().unwrap_or(0) < validator.chain.certified() {
         let response = patiently("commits", commits.message())
             .await
             .unwrap()
             .unwrap();
         for commit in response.commits {
-            let original = &validator.commits[commit.commit_index as usize - 1];
+            let original = &validator.chain.commits()[commit.commit_index as usize - 1];
             assert_eq!(commit.timestamp_ms, original.timestamp_ms());
             assert_eq!(commit.blocks.len(), original.commit().blocks.len());
             indexes.push(commit.commit_index);
         }
     }
-    assert_eq!(indexes, (1..=validator.certified).collect::<Vec<_>>());
+    assert_eq!(
+        indexes,
+        (1..=validator.chain.certified()).collect::<Vec<_>>()
+    );
     drop((tx, tx2));
     validator.stop().await;
 }

@@ -13,6 +13,7 @@ mod common;
 
 use common::{block, commit, AUTHORS};
 use dagstream_store::{RedbOptions, RedbStore, Store, WriteBatch};
+use dagstream_test_utils::test_seed;
 use dagstream_types::{BlockRef, CommitIndex, Digest, VerifiedBlock};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -22,7 +23,6 @@ use std::time::Duration;
 
 /// Names the database file for the child; unset, the child does nothing.
 const DB_ENV: &str = "DAGSTREAM_STORE_CRASH_DB";
-const SEED_ENV: &str = "DAGSTREAM_TEST_SEED";
 /// Kills per test run, each followed by a check and a restart.
 const KILLS: usize = 8;
 /// The child is killed after 1..=MAX_ACKS acknowledged batches: enough for
@@ -206,21 +206,9 @@ impl Rng {
     }
 }
 
-fn seed() -> u64 {
-    match std::env::var(SEED_ENV) {
-        Ok(seed) => seed.parse().expect("DAGSTREAM_TEST_SEED is a u64"),
-        Err(_) => {
-            use std::hash::BuildHasher;
-            std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
-        }
-    }
-}
-
 #[test]
 fn crash_consistency_under_sigkill() {
-    let seed = seed();
-    println!("{SEED_ENV}={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng(test_seed());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.redb");
 

@@ -15,6 +15,7 @@
 //! - [`chain`]: [`TestChain`], the simulated committee writing each round
 //!   through `StoreSource::write`, remembering what it made.
 //! - [`clock`]: [`TestClock`], a validator clock the test moves.
+//! - [`client`]: one open block or commit stream, for tests and benches.
 //! - [`validator`]: [`TestValidator`], a publisher serving a [`TestChain`]
 //!   on a loopback port while the test produces rounds, and
 //!   [`ClockedValidator`], the validator node producing by a [`TestClock`].
@@ -38,6 +39,7 @@
 //! ```
 
 pub mod chain;
+pub mod client;
 pub mod clock;
 pub mod committee;
 pub mod seed;

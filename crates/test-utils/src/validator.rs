@@ -3,6 +3,7 @@
 //! [`TestClock`] as the real node does.
 
 use crate::chain::TestChain;
+use crate::client;
 use crate::clock::{TestClock, Ticker};
 use dagstream_publisher::{Publisher, PublisherConfig, PublisherHandle};
 use dagstream_store::Store;
@@ -15,8 +16,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
-/// How long [`TestValidator::wait_metric`] waits for a value that must come.
-/// Generous: tests run on loaded 2-core machines; reaching it means a bug,
+/// How long a test waits for something that must happen, such as a
+/// response or a metric value. Generous: tests run on loaded 2-core machines; reaching it means a bug,
 /// not slowness.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -75,11 +76,7 @@ impl TestValidator {
 
     /// A new connection to the publisher.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint())
-            .expect("a valid endpoint")
-            .connect()
-            .await
-            .expect("the publisher accepts connections")
+        client::connect(&self.endpoint()).await
     }
 
     /// The value of the publisher's counter or gauge `name` with these
@@ -177,6 +174,11 @@ pub struct ClockedValidator {
 impl ClockedValidator {
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.handle.addr)
+    }
+
+    /// A new connection to the validator.
+    pub async fn channel(&self) -> Channel {
+        client::connect(&self.endpoint()).await
     }
 
     /// Moves the clock by `step_ms` every `every` of real time until the

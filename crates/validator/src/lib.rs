@@ -46,8 +46,6 @@ pub enum ValidatorError {
     #[error(transparent)]
     Sim(#[from] SimError),
     #[error(transparent)]
-    Store(#[from] dagstream_store::StoreError),
-    #[error(transparent)]
     Publisher(#[from] PublisherError),
 }
 
