@@ -129,23 +129,24 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
 
     let relay = match args.listen {
         Some(addr) => {
-            let handle =
+            let mut handle =
                 Publisher::start(observer.source(), node_config.publisher.clone(), &registry)?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen on {addr}: is the port in use? pick another with --listen")
             })?;
-            let publisher = handle.publisher().clone();
-            let stop = shutdown::wait(signals.clone());
-            let server = tokio::spawn(async move { publisher.serve(listener, stop).await });
+            handle.spawn_server(listener)?;
             tracing::info!(%addr, "relaying to other observers");
-            Some((handle, server))
+            Some(handle)
         }
         None => None,
     };
 
     let status_rx = observer.watch_status();
-    let status_registry = registry.clone();
-    let status = Arc::new(move || status_json(&status_rx.borrow(), &status_registry));
+    let relayed = relay.as_ref().map(|handle| handle.publisher().clone());
+    let status = Arc::new(move || {
+        let subscribers = relayed.as_ref().map_or(0, |p| p.open_streams());
+        status_json(&status_rx.borrow(), subscribers)
+    });
     let metrics_server = http::serve_if(
         args.metrics_listen,
         &registry,
@@ -185,9 +186,8 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
     }
     display.finish();
     let stopped = observer.stop().await;
-    if let Some((handle, server)) = relay {
+    if let Some(handle) = relay {
         handle.stop().await;
-        let _ = server.await;
     }
     if let Some(server) = metrics_server {
         let _ = server.await;
@@ -263,7 +263,7 @@ impl Display {
     }
 }
 
-fn status_json(status: &ObserverStatus, registry: &Registry) -> serde_json::Value {
+fn status_json(status: &ObserverStatus, subscribers: usize) -> serde_json::Value {
     json!({
         "role": "observer",
         "mode": status.mode.map(|m| format!("{m:?}")),
@@ -272,7 +272,7 @@ fn status_json(status: &ObserverStatus, registry: &Registry) -> serde_json::Valu
         "highest_local_commit": status.local_highest_commit,
         "highest_upstream_commit": status.upstream_highest_commit,
         "active_upstream": status.active_upstream,
-        "subscribers": http::active_streams(registry),
+        "subscribers": subscribers,
         "checkpoint": status.checkpoint,
         "last_closed_checkpoint": status.last_closed_checkpoint,
         "caught_up": status.caught_up,

@@ -65,21 +65,3 @@ pub async fn serve(
         }
     }))
 }
-
-/// Open streams, read back from the publisher's gauge in `registry`.
-///
-/// Prefer [`Publisher::open_streams`](dagstream_publisher::Publisher::open_streams)
-/// where the publisher is at hand; this stays while the observer command
-/// reports its relay's streams through the registry.
-pub fn active_streams(registry: &Registry) -> i64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == "dagstream_publisher_active_streams")
-        .flat_map(|f| {
-            f.get_metric()
-                .iter()
-                .map(|m| m.get_gauge().get_value() as i64)
-        })
-        .sum()
-}

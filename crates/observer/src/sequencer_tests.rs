@@ -7,11 +7,10 @@ use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
 use crate::sequencer::{decide, Sequencer, Sequencing};
 use crate::ObserverError;
-use dagstream_sim::{generate, GenesisParams, SimConfig, Simulator};
+use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
-use dagstream_types::{
-    BlockLimits, CommittedSubDag, Committee, Digest, TrustedCommit, VerifiedBlock,
-};
+use dagstream_test_utils::TestCommittee;
+use dagstream_types::{CommittedSubDag, Committee, Digest, TrustedCommit, VerifiedBlock};
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
 
@@ -33,21 +32,9 @@ struct Chain {
 fn chain() -> &'static Chain {
     static CHAIN: OnceLock<Chain> = OnceLock::new();
     CHAIN.get_or_init(|| {
-        let (genesis, keys) = generate(&GenesisParams {
-            authorities: 4,
-            round_interval_ms: 100,
-            genesis_time_ms: 0,
-            gc_depth_rounds: 50,
-            seed: 5,
-        });
-        let committee = Arc::new(Committee::new(genesis).unwrap());
-        let mut sim = Simulator::new(
-            committee.clone(),
-            keys,
-            SimConfig::default(),
-            &BlockLimits::default(),
-        )
-        .unwrap();
+        let fixture = TestCommittee::new(4, 5);
+        let committee = fixture.committee.clone();
+        let mut sim = fixture.simulator(SimConfig::default());
         let (mut blocks, mut commits) = (Vec::new(), Vec::new());
         for _ in 0..40 {
             let output = sim.produce_round().unwrap();

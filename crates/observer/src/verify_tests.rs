@@ -5,7 +5,8 @@ use crate::verify::verify_commit_batch;
 use crate::ObserverError;
 use bytes::Bytes;
 use dagstream_proto::v1::{BlockRef as ProtoRef, CommitStreamResponse, CommittedSubDagData};
-use dagstream_sim::{generate, GenesisParams, SimConfig, Simulator};
+use dagstream_sim::SimConfig;
+use dagstream_test_utils::TestCommittee;
 use dagstream_types::{BlockLimits, CommittedSubDag, Committee, TrustedCommit, VerifiedBlock};
 use std::sync::Arc;
 
@@ -19,21 +20,9 @@ struct Chain {
 /// 60 rounds of a 4-authority committee; commits decided after round r are
 /// voted for by every block of round r + 1.
 fn chain() -> Chain {
-    let (genesis, keys) = generate(&GenesisParams {
-        authorities: 4,
-        round_interval_ms: 100,
-        genesis_time_ms: 0,
-        gc_depth_rounds: 50,
-        seed: 3,
-    });
-    let committee = Arc::new(Committee::new(genesis).unwrap());
-    let mut sim = Simulator::new(
-        committee.clone(),
-        keys,
-        SimConfig::default(),
-        &BlockLimits::default(),
-    )
-    .unwrap();
+    let fixture = TestCommittee::new(4, 3);
+    let committee = fixture.committee.clone();
+    let mut sim = fixture.simulator(SimConfig::default());
     let outputs: Vec<_> = (0..60).map(|_| sim.produce_round().unwrap()).collect();
     let mut commits = Vec::new();
     let mut certifiers = Vec::new();

@@ -156,11 +156,11 @@ impl StoreSource {
     }
 
     /// Writes `batch` to the store atomically, then announces exactly what
-    /// it holds (see [`StoreSource::publish`]): nothing is announced before
-    /// it is durable, and nothing durable goes unannounced. Blocks must come
-    /// in acceptance order, from one writer at a time; a block the store
-    /// already held is announced again, which streams and the certifier
-    /// ignore.
+    /// it holds (caches the tail, sends the blocks on the feed): nothing is
+    /// announced before it is durable, and nothing durable goes
+    /// unannounced. Blocks must come in acceptance order, from one writer at
+    /// a time; a block the store already held is announced again, which
+    /// streams and the certifier ignore.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         // Cheap: blocks and commits share their contents.
         let blocks = batch.blocks().to_vec();
@@ -172,11 +172,10 @@ impl StoreSource {
 
     /// Announces blocks and commits that are already durable in the store:
     /// caches them, advances the highest round and commit, and sends the
-    /// blocks on the feed. Blocks must come in acceptance order.
-    ///
-    /// Prefer [`StoreSource::write`], which cannot announce before the
-    /// store has the data.
-    pub fn publish(&self, blocks: &[VerifiedBlock], commits: &[TrustedCommit]) {
+    /// blocks on the feed. Blocks must come in acceptance order. Only
+    /// [`StoreSource::write`] calls it, so that nothing is announced before
+    /// the store has it.
+    fn publish(&self, blocks: &[VerifiedBlock], commits: &[TrustedCommit]) {
         {
             let mut cache = self.cache.write().expect("cache lock poisoned");
             for block in blocks {
