@@ -1,7 +1,6 @@
 //! Stream clients for tests and benches: one open block or commit stream,
 //! commands in, responses out.
 
-use crate::validator::PATIENCE;
 use dagstream_proto::v1::block_stream_service_client::BlockStreamServiceClient;
 use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
 use dagstream_proto::v1::{
@@ -10,6 +9,7 @@ use dagstream_proto::v1::{
     StopBlockStream, StopCommitStream,
 };
 use std::future::Future;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -27,6 +27,11 @@ pub async fn connect(endpoint: &str) -> Channel {
         .await
         .expect("the publisher accepts connections")
 }
+
+/// How long a test waits for something that must happen, such as a
+/// response or a metric value. Generous: tests run on loaded 2-core
+/// machines; reaching it means a bug, not slowness.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Waits for `future`, failing the test after [`PATIENCE`].
 pub async fn patiently<T>(what: &str, future: impl Future<Output = T>) -> T {

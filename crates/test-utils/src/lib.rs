@@ -46,7 +46,8 @@ pub mod seed;
 pub mod validator;
 
 pub use chain::TestChain;
+pub use client::PATIENCE;
 pub use clock::{TestClock, Ticker};
 pub use committee::{TestCommittee, ROUND_INTERVAL_MS};
 pub use seed::{test_seed, SEED_ENV};
-pub use validator::{ClockedValidator, TestValidator, PATIENCE};
+pub use validator::{ClockedValidator, TestValidator};

@@ -3,7 +3,7 @@
 //! [`TestClock`] as the real node does.
 
 use crate::chain::TestChain;
-use crate::client;
+use crate::client::{self, PATIENCE};
 use crate::clock::{TestClock, Ticker};
 use dagstream_publisher::{Publisher, PublisherConfig, PublisherHandle};
 use dagstream_store::Store;
@@ -15,11 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
-
-/// How long a test waits for something that must happen, such as a
-/// response or a metric value. Generous: tests run on loaded 2-core machines; reaching it means a bug,
-/// not slowness.
-pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// How often [`TestValidator::wait_metric`] looks again: short next to any
 /// test, long enough not to busy the cores the publisher needs.
