@@ -9,12 +9,14 @@
 //! Live, the certifier tallies the votes of every block on the source's
 //! feed. For older commits (after a restart, or for a subscriber catching up
 //! from far behind) it searches the blocks after the commit's leader. Found
-//! certificates are shared through a bounded cache.
+//! certificates are shared through a bounded cache of block *refs*: a
+//! certificate never keeps block bytes alive, so the cache costs at most
+//! `certificate_cache_len × committee size` refs whatever the block sizes,
+//! and the bytes are read from the source when a batch is built.
 
 use crate::config::PublisherConfig;
 use crate::error::Result;
 use crate::source::ConsensusSource;
-use bytes::Bytes;
 use dagstream_types::{
     AuthorityIndex, BlockRef, CommitIndex, CommitRef, Committee, StakeAggregator, VerifiedBlock,
 };
@@ -29,8 +31,9 @@ use tracing::{debug, warn};
 #[derive(Debug)]
 pub struct Certificate {
     pub commit: CommitRef,
-    /// Serialized `SignedBlock`s whose votes for `commit` reach a quorum.
-    pub blocks: Vec<Bytes>,
+    /// The blocks whose votes for `commit` reach a quorum, in the order
+    /// they were counted.
+    pub blocks: Vec<BlockRef>,
 }
 
 /// Blocks scanned per read while searching for votes: bounds memory per
@@ -47,7 +50,7 @@ const MAX_VOTE_LEAD: u64 = 1_000;
 /// Votes for one commit ref: the stake, and the blocks that carry it.
 struct Tally {
     stake: StakeAggregator,
-    blocks: Vec<Bytes>,
+    blocks: Vec<BlockRef>,
 }
 
 impl Tally {
@@ -59,9 +62,9 @@ impl Tally {
     }
 
     /// Adds one block's vote; true once the quorum is reached.
-    fn add(&mut self, committee: &Committee, author: AuthorityIndex, block: &Bytes) -> bool {
+    fn add(&mut self, committee: &Committee, author: AuthorityIndex, block: BlockRef) -> bool {
         if self.stake.add(author, committee) {
-            self.blocks.push(block.clone());
+            self.blocks.push(block);
         }
         self.stake.reached_quorum(committee)
     }
@@ -148,7 +151,7 @@ impl Certifier {
                 let tally = pending
                     .entry(*vote)
                     .or_insert_with(|| Tally::new(&committee));
-                if tally.add(&committee, block.author(), block.serialized()) {
+                if tally.add(&committee, block.author(), block.reference()) {
                     let tally = pending.remove(vote).expect("entry just used");
                     newly_certified.push(Certificate {
                         commit: *vote,
@@ -201,7 +204,7 @@ impl Certifier {
             for (_, bytes) in chunk {
                 let block = VerifiedBlock::decode_trusted(bytes)?;
                 if block.commit_votes().contains(&target)
-                    && tally.add(&committee, block.author(), block.serialized())
+                    && tally.add(&committee, block.author(), block.reference())
                 {
                     let certificate = Arc::new(Certificate {
                         commit: target,
@@ -217,6 +220,11 @@ impl Certifier {
         }
         debug!(index, "no certificate yet");
         Ok(None)
+    }
+
+    /// Certificates held in the cache: at most `certificate_cache_len`.
+    pub fn cached_certificates(&self) -> usize {
+        self.cache.lock().expect("cache lock poisoned").len()
     }
 
     fn cache_insert(&self, index: CommitIndex, certificate: Arc<Certificate>) {

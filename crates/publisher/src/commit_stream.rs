@@ -12,7 +12,7 @@ use dagstream_proto::v1::{
     self as proto, commit_stream_request, CommitStreamRequest, CommitStreamResponse,
     CommittedSubDagData, StartCommitStream,
 };
-use dagstream_types::{CommitIndex, TrustedCommit};
+use dagstream_types::{BlockRef, CommitIndex, TrustedCommit};
 use prometheus::IntCounterVec;
 use tokio::sync::watch;
 use tonic::Status;
@@ -90,19 +90,7 @@ impl Cursor {
             let commit = source
                 .commit(index)?
                 .ok_or(PublisherError::MissingCommit { index })?;
-            let blocks = commit
-                .commit()
-                .blocks
-                .iter()
-                .map(|reference| {
-                    source
-                        .block(reference)?
-                        .ok_or(PublisherError::MissingBlock {
-                            index,
-                            block: format!("{reference:?}"),
-                        })
-                })
-                .collect::<Result<Vec<Bytes>>>()?;
+            let blocks = read_blocks(shared, index, &commit.commit().blocks)?;
             if !budget.take(blocks.iter().map(|b| b.len()).sum()) {
                 break;
             }
@@ -112,7 +100,7 @@ impl Cursor {
         while let Some((last, _)) = commits.last() {
             if let Some(certificate) = shared.certifier.certificate(last.index())? {
                 self.next = last.index() + 1;
-                let certifiers = certificate.blocks.clone();
+                let certifiers = read_blocks(shared, last.index(), &certificate.blocks)?;
                 let bytes = budget.used() + certifiers.iter().map(|b| b.len()).sum::<usize>();
                 let commits: Vec<CommittedSubDagData> = commits
                     .into_iter()
@@ -138,6 +126,22 @@ impl Cursor {
         );
         Ok(None)
     }
+}
+
+/// The stored bytes of blocks that commit `index` names (in its sub-DAG or
+/// its certificate): from the source's tail cache when recent.
+fn read_blocks(shared: &Context, index: CommitIndex, refs: &[BlockRef]) -> Result<Vec<Bytes>> {
+    refs.iter()
+        .map(|reference| {
+            shared
+                .source
+                .block(reference)?
+                .ok_or(PublisherError::MissingBlock {
+                    index,
+                    block: format!("{reference:?}"),
+                })
+        })
+        .collect()
 }
 
 fn to_proto(commit: &TrustedCommit, blocks: Vec<Bytes>) -> CommittedSubDagData {

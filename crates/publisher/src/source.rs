@@ -155,6 +155,14 @@ impl StoreSource {
         &self.store
     }
 
+    /// Blocks and commits held in the tail cache: at most `cache_rounds`
+    /// rounds of blocks and `cache_commits` commits, whatever the chain's
+    /// length.
+    pub fn cached(&self) -> (usize, usize) {
+        let cache = self.cache.read().expect("cache lock poisoned");
+        (cache.blocks.len(), cache.commits.len())
+    }
+
     /// Writes `batch` to the store atomically, then announces exactly what
     /// it holds (caches the tail, sends the blocks on the feed): nothing is
     /// announced before it is durable, and nothing durable goes

@@ -1,6 +1,6 @@
 //! StoreSource: its cache answers as the store does.
 
-use dagstream_publisher::{ConsensusSource, StoreSource};
+use dagstream_publisher::{Certifier, ConsensusSource, PublisherConfig, StoreSource};
 use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
 use dagstream_test_utils::{TestChain, TestCommittee};
@@ -39,4 +39,48 @@ fn cached_scans_equal_store_scans() {
             store.read_commit(index).unwrap().map(|c| c.reference())
         );
     }
+}
+
+/// Memory does not grow with the chain: the tail cache keeps its rounds and
+/// commits, and the certifier its certificates, each a bounded count of
+/// small items (certificates hold block refs, never block bytes).
+#[test]
+fn caches_are_bounded_whatever_the_chain_length() {
+    let committee = TestCommittee::new(4, 2);
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let source = Arc::new(
+        StoreSource::with_cache(store.clone(), committee.committee.clone(), 10, 8).unwrap(),
+    );
+    let config = PublisherConfig {
+        certificate_cache_len: 16,
+        ..PublisherConfig::default()
+    };
+    let certifier = Certifier::new(source.clone(), &config);
+    let mut chain = TestChain::new(&committee, SimConfig::default(), store.clone());
+    chain.restart_on(source.clone());
+    let mut feed = source.subscribe();
+    for _ in 0..20 {
+        chain.produce(10);
+        while let Ok(block) = feed.try_recv() {
+            certifier.on_block(&block);
+        }
+        let (blocks, commits) = source.cached();
+        assert!(blocks <= 10 * 4, "{blocks} cached blocks");
+        assert!(commits <= 8, "{commits} cached commits");
+        assert!(certifier.cached_certificates() <= 16);
+    }
+    // Everything was certified live; an old certificate is found again by
+    // a search, and the cache stays within its bound.
+    let highest = certifier.highest_certified();
+    assert!(highest > 150, "certified up to {highest}");
+    let old = certifier
+        .certificate(3)
+        .unwrap()
+        .expect("commit 3 is certified");
+    assert_eq!(
+        old.commit,
+        store.read_commit(3).unwrap().unwrap().reference()
+    );
+    assert!(old.blocks.len() >= 3, "a quorum of 4 is 3 blocks");
+    assert_eq!(certifier.cached_certificates(), 16);
 }
