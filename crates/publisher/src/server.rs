@@ -114,6 +114,12 @@ impl Publisher {
         self.shared.certifier.highest_certified()
     }
 
+    /// Certificates held in the certifier's cache (bounded by
+    /// `certificate_cache_len`).
+    pub fn cached_certificates(&self) -> usize {
+        self.shared.certifier.cached_certificates()
+    }
+
     /// Streams open now, of both services: a subscriber that follows both
     /// streams counts twice.
     pub fn open_streams(&self) -> usize {

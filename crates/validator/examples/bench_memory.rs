@@ -1,0 +1,153 @@
+//! A validator's memory over time: RSS of a validator producing on the
+//! system clock, optionally with subscribers that start a commit stream
+//! and never read.
+//!
+//! ```text
+//! cargo run --release -p dagstream-validator --example bench_memory -- [SECONDS] [STALLED] [PROFILE]
+//! ```
+//!
+//! SECONDS (default 600) of PROFILE (default `mainnet`: 100 authorities,
+//! 75 ms rounds, 5,000 TPS), from genesis, into a redb store in a temporary
+//! directory, as `dagstream validator` runs. STALLED (default 0)
+//! subscribers each open a commit stream at commit 0 after the first minute
+//! and never read; the publisher cuts them as too slow after its
+//! `slow_subscriber_timeout_ms`.
+//!
+//! Every 10 s it prints the RSS (from `/proc/self/status`) with what the
+//! bounded caches hold, then the RSS growth from minute 2 to the end: the
+//! validator's memory must level off, whatever the chain's length.
+
+use dagstream_publisher::{ConsensusSource, PublisherConfig};
+use dagstream_sim::{generate, GenesisParams, Profile};
+use dagstream_store::{RedbStore, Store};
+use dagstream_test_utils::client::{connect, CommitStream};
+use dagstream_types::{unix_time_ms, BlockLimits, Committee, DEFAULT_GC_DEPTH_ROUNDS};
+use dagstream_validator::{start, system_clock, Producer};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time between two samples: a hundred rounds of the mainnet profile, and
+/// sixty samples in a ten-minute run.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// When stalled subscribers connect: after the first minute, so that they
+/// have a history to be sent.
+const STALL_AFTER: Duration = Duration::from_secs(60);
+/// From when growth is measured: the first minutes fill the bounded caches
+/// (the tail, the DAG, the store's page cache) and the allocator's arenas.
+const STEADY_FROM: Duration = Duration::from_secs(120);
+
+/// Resident set size in MB, or 0 where `/proc` is not there.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let seconds: u64 = args.next().map_or(600, |a| a.parse().expect("SECONDS"));
+    let stalled: usize = args.next().map_or(0, |a| a.parse().expect("STALLED"));
+    let profile: Profile = args
+        .next()
+        .map_or(Ok(Profile::Mainnet), |a| a.parse())
+        .expect("PROFILE: small, mainnet or stress");
+
+    let (genesis, keys) = generate(&GenesisParams {
+        authorities: profile.authorities(),
+        round_interval_ms: profile.round_interval_ms(),
+        genesis_time_ms: unix_time_ms(),
+        gc_depth_rounds: DEFAULT_GC_DEPTH_ROUNDS,
+        seed: 0,
+    });
+    let committee = Arc::new(Committee::new(genesis).expect("a generated genesis is valid"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("a new store"));
+    let producer = Producer::new(
+        committee,
+        keys,
+        profile.sim_config(0),
+        &BlockLimits::default(),
+        store,
+    )
+    .expect("a producer at genesis");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry = prometheus::Registry::new();
+    let config = PublisherConfig::default();
+    let validator = start(
+        producer,
+        system_clock(),
+        listener,
+        config.clone(),
+        &registry,
+    )
+    .expect("the validator starts");
+    let endpoint = format!("http://{}", validator.addr);
+
+    println!(
+        "{} authorities, {} ms rounds, {seconds} s, {stalled} stalled subscribers; \
+         queue bound per stream {} x {} MB",
+        profile.authorities(),
+        profile.round_interval_ms(),
+        config.stream_queue_len,
+        config.max_batch_bytes >> 20,
+    );
+    println!(
+        "| s | RSS MB | round | commit | tail blocks | tail commits | certificates | streams |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let started = Instant::now();
+    let mut subscribers = Vec::new();
+    let mut samples: Vec<(Duration, f64)> = Vec::new();
+    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+    while started.elapsed() < Duration::from_secs(seconds) {
+        ticks.tick().await;
+        let elapsed = started.elapsed();
+        if subscribers.is_empty() && stalled > 0 && elapsed >= STALL_AFTER {
+            for _ in 0..stalled {
+                let stream = CommitStream::open(connect(&endpoint).await)
+                    .await
+                    .expect("a commit stream");
+                stream.start(0, 0).await;
+                // Held, never read.
+                subscribers.push(stream);
+            }
+        }
+        let source = &validator.source;
+        let (tail_blocks, tail_commits) = source.cached();
+        let rss = rss_mb();
+        samples.push((elapsed, rss));
+        println!(
+            "| {} | {rss:.0} | {} | {} | {tail_blocks} | {tail_commits} | {} | {} |",
+            elapsed.as_secs(),
+            source.highest_round(),
+            source.highest_commit_index(),
+            validator.publisher().cached_certificates(),
+            validator.publisher().open_streams(),
+        );
+    }
+    let steady: Vec<f64> = samples
+        .iter()
+        .filter(|(at, _)| *at >= STEADY_FROM)
+        .map(|(_, rss)| *rss)
+        .collect();
+    if let (Some(first), Some(last)) = (steady.first(), steady.last()) {
+        println!(
+            "RSS {first:.0} MB at {} s, {last:.0} MB at the end: {:+.1}% (target < 5%)",
+            STEADY_FROM.as_secs(),
+            (last / first - 1.0) * 100.0
+        );
+    }
+    drop(subscribers);
+    validator.stop().await.expect("the validator stops");
+}
