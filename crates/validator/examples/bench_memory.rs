@@ -11,7 +11,13 @@
 //! directory, as `dagstream validator` runs. STALLED (default 0)
 //! subscribers each open a commit stream at commit 0 after the first minute
 //! and never read; the publisher cuts them as too slow after its
-//! `slow_subscriber_timeout_ms`.
+//! `slow_subscriber_timeout_ms`. They run in a child process (this same
+//! program), so that their receive buffers are not counted, and keep their
+//! connections open until 150 s, when the child exits.
+//!
+//! It runs on mimalloc, the allocator of the `dagstream` binary; with
+//! `--features bench-system-allocator`, on the system's (glibc's malloc on
+//! Linux), to compare how each returns memory to the OS.
 //!
 //! Every 10 s it prints the RSS (from `/proc/self/status`) with what the
 //! bounded caches hold, then the RSS growth from minute 2 to the end: the
@@ -26,12 +32,26 @@ use dagstream_validator::{start, system_clock, Producer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(not(feature = "bench-system-allocator"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The global allocator this build measures.
+const ALLOCATOR_NAME: &str = if cfg!(feature = "bench-system-allocator") {
+    "system"
+} else {
+    "mimalloc"
+};
+
 /// Time between two samples: a hundred rounds of the mainnet profile, and
 /// sixty samples in a ten-minute run.
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// When stalled subscribers connect: after the first minute, so that they
 /// have a history to be sent.
 const STALL_AFTER: Duration = Duration::from_secs(60);
+/// When the stalled subscribers' clients close their connections: well
+/// after the publisher cut their streams, so that both states are seen.
+const DISCONNECT_AFTER: Duration = Duration::from_secs(150);
 /// From when growth is measured: the first minutes fill the bounded caches
 /// (the tail, the DAG, the store's page cache) and the allocator's arenas.
 const STEADY_FROM: Duration = Duration::from_secs(120);
@@ -52,9 +72,32 @@ fn rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The first argument that makes this program the stalled subscribers.
+const STALL_MODE: &str = "--stall";
+
+/// Opens `count` commit streams to `endpoint` at commit 0, each on its own
+/// connection, holds them for `seconds` without reading, then exits.
+async fn stall(endpoint: &str, count: usize, seconds: u64) {
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        let stream = CommitStream::open(connect(endpoint).await)
+            .await
+            .expect("a commit stream");
+        stream.start(0, 0).await;
+        streams.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+}
+
 #[tokio::main]
 async fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some(STALL_MODE) {
+        let endpoint = args.nth(1).expect("ENDPOINT");
+        let count = args.next().and_then(|a| a.parse().ok()).expect("COUNT");
+        let seconds = args.next().and_then(|a| a.parse().ok()).expect("SECONDS");
+        return stall(&endpoint, count, seconds).await;
+    }
     let seconds: u64 = args.next().map_or(600, |a| a.parse().expect("SECONDS"));
     let stalled: usize = args.next().map_or(0, |a| a.parse().expect("STALLED"));
     let profile: Profile = args
@@ -95,8 +138,8 @@ async fn main() {
     let endpoint = format!("http://{}", validator.addr);
 
     println!(
-        "{} authorities, {} ms rounds, {seconds} s, {stalled} stalled subscribers; \
-         queue bound per stream {} x {} MB",
+        "{} authorities, {} ms rounds, {seconds} s, {stalled} stalled subscribers, \
+         {ALLOCATOR_NAME} allocator; queue bound per stream {} x {} MB",
         profile.authorities(),
         profile.round_interval_ms(),
         config.stream_queue_len,
@@ -107,21 +150,20 @@ async fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     let started = Instant::now();
-    let mut subscribers = Vec::new();
+    let mut child = None;
     let mut samples: Vec<(Duration, f64)> = Vec::new();
     let mut ticks = tokio::time::interval(SAMPLE_EVERY);
     while started.elapsed() < Duration::from_secs(seconds) {
         ticks.tick().await;
         let elapsed = started.elapsed();
-        if subscribers.is_empty() && stalled > 0 && elapsed >= STALL_AFTER {
-            for _ in 0..stalled {
-                let stream = CommitStream::open(connect(&endpoint).await)
-                    .await
-                    .expect("a commit stream");
-                stream.start(0, 0).await;
-                // Held, never read.
-                subscribers.push(stream);
-            }
+        if stalled > 0 && elapsed >= STALL_AFTER && child.is_none() {
+            let hold = DISCONNECT_AFTER.saturating_sub(elapsed).as_secs().to_string();
+            child = Some(
+                std::process::Command::new(std::env::current_exe().expect("this program"))
+                    .args([STALL_MODE, &endpoint, &stalled.to_string(), &hold])
+                    .spawn()
+                    .expect("the stalled subscribers start"),
+            );
         }
         let source = &validator.source;
         let (tail_blocks, tail_commits) = source.cached();
@@ -148,6 +190,8 @@ async fn main() {
             (last / first - 1.0) * 100.0
         );
     }
-    drop(subscribers);
+    if let Some(mut child) = child {
+        let _ = child.wait();
+    }
     validator.stop().await.expect("the validator stops");
 }
