@@ -157,7 +157,10 @@ async fn main() {
         ticks.tick().await;
         let elapsed = started.elapsed();
         if stalled > 0 && elapsed >= STALL_AFTER && child.is_none() {
-            let hold = DISCONNECT_AFTER.saturating_sub(elapsed).as_secs().to_string();
+            let hold = DISCONNECT_AFTER
+                .saturating_sub(elapsed)
+                .as_secs()
+                .to_string();
             child = Some(
                 std::process::Command::new(std::env::current_exe().expect("this program"))
                     .args([STALL_MODE, &endpoint, &stalled.to_string(), &hold])
