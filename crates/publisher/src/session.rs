@@ -7,19 +7,26 @@ use crate::error::Result;
 use crate::metrics;
 use dagstream_types::CommitIndex;
 use futures::Stream;
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{self, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::{Status, Streaming};
 
+/// One queued response, which the session can take back. tonic polls the
+/// response stream only when HTTP/2 has room to send, so a subscriber that
+/// stopped reading would otherwise keep its whole queue alive for as long
+/// as its connection stays open, long after its stream was cut.
+type Slot<T> = Arc<Mutex<Option<T>>>;
+
 /// The response stream handed to tonic: the queued responses, unless the
 /// session ended with an error, which is then delivered at once, ahead of
 /// (and instead of) whatever is still queued.
 pub struct ResponseStream<T> {
-    responses: mpsc::Receiver<T>,
+    responses: mpsc::Receiver<Slot<T>>,
     failure: Option<oneshot::Receiver<Status>>,
 }
 
@@ -41,15 +48,34 @@ impl<T> Stream for ResponseStream<T> {
                 Poll::Pending => {}
             }
         }
-        self.responses.poll_recv(cx).map(|item| item.map(Ok))
+        loop {
+            match self.responses.poll_recv(cx) {
+                Poll::Ready(Some(slot)) => {
+                    // An empty slot was taken back by a failing session.
+                    if let Some(response) = take(&slot) {
+                        return Poll::Ready(Some(Ok(response)));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
+}
+
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().expect("slot lock poisoned").take()
 }
 
 use std::future::Future;
 
 /// The session's side of a [`ResponseStream`].
 pub struct Outbox<T> {
-    responses: mpsc::Sender<T>,
+    responses: mpsc::Sender<Slot<T>>,
+    /// The slots that may still be queued: at most the queue's length
+    /// (older ones were received).
+    queued: VecDeque<Weak<Mutex<Option<T>>>>,
+    queue_len: usize,
     failure: Option<oneshot::Sender<Status>>,
     slow_timeout: Duration,
     last_sent: Instant,
@@ -61,6 +87,8 @@ pub fn channel<T>(queue_len: usize, slow_timeout: Duration) -> (Outbox<T>, Respo
     (
         Outbox {
             responses: tx,
+            queued: VecDeque::with_capacity(queue_len),
+            queue_len,
             failure: Some(fail_tx),
             slow_timeout,
             last_sent: Instant::now(),
@@ -80,7 +108,12 @@ impl<T> Outbox<T> {
         let outcome = match tokio::time::timeout(self.slow_timeout, self.responses.reserve()).await
         {
             Ok(Ok(permit)) => {
-                permit.send(response);
+                let slot = Arc::new(Mutex::new(Some(response)));
+                if self.queued.len() == self.queue_len {
+                    self.queued.pop_front();
+                }
+                self.queued.push_back(Arc::downgrade(&slot));
+                permit.send(slot);
                 Ok(())
             }
             Ok(Err(_)) => Err(EndReason::ClientClosed),
@@ -94,8 +127,14 @@ impl<T> Outbox<T> {
         outcome
     }
 
-    /// Ends the stream with `status`, dropping anything still queued.
+    /// Ends the stream with `status`, dropping anything still queued at
+    /// once, whether or not tonic polls the stream again.
     pub fn fail(&mut self, status: Status) {
+        for slot in self.queued.drain(..) {
+            if let Some(slot) = slot.upgrade() {
+                drop(take(&slot));
+            }
+        }
         if let Some(failure) = self.failure.take() {
             let _ = failure.send(status);
         }
@@ -289,6 +328,22 @@ mod tests {
         outbox.fail(Status::resource_exhausted("subscriber too slow"));
         let first = stream.next().await.unwrap().unwrap_err();
         assert_eq!(first.code(), tonic::Code::ResourceExhausted);
+        assert!(stream.next().await.is_none());
+    }
+
+    /// A cut subscriber's queue is freed at once, even if tonic never polls
+    /// its stream again (its HTTP/2 window stays shut).
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_frees_the_queue_without_a_poll() {
+        let batch = Arc::new(vec![0u8; 1 << 20]);
+        let (mut outbox, mut stream) = channel::<Arc<Vec<u8>>>(2, Duration::from_secs(30));
+        outbox.send(batch.clone()).await.unwrap();
+        outbox.send(batch.clone()).await.unwrap();
+        assert_eq!(Arc::strong_count(&batch), 3);
+        assert_eq!(outbox.send(batch.clone()).await, Err(EndReason::TooSlow));
+        assert_eq!(Arc::strong_count(&batch), 1, "queued copies are dropped");
+        let status = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(stream.next().await.is_none());
     }
 
