@@ -58,7 +58,8 @@ impl ObserverHandle {
 /// `http://host:port`).
 ///
 /// The consumer contract: the returned receiver yields every commit after
-/// `resume_after`, in order, each once, and only after it is persisted. A
+/// `resume_after`, in order, each once, and only after it is persisted,
+/// each with the number of the checkpoint that holds it. A
 /// consumer that persists the index of each commit it has processed and
 /// passes it as `resume_after` after a restart sees every commit exactly
 /// once across restarts. The receiver has backpressure: a consumer that
