@@ -1,6 +1,7 @@
 //! The JSON form of a commit, shared by `observer --output` and
-//! `inspect --json`, so that the two can be compared line for line, and
-//! the checkpoint numbers both compute.
+//! `inspect --json`, so that the two can be compared line for line; and
+//! the checkpoint replay that `inspect` falls back on for a store without
+//! checkpoint keys (a validator's).
 
 use anyhow::Result;
 use dagstream_observer::checkpoint::Checkpointer;
@@ -35,7 +36,8 @@ pub fn sub_dag_json(sub_dag: &CommittedSubDag, checkpoint: Option<u64>) -> Value
 const CHECKPOINT_SCAN: usize = 10_000;
 
 /// The checkpointer's state after commit `through`, from the stored
-/// commits' timestamps.
+/// commits' timestamps: for stores that keep no checkpoints (an
+/// observer's store says, see `CheckpointLookup`).
 pub fn checkpointer_at(
     store: &dyn Store,
     interval_ms: u64,

@@ -12,8 +12,8 @@
 //!   free of I/O: the commands that `connection` sends.
 //! - [`verify`]: every received block in full, in parallel; commit-stream
 //!   batches against the observer's own chain and the certifiers' quorum.
-//! - [`derive`]: commits derived from verified blocks by the validators'
-//!   own consensus core.
+//! - [`derive`](mod@derive): commits derived from verified blocks by the
+//!   validators' own consensus core.
 //! - [`sequencer`]: the one place commits enter the chain, from either
 //!   path: the next ones become one atomic write batch, checkpoint keys
 //!   included; a repeat must match what was persisted.
@@ -21,7 +21,7 @@
 //!   and their stored form.
 //! - [`delivery`]: persisted commits to the consumer, in order, each once,
 //!   each with its checkpoint ([`DeliveredSubDag`]).
-//! - [`node`]: the loop that wires the stages, one task owning all state;
+//! - `node`: the loop that wires the stages, one task owning all state;
 //!   [`handle`]: [`start`] it and hold its [`ObserverHandle`].
 //! - [`config`], [`status`], [`metrics`]: [`ObserverConfig`],
 //!   [`ObserverStatus`] and [`ObserverMetrics`].

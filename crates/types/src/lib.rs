@@ -7,10 +7,10 @@
 //! # Layout
 //! - [`committee`]: `genesis.json` ([`Genesis`]) and the validated
 //!   [`Committee`] with its stake arithmetic (quorum is 2f+1 by stake).
-//! - [`reference`]: [`BlockRef`] and [`CommitRef`], the names blocks and
-//!   commits refer to each other by.
-//! - [`block`]: [`Block`], [`SignedBlock`], and
-//!   [`VerifiedBlock`], the only way in for a block received from a peer:
+//! - [`reference`](mod@reference): [`BlockRef`] and [`CommitRef`], the
+//!   names blocks and commits refer to each other by.
+//! - [`block`]: [`Block`], [`SignedBlock`], and [`VerifiedBlock`], the
+//!   only way in for a block received from a peer:
 //!   [`VerifiedBlock::verify`] checks everything a block can prove alone.
 //! - [`commit`]: [`Commit`], [`TrustedCommit`] and
 //!   [`CommittedSubDag`], the output of consensus, and the invariants that
