@@ -3,13 +3,18 @@
 //! A node keeps what consensus produced here: the blocks of the DAG, the
 //! sequence of commits, and a few metadata values (progress markers and the
 //! like). [`Store`] is the interface; [`MemStore`] keeps everything in memory
-//! (tests, simulations) and [`RedbStore`] keeps it in a [redb] file that
-//! survives crashes.
+//! (tests, simulations); [`SegmentStore`] keeps block bytes in append-only
+//! segment files indexed by [redb], the layout nodes run on; [`RedbStore`]
+//! keeps everything in one redb file. Both survive crashes.
 //!
 //! # Layout
 //! - [`batch`]: [`WriteBatch`], the unit of writing.
 //! - [`mem`]: [`MemStore`], ordered maps behind a lock.
-//! - [`redb_store`]: [`RedbStore`], the on-disk store, and its key encoding.
+//! - [`segment_store`]: [`SegmentStore`], the on-disk store nodes use, over
+//!   `segments`, its append-only files of block bytes.
+//! - [`redb_store`]: [`RedbStore`], everything in one redb file.
+//! - `redb_tables`: the commit, metadata and state tables and the key
+//!   encodings both on-disk stores share.
 //! - [`recovery`]: what a node reads back to rebuild its consensus core.
 //! - [`error`]: [`StoreError`], one variant per way a store operation fails.
 //!
@@ -52,11 +57,15 @@ pub mod error;
 pub mod mem;
 pub mod recovery;
 pub mod redb_store;
+mod redb_tables;
+pub mod segment_store;
+mod segments;
 
 pub use batch::WriteBatch;
 pub use error::{Result, StoreError};
 pub use mem::MemStore;
 pub use redb_store::{RedbOptions, RedbStore};
+pub use segment_store::{SegmentOptions, SegmentStore};
 
 use bytes::Bytes;
 use dagstream_types::{BlockRef, CommitIndex, Round, TrustedCommit};

@@ -1,7 +1,8 @@
 //! One behaviour suite, run against every [`Store`] implementation.
 //!
 //! Each case is a function of `&dyn Store`; [`conformance!`] instantiates it
-//! as a test per implementation (`mem_store::<case>`, `redb_store::<case>`).
+//! as a test per implementation (`mem_store::<case>`, `redb_store::<case>`,
+//! `segment_store::<case>`).
 
 mod common;
 
@@ -27,6 +28,22 @@ macro_rules! conformance {
                 fn $case() {
                     let dir = tempfile::tempdir().unwrap();
                     let store = dagstream_store::RedbStore::open(&dir.path().join("store.redb"))
+                        .unwrap();
+                    super::$case(&store);
+                }
+            )*
+        }
+        mod segment_store {
+            $(
+                #[test]
+                fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    // Small segments, so that the suite crosses segment ends.
+                    let options = dagstream_store::SegmentOptions {
+                        segment_bytes: 4096,
+                        ..Default::default()
+                    };
+                    let store = dagstream_store::SegmentStore::open_with(dir.path(), &options)
                         .unwrap();
                     super::$case(&store);
                 }

@@ -1,5 +1,6 @@
-//! Crash consistency of [`RedbStore`]: a child process writing batches is
-//! killed with SIGKILL at a random point, several times over the same file.
+//! Crash consistency of the on-disk stores ([`RedbStore`] and
+//! [`SegmentStore`]): a child process writing batches is killed with SIGKILL
+//! at a random point, several times over the same store.
 //!
 //! The test binary re-executes itself to run [`crash_child_writer`] (ignored in
 //! normal runs) as the child, with plain libtest arguments, which works the
@@ -12,7 +13,7 @@
 mod common;
 
 use common::{block, commit, AUTHORS};
-use dagstream_store::{RedbOptions, RedbStore, Store, WriteBatch};
+use dagstream_store::{RedbOptions, RedbStore, SegmentOptions, SegmentStore, Store, WriteBatch};
 use dagstream_test_utils::test_seed;
 use dagstream_types::{BlockRef, CommitIndex, Digest, VerifiedBlock};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,8 +22,48 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Names the database file for the child; unset, the child does nothing.
+/// Names the store for the child; unset, the child does nothing.
 const DB_ENV: &str = "DAGSTREAM_STORE_CRASH_DB";
+/// Which store the child writes: `redb` or `segments`.
+const KIND_ENV: &str = "DAGSTREAM_STORE_CRASH_KIND";
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Redb,
+    Segments,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Redb => "redb",
+            Kind::Segments => "segments",
+        }
+    }
+
+    /// Opens the store; `check` verifies every redb page checksum first.
+    fn open(self, path: &Path, check: bool) -> Box<dyn Store> {
+        match self {
+            Kind::Redb => {
+                let options = RedbOptions {
+                    check_integrity_on_open: check,
+                    ..RedbOptions::default()
+                };
+                Box::new(RedbStore::open_with(path, &options).unwrap())
+            }
+            Kind::Segments => {
+                let options = SegmentOptions {
+                    check_integrity_on_open: check,
+                    // A new segment every few batches, so that kills also
+                    // land around rotations.
+                    segment_bytes: 64 << 10,
+                    ..SegmentOptions::default()
+                };
+                Box::new(SegmentStore::open_with(path, &options).unwrap())
+            }
+        }
+    }
+}
 /// Kills per test run, each followed by a check and a restart.
 const KILLS: usize = 8;
 /// The child is killed after 1..=MAX_ACKS acknowledged batches: enough for
@@ -65,7 +106,11 @@ fn crash_child_writer() {
     let Some(path) = std::env::var_os(DB_ENV) else {
         return;
     };
-    let store = RedbStore::open(Path::new(&path)).unwrap();
+    let kind = match std::env::var(KIND_ENV).as_deref() {
+        Ok("segments") => Kind::Segments,
+        _ => Kind::Redb,
+    };
+    let store = kind.open(Path::new(&path), false);
     let mut previous = store
         .last_commit()
         .unwrap()
@@ -88,10 +133,16 @@ fn crash_child_writer() {
 
 /// Runs one child until it acknowledged `kill_after` batches, then SIGKILLs
 /// it `delay` later. Returns the acknowledged indexes.
-fn run_child_and_kill(path: &Path, kill_after: u64, delay: Duration) -> Vec<CommitIndex> {
+fn run_child_and_kill(
+    kind: Kind,
+    path: &Path,
+    kill_after: u64,
+    delay: Duration,
+) -> Vec<CommitIndex> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child_writer", "--nocapture", "--ignored"])
         .env(DB_ENV, path)
+        .env(KIND_ENV, kind.name())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -134,13 +185,8 @@ fn run_child_and_kill(path: &Path, kill_after: u64, delay: Duration) -> Vec<Comm
 
 /// Checks the store after a crash: every acknowledged batch is there, and
 /// every batch that is there is whole. Returns the last commit index.
-fn check_store(path: &Path, acked: CommitIndex) -> CommitIndex {
-    // The integrity check verifies every page checksum of the file.
-    let options = RedbOptions {
-        check_integrity_on_open: true,
-        ..RedbOptions::default()
-    };
-    let store = RedbStore::open_with(path, &options).unwrap();
+fn check_store(kind: Kind, path: &Path, acked: CommitIndex) -> CommitIndex {
+    let store = kind.open(path, true);
     let last = store.last_commit_index().unwrap();
     assert!(
         last >= acked,
@@ -207,23 +253,32 @@ impl Rng {
 }
 
 #[test]
-fn crash_consistency_under_sigkill() {
+fn redb_store_survives_sigkill() {
+    crash_consistency_under_sigkill(Kind::Redb);
+}
+
+#[test]
+fn segment_store_survives_sigkill() {
+    crash_consistency_under_sigkill(Kind::Segments);
+}
+
+fn crash_consistency_under_sigkill(kind: Kind) {
     let mut rng = Rng(test_seed());
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("crash.redb");
+    let path = dir.path().join("crash");
 
     let mut acked = 0;
     let mut last = 0;
     for kill in 0..KILLS {
         let kill_after = 1 + rng.below(MAX_ACKS);
         let delay = Duration::from_micros(rng.below(MAX_KILL_DELAY_US));
-        let acks = run_child_and_kill(&path, kill_after, delay);
+        let acks = run_child_and_kill(kind, &path, kill_after, delay);
         assert_eq!(acks.len() as u64, kill_after);
         // The child continues right after what the store held, one by one.
         let expected: Vec<_> = (last + 1..=last + kill_after).collect();
         assert_eq!(acks, expected, "acks of run {kill}");
         acked = *acks.last().unwrap();
-        last = check_store(&path, acked);
+        last = check_store(kind, &path, acked);
         println!("run {kill}: killed {delay:?} after ack {acked}, store ends at {last}");
     }
     assert!(acked > 0 && last >= acked);

@@ -1,0 +1,431 @@
+//! Append-only segment files: where a [`SegmentStore`](crate::SegmentStore)
+//! keeps block bytes.
+//!
+//! A segment is a file of block bytes laid end to end, with no framing: the
+//! index (in redb) says where each block starts and how long it is, and a
+//! block's digest is its checksum. Segments are numbered from 1 and named by
+//! their number in fixed-width hex, so that a directory listing sorts them.
+//!
+//! Only the [`Appender`] writes, always at the end of the newest segment,
+//! and it fsyncs before the index is told about the new bytes. Whatever lies
+//! past the end the index recorded was never acknowledged, so
+//! [`Appender::recover`] cuts it off.
+
+use crate::{Result, StoreError};
+use bytes::Bytes;
+use lru::LruCache;
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::num::NonZeroUsize;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// File name suffix of a segment.
+const SUFFIX: &str = ".seg";
+
+/// Encoded length of a [`Location`]: segment (8) ‖ offset (8) ‖ length (4).
+pub(crate) const LOCATION_LEN: usize = 8 + 8 + 4;
+
+/// Read handles kept open. Readers mostly touch the newest segments (live
+/// tail, recent catch-up); a handle per segment of a long history would run
+/// into the process's file limit (often 1,024).
+const READ_HANDLES: NonZeroUsize = NonZeroUsize::new(64).expect("nonzero");
+
+/// Where a block's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Location {
+    pub fn encode(&self) -> [u8; LOCATION_LEN] {
+        let mut out = [0u8; LOCATION_LEN];
+        out[..8].copy_from_slice(&self.segment.to_be_bytes());
+        out[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        out[16..].copy_from_slice(&self.len.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Location> {
+        let corrupt = || StoreError::Corrupt {
+            what: "block location",
+            reason: format!("{} bytes, expected {LOCATION_LEN}", bytes.len()),
+        };
+        let bytes: &[u8; LOCATION_LEN] = bytes.try_into().map_err(|_| corrupt())?;
+        let (segment, rest) = bytes.split_at(8);
+        let (offset, len) = rest.split_at(8);
+        Ok(Location {
+            segment: u64::from_be_bytes(segment.try_into().map_err(|_| corrupt())?),
+            offset: u64::from_be_bytes(offset.try_into().map_err(|_| corrupt())?),
+            len: u32::from_be_bytes(len.try_into().map_err(|_| corrupt())?),
+        })
+    }
+
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.len)
+    }
+}
+
+pub(crate) fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:016x}{SUFFIX}"))
+}
+
+/// The segment numbers of the files in `dir`; other files are ignored.
+pub(crate) fn list(dir: &Path) -> Result<BTreeSet<u64>> {
+    let entries = std::fs::read_dir(dir).map_err(io_error("list", dir))?;
+    let mut segments = BTreeSet::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("list", dir))?;
+        let name = entry.file_name();
+        let Some(number) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
+            continue;
+        };
+        if let Ok(segment) = u64::from_str_radix(number, 16) {
+            segments.insert(segment);
+        }
+    }
+    Ok(segments)
+}
+
+/// Deletes segment files. A file already gone is not an error.
+pub(crate) fn remove(dir: &Path, segments: impl IntoIterator<Item = u64>) -> Result<()> {
+    for segment in segments {
+        let path = segment_path(dir, segment);
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error("delete", &path)(err));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The writing end of the segment files: the newest segment and its end.
+#[derive(Debug)]
+pub(crate) struct Appender {
+    dir: PathBuf,
+    /// Start a new segment before a batch that would take this one past this
+    /// size. Segments are the unit of deletion when pruning.
+    segment_bytes: u64,
+    segment: u64,
+    end: u64,
+    /// Open for appending; `None` until the segment's file exists.
+    file: Option<File>,
+}
+
+impl Appender {
+    /// Reopens the log after a restart. `log_end` is the newest segment and
+    /// the end of its acknowledged bytes, as the index recorded them (`None`
+    /// for a new store); `indexed` are the segments the index knows of.
+    ///
+    /// Bytes past `log_end` were never acknowledged and are cut off, and
+    /// segment files the index does not know of are deleted: both are what a
+    /// crash in the middle of a write or a prune leaves behind. A segment the
+    /// index knows of that is missing or shorter than recorded is
+    /// [`StoreError::Corrupt`].
+    pub fn recover(
+        dir: &Path,
+        segment_bytes: u64,
+        log_end: Option<(u64, u64)>,
+        indexed: &BTreeSet<u64>,
+    ) -> Result<Appender> {
+        let (segment, end) = log_end.unwrap_or((1, 0));
+        let on_disk = list(dir)?;
+        let missing = |segment: u64, reason: String| StoreError::Corrupt {
+            what: "segment",
+            reason: format!("{}: {reason}", segment_path(dir, segment).display()),
+        };
+        for &known in indexed.iter().filter(|&&s| s != segment) {
+            if !on_disk.contains(&known) {
+                return Err(missing(known, "the file is missing".to_string()));
+            }
+        }
+        remove(
+            dir,
+            on_disk
+                .iter()
+                .copied()
+                .filter(|s| *s != segment && !indexed.contains(s)),
+        )?;
+
+        let path = segment_path(dir, segment);
+        let file = if on_disk.contains(&segment) {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_error("open", &path))?;
+            let len = file.metadata().map_err(io_error("stat", &path))?.len();
+            if len < end {
+                return Err(missing(
+                    segment,
+                    format!("{len} bytes, but {end} were written"),
+                ));
+            }
+            if len > end {
+                // A torn or unacknowledged tail.
+                file.set_len(end).map_err(io_error("truncate", &path))?;
+                file.sync_all().map_err(io_error("sync", &path))?;
+            }
+            Some(file)
+        } else if end > 0 {
+            return Err(missing(
+                segment,
+                format!("the file is missing, but {end} bytes were written"),
+            ));
+        } else {
+            None
+        };
+        Ok(Appender {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            segment,
+            end,
+            file,
+        })
+    }
+
+    /// The newest segment and the end of its bytes.
+    pub fn position(&self) -> (u64, u64) {
+        (self.segment, self.end)
+    }
+
+    /// Appends `blocks` to the newest segment, starting a new segment first
+    /// if they would take it past its size, and makes them durable. Returns
+    /// each block's location.
+    ///
+    /// On error the appender's position is unchanged: bytes that may have
+    /// reached the file past it are overwritten by the next append, or cut
+    /// off when the store is reopened. After success the position stays
+    /// past the new bytes even if the index then fails to record them: they
+    /// are dead space, never overwritten, because the index might have
+    /// recorded them after all.
+    pub fn append(&mut self, blocks: &[&Bytes]) -> Result<Vec<Location>> {
+        let total: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+        if self.end > 0 && self.end + total > self.segment_bytes {
+            self.rotate()?;
+        }
+        let path = segment_path(&self.dir, self.segment);
+        if self.file.is_none() {
+            self.file = Some(self.create(&path)?);
+        }
+        let file = self.file.as_mut().expect("created above");
+        let mut locations = Vec::with_capacity(blocks.len());
+        let mut offset = self.end;
+        for block in blocks {
+            let len = u32::try_from(block.len()).map_err(|_| StoreError::Io {
+                operation: "append to",
+                path: path.display().to_string(),
+                reason: format!("a block of {} bytes", block.len()),
+            })?;
+            file.write_all_at(block, offset)
+                .map_err(io_error("append to", &path))?;
+            locations.push(Location {
+                segment: self.segment,
+                offset,
+                len,
+            });
+            offset += u64::from(len);
+        }
+        file.sync_data().map_err(io_error("sync", &path))?;
+        self.end = offset;
+        Ok(locations)
+    }
+
+    /// Closes the newest segment and starts the next one.
+    fn rotate(&mut self) -> Result<()> {
+        let next = self.segment + 1;
+        let path = segment_path(&self.dir, next);
+        let file = self.create(&path)?;
+        self.file = Some(file);
+        self.segment = next;
+        self.end = 0;
+        Ok(())
+    }
+
+    /// Creates a segment's file (or reopens one a failed append left) and
+    /// makes its directory entry durable.
+    fn create(&self, path: &Path) -> Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_error("create", path))?;
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_error("sync", &self.dir))?;
+        Ok(file)
+    }
+}
+
+/// Read handles of segment files, the most recently used kept open.
+#[derive(Debug)]
+pub(crate) struct Readers {
+    dir: PathBuf,
+    open: Mutex<LruCache<u64, Arc<File>>>,
+}
+
+impl Readers {
+    pub fn new(dir: &Path) -> Readers {
+        Readers {
+            dir: dir.to_path_buf(),
+            open: Mutex::new(LruCache::new(READ_HANDLES)),
+        }
+    }
+
+    /// Reads `len` bytes at `offset` of `segment`.
+    pub fn read(&self, segment: u64, offset: u64, len: usize) -> Result<Bytes> {
+        let file = self.handle(segment)?;
+        let mut bytes = vec![0u8; len];
+        file.read_exact_at(&mut bytes, offset).map_err(|err| {
+            let path = segment_path(&self.dir, segment);
+            if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                StoreError::Corrupt {
+                    what: "segment",
+                    reason: format!(
+                        "{} ends before bytes {offset}..{} that the index points to",
+                        path.display(),
+                        offset + len as u64
+                    ),
+                }
+            } else {
+                io_error("read", &path)(err)
+            }
+        })?;
+        Ok(Bytes::from(bytes))
+    }
+
+    /// Closes the handles of deleted segments.
+    pub fn forget(&self, segments: &[u64]) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for segment in segments {
+            open.pop(segment);
+        }
+    }
+
+    fn handle(&self, segment: u64) -> Result<Arc<File>> {
+        // The cache is only a map of handles: a panic elsewhere cannot leave
+        // it inconsistent, so a poisoned lock is still usable.
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = open.get(&segment) {
+            return Ok(file.clone());
+        }
+        let path = segment_path(&self.dir, segment);
+        let file = Arc::new(File::open(&path).map_err(io_error("open", &path))?);
+        open.put(segment, file.clone());
+        Ok(file)
+    }
+}
+
+fn io_error<'a>(
+    operation: &'static str,
+    path: &'a Path,
+) -> impl Fn(std::io::Error) -> StoreError + 'a {
+    move |err| StoreError::Io {
+        operation,
+        path: path.display().to_string(),
+        reason: err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn appender(dir: &Path, log_end: Option<(u64, u64)>, indexed: &[u64]) -> Result<Appender> {
+        Appender::recover(dir, 100, log_end, &indexed.iter().copied().collect())
+    }
+
+    #[test]
+    fn location_round_trips_and_rejects_bad_lengths() {
+        let location = Location {
+            segment: 7,
+            offset: 1 << 40,
+            len: 99,
+        };
+        assert_eq!(Location::decode(&location.encode()).unwrap(), location);
+        assert!(matches!(
+            Location::decode(&[0; 19]),
+            Err(StoreError::Corrupt {
+                what: "block location",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn appends_rotate_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = appender(dir.path(), None, &[]).unwrap();
+        let a = Bytes::from(vec![1u8; 60]);
+        let b = Bytes::from(vec![2u8; 30]);
+        let c = Bytes::from(vec![3u8; 50]);
+        let first = log.append(&[&a, &b]).unwrap();
+        // 90 + 50 > 100: the next batch starts segment 2.
+        let second = log.append(&[&c]).unwrap();
+        assert_eq!(
+            [first, second].concat(),
+            [(1, 0, 60), (1, 60, 30), (2, 0, 50)].map(|(segment, offset, len)| Location {
+                segment,
+                offset,
+                len
+            })
+        );
+        assert_eq!(log.position(), (2, 50));
+        assert_eq!(list(dir.path()).unwrap(), BTreeSet::from([1, 2]));
+        let readers = Readers::new(dir.path());
+        assert_eq!(readers.read(1, 60, 30).unwrap(), b);
+        assert_eq!(readers.read(2, 0, 50).unwrap(), c);
+        assert!(matches!(
+            readers.read(2, 40, 20),
+            Err(StoreError::Corrupt {
+                what: "segment",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn recovery_cuts_the_unacknowledged_tail_and_drops_unknown_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = appender(dir.path(), None, &[]).unwrap();
+        log.append(&[&Bytes::from(vec![1u8; 40])]).unwrap();
+        log.append(&[&Bytes::from(vec![2u8; 40])]).unwrap();
+        // Segment 2 was started but the index never learned of it.
+        log.append(&[&Bytes::from(vec![3u8; 40])]).unwrap();
+        drop(log);
+
+        // The index acknowledged only the first 40 bytes of segment 1.
+        let log = appender(dir.path(), Some((1, 40)), &[1]).unwrap();
+        assert_eq!(log.position(), (1, 40));
+        assert_eq!(list(dir.path()).unwrap(), BTreeSet::from([1]));
+        let len = std::fs::metadata(segment_path(dir.path(), 1))
+            .unwrap()
+            .len();
+        assert_eq!(len, 40);
+    }
+
+    #[test]
+    fn recovery_refuses_missing_or_short_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = appender(dir.path(), None, &[]).unwrap();
+        log.append(&[&Bytes::from(vec![1u8; 40])]).unwrap();
+        drop(log);
+        let short = appender(dir.path(), Some((1, 41)), &[1]).unwrap_err();
+        assert!(
+            matches!(&short, StoreError::Corrupt { what: "segment", reason } if reason.contains("41 were written")),
+            "{short}"
+        );
+        let gone = appender(dir.path(), Some((2, 0)), &[1, 3]).unwrap_err();
+        assert!(
+            matches!(&gone, StoreError::Corrupt { what: "segment", reason } if reason.contains("0000000000000003.seg: the file is missing")),
+            "{gone}"
+        );
+    }
+}
