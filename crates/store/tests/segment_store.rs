@@ -153,7 +153,7 @@ fn a_torn_tail_is_cut_off_on_reopen() {
 
     let store = open(dir.path());
     assert_eq!(std::fs::metadata(segment).unwrap().len(), acknowledged);
-    assert_eq!(segment_files(dir.path()), [segment.clone()]);
+    assert_eq!(segment_files(dir.path()), std::slice::from_ref(segment));
     let next = write_rounds(&store, 1);
     let expected: Vec<_> = [rounds, next]
         .concat()
