@@ -7,7 +7,7 @@
 //! - `commits`, `meta` and `state`: as described in `redb_tables`.
 
 use crate::redb_tables::{
-    self, db_error, decode_block_key, encode_block_key, read_table, RawTable,
+    self, db_error, decode_block_key, encode_block_key, read_table, Commit, RawTable,
 };
 use crate::{PruneStats, Result, Store, WriteBatch};
 use ::redb::{Database, ReadableTable, TableDefinition};
@@ -17,6 +17,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 const BLOCKS: RawTable = TableDefinition::new("blocks");
+
+/// Block bytes are chosen by peers, so commits take two phases (see
+/// `redb_tables::begin_write`).
+const COMMIT: Commit = Commit::TwoPhase;
 
 /// The table layout this build reads and writes. Bump it when the layout
 /// changes, so that an older build refuses a newer file instead of misreading
@@ -79,7 +83,7 @@ impl RedbStore {
             options.cache_size_bytes,
             options.check_integrity_on_open,
         )?;
-        redb_tables::init(&db, &[BLOCKS], FORMAT_VERSION)?;
+        redb_tables::init(&db, &[BLOCKS], FORMAT_VERSION, COMMIT)?;
         Ok(RedbStore {
             db,
             path: path.to_path_buf(),
@@ -105,7 +109,7 @@ impl Store for RedbStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let txn = redb_tables::begin_write(&self.db)?;
+        let txn = redb_tables::begin_write(&self.db, COMMIT)?;
         // On error the transaction is dropped, which aborts it: nothing of
         // the batch is written.
         let sequence = redb_tables::check_commit_sequence(&txn, &batch)?;
@@ -204,7 +208,7 @@ impl Store for RedbStore {
     }
 
     fn prune(&self, below_commit: CommitIndex, below_round: Round) -> Result<PruneStats> {
-        let txn = redb_tables::begin_write(&self.db)?;
+        let txn = redb_tables::begin_write(&self.db, COMMIT)?;
         let stats = {
             let commits = redb_tables::prune_commits(&txn, below_commit)?;
             let mut blocks = txn.open_table(BLOCKS).map_err(db_error("open table"))?;

@@ -68,8 +68,13 @@ pub(crate) fn create_dir(path: &Path) -> Result<()> {
 
 /// Creates `tables` (and the shared ones) in a new file and records
 /// `format_version`, or checks the version of an existing file.
-pub(crate) fn init(db: &Database, tables: &[RawTable], format_version: u64) -> Result<()> {
-    let txn = begin_write(db)?;
+pub(crate) fn init(
+    db: &Database,
+    tables: &[RawTable],
+    format_version: u64,
+    commit: Commit,
+) -> Result<()> {
+    let txn = begin_write(db, commit)?;
     let existing = {
         // Opening a table in a write transaction creates it.
         for table in tables.iter().chain(&[COMMITS, META]) {
@@ -94,19 +99,29 @@ pub(crate) fn init(db: &Database, tables: &[RawTable], format_version: u64) -> R
     }
 }
 
+/// Whether a store's commits take two phases (see [`begin_write`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Commit {
+    OnePhase,
+    TwoPhase,
+}
+
 /// A write transaction that is durable once committed.
-pub(crate) fn begin_write(db: &Database) -> Result<WriteTransaction> {
+///
+/// With one-phase commit, redb trusts a commit slot whose checksum matches.
+/// Its docs describe a theoretical attack on that: someone who can put
+/// arbitrary bytes into a transaction, control the order in which pages
+/// reach the disk and crash the process during the fsync could make a
+/// partial transaction look committed. Two phases cost one more fsync per
+/// write and rule it out; a store whose pages hold peer-chosen bytes (block
+/// bytes) uses them.
+pub(crate) fn begin_write(db: &Database, commit: Commit) -> Result<WriteTransaction> {
     let mut txn = db.begin_write().map_err(db_error("begin write"))?;
     // Immediate is redb's default; set it anyway, since `Store::write`
     // promises it.
     txn.set_durability(Durability::Immediate)
         .map_err(db_error("set durability"))?;
-    // Stored bytes come from peers. With one-phase commit, a writer that
-    // controls part of the data and can crash the node at the right moment
-    // could, in theory, make a partial transaction look committed (see
-    // `WriteTransaction::set_two_phase_commit`); two phases cost one more
-    // fsync per write and rule it out.
-    txn.set_two_phase_commit(true);
+    txn.set_two_phase_commit(commit == Commit::TwoPhase);
     Ok(txn)
 }
 

@@ -31,8 +31,8 @@
 //! [`StoreError::Corrupt`], never served.
 
 use crate::redb_tables::{
-    self, db_error, decode_block_key, decode_u64, encode_block_key, get_u64, read_table, RawTable,
-    STATE,
+    self, db_error, decode_block_key, decode_u64, encode_block_key, get_u64, read_table, Commit,
+    RawTable, STATE,
 };
 use crate::segments::{self, Appender, Location, Readers};
 use crate::{PruneStats, Result, Store, StoreError, WriteBatch};
@@ -46,6 +46,14 @@ use std::sync::{Mutex, MutexGuard};
 
 const BLOCK_INDEX: RawTable = TableDefinition::new("block_index");
 const SEGMENTS: RawTable = TableDefinition::new("segments");
+
+/// One-phase commits for the index (see `redb_tables::begin_write`): its
+/// pages hold locations and digests this node computed, and commits whose
+/// bytes are fixed by digests, so no peer can put the arbitrary bytes the
+/// attack on one-phase commit needs into them. It spares one fsync per
+/// write, about a tenth of the write time for 1 MB batches
+/// (`bench_store`).
+const COMMIT: Commit = Commit::OnePhase;
 
 /// `state` key of the newest segment and the end of its acknowledged bytes:
 /// segment (BE u64) ‖ end (BE u64).
@@ -119,7 +127,7 @@ impl SegmentStore {
             options.index_cache_bytes,
             options.check_integrity_on_open,
         )?;
-        redb_tables::init(&index, &[BLOCK_INDEX, SEGMENTS], FORMAT_VERSION)?;
+        redb_tables::init(&index, &[BLOCK_INDEX, SEGMENTS], FORMAT_VERSION, COMMIT)?;
 
         let state = read_table(&index, STATE)?;
         let log_end = state
@@ -261,7 +269,7 @@ impl Store for SegmentStore {
             return Ok(());
         }
         let mut appender = self.lock_appender();
-        let txn = redb_tables::begin_write(&self.index)?;
+        let txn = redb_tables::begin_write(&self.index, COMMIT)?;
         // Checked before appending anything: a rejected batch leaves no
         // trace, not even dead space in a segment.
         let sequence = redb_tables::check_commit_sequence(&txn, &batch)?;
@@ -352,7 +360,7 @@ impl Store for SegmentStore {
     fn prune(&self, below_commit: CommitIndex, below_round: Round) -> Result<PruneStats> {
         let appender = self.lock_appender();
         let (newest, _) = appender.position();
-        let txn = redb_tables::begin_write(&self.index)?;
+        let txn = redb_tables::begin_write(&self.index, COMMIT)?;
         let (stats, emptied) = {
             let commits = redb_tables::prune_commits(&txn, below_commit)?;
             let mut index = txn
