@@ -15,6 +15,7 @@
 //! `summary.json` to the report directory. It exits non-zero if a check
 //! fails.
 
+use crate::chain;
 use crate::timeline::{self, Sample};
 use anyhow::{Context, Result};
 use dagstream_observer::{
@@ -22,7 +23,7 @@ use dagstream_observer::{
 };
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::{generate, GenesisParams, Profile};
-use dagstream_store::{MemStore, RedbStore, Store};
+use dagstream_store::{MemStore, Store};
 use dagstream_types::{BlockLimits, CommitRef, Committee};
 use dagstream_validator::Producer;
 use serde_json::json;
@@ -140,7 +141,7 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         ("restarted", ObserverConfig::default()),
     ] {
         let store: Arc<dyn Store> = if name == "restarted" {
-            Arc::new(RedbStore::open(&restart_dir.join("store.redb"))?)
+            chain::open_store(&restart_dir)?
         } else {
             Arc::new(MemStore::new())
         };
@@ -196,7 +197,7 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
                 .expect("lock")
                 .last()
                 .map_or(0, |c| c.index);
-            let store: Arc<dyn Store> = Arc::new(RedbStore::open(&restart_dir.join("store.redb"))?);
+            let store: Arc<dyn Store> = chain::open_store(&restart_dir)?;
             let (handle, commits) = start(
                 committee.clone(),
                 store,

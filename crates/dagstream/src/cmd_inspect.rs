@@ -1,10 +1,10 @@
 //! `dagstream inspect`: a store's range, an offline check of its whole
 //! commit chain, and any commit by index.
 
-use crate::report;
+use crate::{chain, report};
 use anyhow::{bail, Context, Result};
 use dagstream_observer::checkpoint::{CheckpointLookup, Checkpointer};
-use dagstream_store::{RedbStore, Store};
+use dagstream_store::Store;
 use dagstream_types::{BlockLimits, CommitIndex, Committee, Genesis, TrustedCommit, VerifiedBlock};
 use std::path::Path;
 
@@ -17,27 +17,21 @@ pub fn run(
     json: bool,
     checkpoint_interval_ms: u64,
 ) -> Result<()> {
-    let path = data_dir.join("store.redb");
-    if !path.exists() {
+    if chain::store_path(data_dir).is_none() {
         bail!(
             "no store in {}: is it a dagstream data dir?",
             data_dir.display()
         );
     }
-    let store = RedbStore::open(&path).with_context(|| {
-        format!(
-            "cannot open {}: is a node running on this data dir?",
-            path.display()
-        )
-    })?;
+    let store = chain::open_store(data_dir)?;
     // Signatures are checked too when the data dir holds its genesis.
     let committee = Genesis::load(data_dir)
         .ok()
         .map(Committee::new)
         .transpose()?;
     match commit {
-        Some(index) => show(&store, index, json, checkpoint_interval_ms),
-        None => verify(&store, committee.as_ref(), json),
+        Some(index) => show(store.as_ref(), index, json, checkpoint_interval_ms),
+        None => verify(store.as_ref(), committee.as_ref(), json),
     }
 }
 

@@ -6,7 +6,6 @@ use crate::{chain, http, report, shutdown};
 use anyhow::{bail, Context, Result};
 use dagstream_observer::{start_with_metrics, ObserverMetrics, ObserverStatus};
 use dagstream_publisher::Publisher;
-use dagstream_store::{RedbStore, Store};
 use dagstream_types::{CommitIndex, Committee, Genesis};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prometheus::Registry;
@@ -99,10 +98,7 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", kept.display()))?;
     }
     let committee = Arc::new(Committee::new(genesis)?);
-    let store: Arc<dyn Store> = Arc::new(
-        RedbStore::open(&args.data_dir.join("store.redb"))
-            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
-    );
+    let store = chain::open_store(&args.data_dir)?;
     chain::claim(store.as_ref(), &committee, &args.data_dir)?;
     let tip = store.last_commit_index()?;
     let mut output = match &args.output {

@@ -6,7 +6,6 @@ use crate::{chain, http, shutdown};
 use anyhow::{bail, Context, Result};
 use dagstream_publisher::ConsensusSource;
 use dagstream_sim::{CommitteeKeys, Profile, SimConfig};
-use dagstream_store::{RedbStore, Store};
 use dagstream_types::{BlockLimits, Committee, Genesis};
 use dagstream_validator::Producer;
 use prometheus::{IntGauge, Registry};
@@ -111,10 +110,7 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
     let (genesis, keys) = resolve_genesis(&args)?;
     let committee = Arc::new(Committee::new(genesis)?);
     let sim_config = resolve_sim_config(&args)?;
-    let store: Arc<dyn Store> = Arc::new(
-        RedbStore::open(&args.data_dir.join("store.redb"))
-            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
-    );
+    let store = chain::open_store(&args.data_dir)?;
     chain::claim(store.as_ref(), &committee, &args.data_dir)?;
     let producer = Producer::new(
         committee.clone(),

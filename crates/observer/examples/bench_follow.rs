@@ -14,7 +14,7 @@
 use dagstream_observer::{start, ObserverConfig};
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::SimConfig;
-use dagstream_store::{MemStore, RedbStore, Store};
+use dagstream_store::{MemStore, RedbStore, SegmentStore, Store};
 use dagstream_test_utils::client::CommitStream;
 use dagstream_test_utils::{TestChain, TestClock, TestCommittee};
 use std::sync::Arc;
@@ -90,15 +90,18 @@ async fn main() {
     );
     drop(stream);
 
+    // On the disk a node's data dir would be on, removed at the end.
+    let work = tempfile::tempdir_in(".").unwrap();
     for (name, observer_store) in [
         (
             "observer, in-memory store",
             Arc::new(MemStore::new()) as Arc<dyn Store>,
         ),
         ("observer, redb store (fsync per commit)", {
-            let dir = std::env::temp_dir().join(format!("dagstream-bench-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            Arc::new(RedbStore::open(&dir.join("store.redb")).unwrap()) as Arc<dyn Store>
+            Arc::new(RedbStore::open(&work.path().join("store.redb")).unwrap()) as Arc<dyn Store>
+        }),
+        ("observer, segment store (fsync per commit)", {
+            Arc::new(SegmentStore::open(&work.path().join("store")).unwrap()) as Arc<dyn Store>
         }),
     ] {
         let started = Instant::now();

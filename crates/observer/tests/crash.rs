@@ -10,7 +10,7 @@ mod common;
 
 use common::{committee_and_keys, validator};
 use dagstream_observer::{start, ObserverConfig};
-use dagstream_store::RedbStore;
+use dagstream_store::SegmentStore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,7 +56,7 @@ async fn sigkill_child() {
     let resume_after = acked.last().map_or(0, |(index, _)| *index);
 
     let (committee, _) = committee_and_keys();
-    let store = Arc::new(RedbStore::open(&dir.join("observer.redb")).unwrap());
+    let store = Arc::new(SegmentStore::open(&dir.join("store")).unwrap());
     let (_observer, mut commits) = start(
         committee,
         store,

@@ -4,7 +4,7 @@ mod common;
 
 use common::{committee_and_keys, consume, modes, validator, wait_status};
 use dagstream_observer::{start, Mode, ObserverConfig, SubscriberConfig};
-use dagstream_store::{MemStore, RedbStore, Store};
+use dagstream_store::{MemStore, SegmentStore, Store};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,12 +46,12 @@ async fn a_restarted_observer_resumes_with_nothing_lost_or_repeated() {
     let validator = validator(300).await;
     let (committee, _) = committee_and_keys();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("observer.redb");
+    let path = dir.path().join("store");
     let seed = common::test_seed();
     let mut received = Vec::new();
     let mut acked = 0;
     for stint in 0..4u64 {
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&path).unwrap());
+        let store: Arc<dyn Store> = Arc::new(SegmentStore::open(&path).unwrap());
         let (observer, mut commits) = start(
             committee.clone(),
             store,

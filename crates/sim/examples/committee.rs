@@ -12,7 +12,7 @@
 //! second run continues it.
 
 use dagstream_sim::{generate, CommitteeKeys, GenesisParams, Profile, Simulator};
-use dagstream_store::{RedbStore, Store};
+use dagstream_store::{SegmentStore, Store};
 use dagstream_types::{unix_time_ms, BlockLimits, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,10 +97,10 @@ fn main() {
     let committee = Arc::new(Committee::new(genesis).expect("valid genesis"));
     let config = args.profile.sim_config(args.seed);
     let limits = BlockLimits::default();
-    let store: Option<RedbStore> = args
+    let store: Option<SegmentStore> = args
         .data_dir
         .as_ref()
-        .map(|dir| RedbStore::open(&dir.join("store.redb")).expect("store opens"));
+        .map(|dir| SegmentStore::open(&dir.join("store")).expect("store opens"));
     let mut sim = match &store {
         Some(store) => Simulator::recover(committee.clone(), keys, config, &limits, store),
         None => Simulator::new(committee.clone(), keys, config, &limits),

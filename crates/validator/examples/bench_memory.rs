@@ -25,7 +25,7 @@
 
 use dagstream_publisher::{ConsensusSource, PublisherConfig};
 use dagstream_sim::{generate, GenesisParams, Profile};
-use dagstream_store::{RedbStore, Store};
+use dagstream_store::{SegmentStore, Store};
 use dagstream_test_utils::client::{connect, CommitStream};
 use dagstream_types::{unix_time_ms, BlockLimits, Committee, DEFAULT_GC_DEPTH_ROUNDS};
 use dagstream_validator::{start, system_clock, Producer};
@@ -115,7 +115,7 @@ async fn main() {
     let committee = Arc::new(Committee::new(genesis).expect("a generated genesis is valid"));
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store: Arc<dyn Store> =
-        Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("a new store"));
+        Arc::new(SegmentStore::open(&dir.path().join("store")).expect("a new store"));
     let producer = Producer::new(
         committee,
         keys,
