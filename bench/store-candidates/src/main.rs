@@ -50,10 +50,14 @@
 //!   1% more bytes), which is charged to its time.
 //! - The size on disk is the space allocated to the store's directory after
 //!   the writes, the drain and closing the store (what `du -s` reports).
+//! - Commit latencies are kept per batch; the report counts the batches slower
+//!   than 50 ms, to show stalls that an average hides.
 //! - Each round runs every candidate in a fresh directory under
 //!   `/work/tmp-bench` (not `/tmp`, which may be a RAM disk; the point is the
 //!   same disk as the project) and deletes it after. The order of the
 //!   candidates rotates from round to round so that none always goes first.
+//!   Every round gets its own tables; a last table gives the median of each
+//!   figure over the rounds.
 //!
 //! # Limits
 //! - One machine, one disk, one run of a few rounds: a comparison, not a
@@ -62,6 +66,10 @@
 //! - 400 MB of data fits in memory many times over; the cold-read setup makes
 //!   the reads hit the disk, but the engines' indexes are small enough to be
 //!   cached after the first few reads.
+//! - "Cold" means not in this kernel's page cache (the block-layer read
+//!   counters confirm the bytes were read). On a virtual machine the host may
+//!   still cache the virtual disk, so read figures can exceed what the
+//!   physical disk does.
 //! - Only the write pattern above is measured: no pruning, no overwrites, no
 //!   concurrent readers during writes.
 //!
@@ -87,6 +95,8 @@ const BATCHES: u64 = 400;
 const BLOCKS_PER_BATCH: u32 = 10;
 /// Size of one block value: 100 KiB.
 const BLOCK_SIZE: usize = 100 * 1024;
+/// Length of a block key: round (8) ‖ author (4) ‖ blake3 digest (32).
+const BLOCK_KEY_LEN: usize = 8 + 4 + 32;
 /// Size of one commit value: 1 KiB.
 const COMMIT_SIZE: usize = 1024;
 /// Point reads in the random-read phase.
@@ -159,7 +169,7 @@ impl Workload {
         let mut batches = Vec::with_capacity(BATCHES as usize);
         for round in 0..BATCHES {
             let mut bytes = Vec::with_capacity(
-                BLOCKS_PER_BATCH as usize * (44 + BLOCK_SIZE) + 8 + COMMIT_SIZE + 64,
+                BLOCKS_PER_BATCH as usize * (BLOCK_KEY_LEN + BLOCK_SIZE) + 64 + COMMIT_SIZE,
             );
             let push = |bytes: &mut Vec<u8>, key: &[u8], value: &[u8]| {
                 let key_start = bytes.len();
@@ -175,10 +185,12 @@ impl Workload {
             let mut blocks = Vec::with_capacity(BLOCKS_PER_BATCH as usize);
             for author in 0..BLOCKS_PER_BATCH {
                 rng.fill(&mut value);
-                // The real digest of the value (blake3, as dagstream's block
-                // digests), so that keys within a round are in realistic order.
+                // The real blake3 digest of the value, as in dagstream's
+                // block keys. (Round and author are unique per block here, so
+                // the digest never decides the order; it makes the keys as
+                // long and as random as real ones.)
                 let digest = blake3::hash(&value);
-                let mut key = Vec::with_capacity(44);
+                let mut key = Vec::with_capacity(BLOCK_KEY_LEN);
                 key.extend_from_slice(&round.to_be_bytes());
                 key.extend_from_slice(&author.to_be_bytes());
                 key.extend_from_slice(digest.as_bytes());
@@ -427,6 +439,10 @@ struct FjallStore {
     blocks: fjall::Keyspace,
     commits: fjall::Keyspace,
     meta: fjall::Keyspace,
+    /// Most sealed (full, not yet flushed) block memtables seen when a batch
+    /// starts. fjall halts writes while there are 4 or more, so this tells a
+    /// write stall from plain I/O contention with the background flushes.
+    max_sealed_memtables: usize,
 }
 
 impl FjallStore {
@@ -456,6 +472,7 @@ impl FjallStore {
             blocks,
             commits,
             meta,
+            max_sealed_memtables: 0,
         })
     }
 
@@ -466,6 +483,9 @@ impl FjallStore {
 
 impl Store for FjallStore {
     fn write_batch(&mut self, batch: &Batch) -> Result<()> {
+        self.max_sealed_memtables = self
+            .max_sealed_memtables
+            .max(self.blocks.sealed_memtable_count());
         let mut wb = self
             .db
             .batch()
@@ -513,10 +533,12 @@ impl Store for FjallStore {
 
     fn describe(&self) -> Option<String> {
         Some(format!(
-            "blocks: {} blob files, {} tables ({} in L0); {} compactions took {:.2} s; {} journal(s)",
+            "blocks: {} blob files, {} tables ({} in L0), at most {} sealed memtables \
+             when a batch started; {} compactions took {:.2} s; {} journal(s)",
             self.blocks.blob_file_count(),
             self.blocks.table_count(),
             self.blocks.l0_table_count(),
+            self.max_sealed_memtables,
             self.db.compactions_completed(),
             self.db.time_compacting().as_secs_f64(),
             self.db.journal_count(),
@@ -904,8 +926,7 @@ fn run_order(round: usize) -> Vec<Candidate> {
 }
 
 fn run_rounds(args: &Args, workload: &Workload) -> Result<()> {
-    let logical = workload.logical_bytes();
-    let block_bytes = workload.block_bytes();
+    let mut rounds = Vec::new();
     for round in 0..args.rounds {
         let order = run_order(round);
         let mut results = Vec::new();
@@ -925,11 +946,6 @@ fn run_rounds(args: &Args, workload: &Workload) -> Result<()> {
         }
         // Present candidates in a fixed order whatever order they ran in.
         results.sort_by_key(|m| Candidate::ALL.iter().position(|&c| c == m.candidate));
-        let raw_write = results
-            .iter()
-            .find(|m| m.candidate == Candidate::Raw)
-            .map(|m| mb_per_s(logical, m.write))
-            .expect("raw runs in every round");
 
         let order_names: Vec<&str> = order.iter().map(|c| c.name()).collect();
         println!(
@@ -937,48 +953,7 @@ fn run_rounds(args: &Args, workload: &Workload) -> Result<()> {
             round + 1,
             order_names.join(", ")
         );
-        println!("| engine | write MB/s | ratio to raw write | scan-read MB/s | point reads/s | size on disk (du) |");
-        println!("|---|---:|---:|---:|---:|---:|");
-        for m in &results {
-            let write = mb_per_s(logical, m.write);
-            println!(
-                "| {} | {:.1} | {:.2} | {:.1} | {:.0} | {:.1} MiB |",
-                m.candidate.name(),
-                write,
-                write / raw_write,
-                mb_per_s(block_bytes, m.scan),
-                POINT_READS as f64 / m.point_reads.as_secs_f64(),
-                m.disk_usage as f64 / (1 << 20) as f64,
-            );
-        }
-        println!();
-        println!(
-            "| engine | batch p50 / p99 / max ms | batches > {SLOW_BATCH_MS} ms | drain+close s | \
-             write MB/s incl. drain | disk writes (x logical) | reopen ms | disk reads: scan / points MB |"
-        );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-        for m in &results {
-            let slow = m
-                .batch_latencies
-                .iter()
-                .filter(|d| ms(**d) > SLOW_BATCH_MS as f64)
-                .count();
-            println!(
-                "| {} | {:.1} / {:.1} / {:.1} | {} | {:.2} | {:.1} | {:.1} MB ({:.2}x) | {:.1} | {:.0} / {:.0} |",
-                m.candidate.name(),
-                ms(quantile(&m.batch_latencies, 0.5)),
-                ms(quantile(&m.batch_latencies, 0.99)),
-                ms(*m.batch_latencies.last().expect("at least one batch")),
-                slow,
-                m.drain_and_close.as_secs_f64(),
-                mb_per_s(logical, m.write + m.drain_and_close),
-                m.disk_written as f64 / 1e6,
-                m.disk_written as f64 / logical as f64,
-                ms(m.reopen),
-                m.scan_disk_read as f64 / 1e6,
-                m.point_disk_read as f64 / 1e6,
-            );
-        }
+        print_round(workload, &results);
         println!(
             "\nload average (1 min) at start: {}",
             load_averages.join(", ")
@@ -989,6 +964,123 @@ fn run_rounds(args: &Args, workload: &Workload) -> Result<()> {
             }
         }
         println!();
+        rounds.push(results);
+    }
+    if rounds.len() > 1 {
+        print_medians(workload, &rounds);
     }
     Ok(())
+}
+
+/// The main figures of one candidate in one round.
+struct Figures {
+    write_mb_s: f64,
+    ratio_to_raw_write: f64,
+    scan_mb_s: f64,
+    point_reads_per_s: f64,
+    disk_usage_mib: f64,
+}
+
+/// The figures of each candidate of one round, in `Candidate::ALL` order.
+fn figures(workload: &Workload, results: &[Measurement]) -> Vec<Figures> {
+    let logical = workload.logical_bytes();
+    let raw_write = results
+        .iter()
+        .find(|m| m.candidate == Candidate::Raw)
+        .map(|m| mb_per_s(logical, m.write))
+        .expect("raw runs in every round");
+    results
+        .iter()
+        .map(|m| {
+            let write_mb_s = mb_per_s(logical, m.write);
+            Figures {
+                write_mb_s,
+                ratio_to_raw_write: write_mb_s / raw_write,
+                scan_mb_s: mb_per_s(workload.block_bytes(), m.scan),
+                point_reads_per_s: POINT_READS as f64 / m.point_reads.as_secs_f64(),
+                disk_usage_mib: m.disk_usage as f64 / (1 << 20) as f64,
+            }
+        })
+        .collect()
+}
+
+const MAIN_TABLE_HEADER: &str = "| engine | write MB/s | ratio to raw write | scan-read MB/s | point reads/s | size on disk (du) |\n\
+                                 |---|---:|---:|---:|---:|---:|";
+
+fn print_main_row(candidate: Candidate, f: &Figures) {
+    println!(
+        "| {} | {:.1} | {:.2} | {:.1} | {:.0} | {:.1} MiB |",
+        candidate.name(),
+        f.write_mb_s,
+        f.ratio_to_raw_write,
+        f.scan_mb_s,
+        f.point_reads_per_s,
+        f.disk_usage_mib,
+    );
+}
+
+fn print_round(workload: &Workload, results: &[Measurement]) {
+    let logical = workload.logical_bytes();
+    println!("{MAIN_TABLE_HEADER}");
+    for (m, f) in results.iter().zip(figures(workload, results)) {
+        print_main_row(m.candidate, &f);
+    }
+    println!();
+    println!(
+        "| engine | batch p50 / p99 / max ms | batches > {SLOW_BATCH_MS} ms | drain+close s | \
+         write MB/s incl. drain | disk writes (x logical) | reopen ms | disk reads: scan / points MB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for m in results {
+        let slow = m
+            .batch_latencies
+            .iter()
+            .filter(|d| ms(**d) > SLOW_BATCH_MS as f64)
+            .count();
+        println!(
+            "| {} | {:.1} / {:.1} / {:.1} | {} | {:.2} | {:.1} | {:.1} MB ({:.2}x) | {:.1} | {:.0} / {:.0} |",
+            m.candidate.name(),
+            ms(quantile(&m.batch_latencies, 0.5)),
+            ms(quantile(&m.batch_latencies, 0.99)),
+            ms(*m.batch_latencies.last().expect("at least one batch")),
+            slow,
+            m.drain_and_close.as_secs_f64(),
+            mb_per_s(logical, m.write + m.drain_and_close),
+            m.disk_written as f64 / 1e6,
+            m.disk_written as f64 / logical as f64,
+            ms(m.reopen),
+            m.scan_disk_read as f64 / 1e6,
+            m.point_disk_read as f64 / 1e6,
+        );
+    }
+}
+
+/// Per candidate, the median of each figure over the rounds (each column on
+/// its own, so a row may mix rounds; the ratio is the median of the per-round
+/// ratios, not a ratio of medians).
+fn print_medians(workload: &Workload, rounds: &[Vec<Measurement>]) {
+    let per_round: Vec<Vec<Figures>> = rounds.iter().map(|r| figures(workload, r)).collect();
+    println!("## Median of {} rounds\n", rounds.len());
+    println!("{MAIN_TABLE_HEADER}");
+    for (i, &candidate) in Candidate::ALL.iter().enumerate() {
+        let median = |get: fn(&Figures) -> f64| {
+            let mut values: Vec<f64> = per_round.iter().map(|r| get(&r[i])).collect();
+            values.sort_by(f64::total_cmp);
+            let n = values.len();
+            if n % 2 == 1 {
+                values[n / 2]
+            } else {
+                (values[n / 2 - 1] + values[n / 2]) / 2.0
+            }
+        };
+        let f = Figures {
+            write_mb_s: median(|f| f.write_mb_s),
+            ratio_to_raw_write: median(|f| f.ratio_to_raw_write),
+            scan_mb_s: median(|f| f.scan_mb_s),
+            point_reads_per_s: median(|f| f.point_reads_per_s),
+            disk_usage_mib: median(|f| f.disk_usage_mib),
+        };
+        print_main_row(candidate, &f);
+    }
+    println!();
 }

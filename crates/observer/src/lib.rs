@@ -17,6 +17,8 @@
 //! - [`sequencer`]: the one place commits enter the chain, from either
 //!   path: the next ones become one atomic write batch, checkpoint keys
 //!   included; a repeat must match what was persisted.
+//! - `persist`: each batch written on the blocking pool while the node
+//!   verifies the next, one write in flight.
 //! - [`checkpoint`]: deterministic grouping of commits into checkpoints,
 //!   and their stored form.
 //! - [`delivery`]: persisted commits to the consumer, in order, each once,
@@ -31,10 +33,11 @@
 //! selection ─▶ connection ─block stream──▶ verify_blocks ─▶ derive ──────────┐
 //!                  ▲      └commit stream─▶ verify_commit_batch ─────────────┤
 //!                  │ Start/Stop                                              ▼
-//!   state_machine ◀┴─ lag, queue length ─────────────── sequencer ─▶ one atomic write
-//!                                                           │   (StoreSource: store,
-//!                                                           │    then relay feed)
-//!                                  consumer ◀─ delivery ◀───┘
+//!   state_machine ◀┴─ lag, queue length ─────────────── sequencer ─▶ persist: one atomic
+//!                                                                     write in flight
+//!                                                                     (StoreSource: store,
+//!                                                                      then relay feed)
+//!                                  consumer ◀─ delivery ◀── durable ────────┘
 //! ```
 
 pub mod checkpoint;
@@ -45,6 +48,7 @@ mod error;
 pub mod handle;
 pub mod metrics;
 mod node;
+mod persist;
 pub mod sequencer;
 #[cfg(test)]
 mod sequencer_tests;

@@ -9,8 +9,9 @@
 //! - verifies received blocks ([`verify_blocks`]) and derives commits from
 //!   them ([`Deriver`]);
 //! - verifies commit batches against its own chain ([`verify_commit_batch`]);
-//! - sequences both ([`Sequencer`]), writes each batch atomically through
-//!   the relay source, and queues the persisted commits for the consumer
+//! - sequences both ([`Sequencer`]) and writes each batch atomically
+//!   through the relay source ([`Persister`]) while it verifies the next;
+//! - queues the commits each write made durable for the consumer
 //!   ([`Delivery`]).
 //!
 //! A slow consumer stops the task from taking input, so the block queue
@@ -20,6 +21,7 @@ use crate::config::ObserverConfig;
 use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
 use crate::metrics::ObserverMetrics;
+use crate::persist::Persister;
 use crate::sequencer::Sequencer;
 use crate::state_machine::{Command, Degradation, Observation, SubscriberStateMachine};
 use crate::status::ObserverStatus;
@@ -67,11 +69,14 @@ fn faulty(err: ObserverError) -> Result<Option<SessionEnd>> {
 pub(crate) struct Node {
     committee: Arc<Committee>,
     store: Arc<dyn Store>,
-    source: Arc<StoreSource>,
     config: ObserverConfig,
     machine: SubscriberStateMachine,
     deriver: Deriver,
     sequencer: Sequencer,
+    persister: Persister,
+    /// The highest commit the store holds: the sequencer's tip, or the one
+    /// before the batch in flight.
+    persisted: CommitIndex,
     delivery: Delivery,
     status: ObserverStatus,
     metrics: ObserverMetrics,
@@ -100,7 +105,8 @@ impl Node {
             },
             committee,
             store,
-            source,
+            persister: Persister::new(source),
+            persisted: tip,
             config,
             machine,
             deriver,
@@ -152,7 +158,7 @@ impl Node {
             );
             let connection = tokio::select! {
                 connection = connecting => connection,
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.changed() => return self.settle().await,
             };
             let mut connection = match connection {
                 Ok(connection) => connection,
@@ -186,7 +192,8 @@ impl Node {
                 upstreams.progressed();
             }
             let label = match end {
-                SessionEnd::Shutdown => return Ok(()),
+                // What was sequenced is made durable before the node stops.
+                SessionEnd::Shutdown => return self.settle().await,
                 SessionEnd::Degraded(reason) => {
                     warn!(upstream = %address, reason, "cannot keep up; backing off");
                     upstreams.failed();
@@ -232,10 +239,15 @@ impl Node {
         let mut received = Vec::with_capacity(MAX_BLOCKS_PER_STEP);
         loop {
             let room = self.delivery.has_room(self.tip_index());
-            let undelivered = self.delivery.pending(self.tip_index());
+            let undelivered = self.delivery.pending(self.persisted);
+            let writing = self.persister.busy();
             let end = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+                written = self.persister.finish(), if writing => {
+                    self.on_persisted(written?);
+                    None
+                }
                 permit = consumer.reserve(), if undelivered => {
                     let Ok(permit) = permit else { return Ok(SessionEnd::Shutdown) };
                     permit.send(self.delivery.take_next(self.store.as_ref())?);
@@ -313,9 +325,9 @@ impl Node {
             self.metrics.commit_lag.set(lag as i64);
         }
         let last_closed = self.sequencer.last_closed_checkpoint();
-        self.status.local_highest_commit = self.tip_index();
+        self.status.local_highest_commit = self.persisted;
         self.status.caught_up =
-            observation.upstream_highest_commit == Some(self.tip_index()) && last_closed.is_some();
+            observation.upstream_highest_commit == Some(self.persisted) && last_closed.is_some();
         self.status.last_closed_checkpoint = last_closed.map(|c| c.sequence);
         let _ = status.send(self.status.clone());
         Ok(None)
@@ -337,6 +349,8 @@ impl Node {
     ) -> Result<Option<SessionEnd>> {
         for command in commands {
             if command == Command::StartBlocks {
+                // The resync reads the chain back from the store.
+                self.settle().await?;
                 self.deriver.resync(self.tip_index(), self.store.as_ref())?;
             }
             let positions = Positions {
@@ -377,7 +391,7 @@ impl Node {
         };
         self.metrics.blocks_verified.inc_by(verified.len() as u64);
         let commits = self.deriver.add_blocks(verified)?;
-        self.sequence(commits)?;
+        self.sequence(commits).await?;
         Ok(ended)
     }
 
@@ -387,6 +401,11 @@ impl Node {
         let Some(first) = response.commits.first().map(|c| c.commit_index) else {
             return Ok(None);
         };
+        if first <= self.tip_index() {
+            // A batch that starts at or below the tip chains to a commit
+            // read from the store: it must be there.
+            self.settle().await?;
+        }
         let previous = match self.sequencer.chain_before(first, self.store.as_ref()) {
             Ok(previous) => previous,
             Err(err) => return faulty(err),
@@ -399,26 +418,42 @@ impl Node {
         .await
         .expect("commit verification does not panic");
         match verified {
-            Ok(sub_dags) => self.sequence(sub_dags).map(|()| None),
+            Ok(sub_dags) => self.sequence(sub_dags).await.map(|()| None),
             Err(err) => faulty(err),
         }
     }
 
-    /// Sequences commits, persists the new ones in one atomic write (which
-    /// also announces them to relayed subscribers), and queues them for
-    /// the consumer.
-    fn sequence(&mut self, sub_dags: Vec<CommittedSubDag>) -> Result<()> {
+    /// Sequences commits and starts writing the new ones in one atomic
+    /// write (which also announces them to relayed subscribers), once the
+    /// previous write is durable.
+    async fn sequence(&mut self, sub_dags: Vec<CommittedSubDag>) -> Result<()> {
+        // The sequencer compares repeats with the store, and counts what it
+        // sequenced as written.
+        self.settle().await?;
         let Some(sequenced) = self.sequencer.sequence(sub_dags, self.store.as_ref())? else {
             return Ok(());
         };
-        self.source.write(sequenced.batch)?;
-        self.metrics
-            .commits_persisted
-            .inc_by(sequenced.sub_dags.len() as u64);
-        self.metrics.highest_commit.set(self.tip_index() as i64);
         self.status.checkpoint = self.sequencer.open_checkpoint().map(|o| o.sequence);
-        self.delivery.push(sequenced.sub_dags);
+        self.persister.start(sequenced);
         Ok(())
+    }
+
+    /// Waits until everything sequenced is durable.
+    async fn settle(&mut self) -> Result<()> {
+        let written = self.persister.finish().await?;
+        self.on_persisted(written);
+        Ok(())
+    }
+
+    /// Queues commits that a write made durable for the consumer.
+    fn on_persisted(&mut self, written: Vec<DeliveredSubDag>) {
+        let Some(last) = written.last().map(|c| c.index()) else {
+            return;
+        };
+        self.persisted = last;
+        self.metrics.commits_persisted.inc_by(written.len() as u64);
+        self.metrics.highest_commit.set(last as i64);
+        self.delivery.push(written);
     }
 }
 

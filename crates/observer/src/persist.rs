@@ -1,0 +1,173 @@
+//! Persistence behind verification: a sequenced batch is written on the
+//! blocking pool while the node verifies the next one.
+//!
+//! At most one write is in flight. The node hands each batch over
+//! ([`Persister::start`]) only after the previous one is durable
+//! ([`Persister::finish`]), so batches reach the store in sequence order,
+//! and the sequencer's rule (write a batch before sequencing the next)
+//! holds. What a write made durable goes to the consumer only once it is.
+//! The cost of overlapping is one batch of memory, which the sequencer
+//! already bounds.
+
+use crate::delivery::DeliveredSubDag;
+use crate::sequencer::Sequenced;
+use crate::Result;
+use dagstream_publisher::StoreSource;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Writes sequenced batches through the relay source, one at a time.
+pub(crate) struct Persister {
+    source: Arc<StoreSource>,
+    in_flight: Option<InFlight>,
+}
+
+struct InFlight {
+    write: JoinHandle<Result<()>>,
+    sub_dags: Vec<DeliveredSubDag>,
+}
+
+impl Persister {
+    pub fn new(source: Arc<StoreSource>) -> Persister {
+        Persister {
+            source,
+            in_flight: None,
+        }
+    }
+
+    /// Whether a write is in flight.
+    pub fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Starts writing `sequenced`. The previous write must be finished.
+    pub fn start(&mut self, sequenced: Sequenced) {
+        debug_assert!(self.in_flight.is_none(), "one write at a time");
+        let source = self.source.clone();
+        let batch = sequenced.batch;
+        let write = tokio::task::spawn_blocking(move || Ok(source.write(batch)?));
+        self.in_flight = Some(InFlight {
+            write,
+            sub_dags: sequenced.sub_dags,
+        });
+    }
+
+    /// Waits for the write in flight, if any, and returns the commits it
+    /// made durable. Cancel-safe: if the wait is dropped, the write stays in
+    /// flight and the next call waits for it again.
+    pub async fn finish(&mut self) -> Result<Vec<DeliveredSubDag>> {
+        let Some(in_flight) = self.in_flight.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let written = (&mut in_flight.write)
+            .await
+            .expect("store writes do not panic");
+        let in_flight = self.in_flight.take().expect("checked above");
+        written.map(|()| in_flight.sub_dags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sequencer::Sequencer;
+    use dagstream_sim::SimConfig;
+    use dagstream_store::{MemStore, PruneStats, Store, WriteBatch};
+    use dagstream_test_utils::TestCommittee;
+    use dagstream_types::{BlockRef, CommitIndex, Round, TrustedCommit};
+    use futures::FutureExt;
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+
+    /// A store whose writes wait for a go-ahead, one per write.
+    struct GatedStore {
+        inner: MemStore,
+        gate: Mutex<mpsc::Receiver<()>>,
+    }
+
+    impl Store for GatedStore {
+        fn write(&self, batch: WriteBatch) -> dagstream_store::Result<()> {
+            let _ = self.gate.lock().unwrap().recv();
+            self.inner.write(batch)
+        }
+        fn read_block(&self, b: &BlockRef) -> dagstream_store::Result<Option<bytes::Bytes>> {
+            self.inner.read_block(b)
+        }
+        fn contains_block(&self, b: &BlockRef) -> dagstream_store::Result<bool> {
+            self.inner.contains_block(b)
+        }
+        fn scan_blocks(
+            &self,
+            from: BlockRef,
+            to_round: Round,
+            limit: usize,
+        ) -> dagstream_store::Result<Vec<(BlockRef, bytes::Bytes)>> {
+            self.inner.scan_blocks(from, to_round, limit)
+        }
+        fn highest_block_round(&self) -> dagstream_store::Result<Option<Round>> {
+            self.inner.highest_block_round()
+        }
+        fn read_commit(&self, i: CommitIndex) -> dagstream_store::Result<Option<TrustedCommit>> {
+            self.inner.read_commit(i)
+        }
+        fn scan_commits(
+            &self,
+            from: CommitIndex,
+            limit: usize,
+        ) -> dagstream_store::Result<Vec<TrustedCommit>> {
+            self.inner.scan_commits(from, limit)
+        }
+        fn last_commit(&self) -> dagstream_store::Result<Option<TrustedCommit>> {
+            self.inner.last_commit()
+        }
+        fn last_commit_index(&self) -> dagstream_store::Result<CommitIndex> {
+            self.inner.last_commit_index()
+        }
+        fn commit_range(&self) -> dagstream_store::Result<Option<(CommitIndex, CommitIndex)>> {
+            self.inner.commit_range()
+        }
+        fn read_meta(&self, key: &str) -> dagstream_store::Result<Option<bytes::Bytes>> {
+            self.inner.read_meta(key)
+        }
+        fn prune(&self, c: CommitIndex, r: Round) -> dagstream_store::Result<PruneStats> {
+            self.inner.prune(c, r)
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_are_handed_back_only_once_durable() {
+        let fixture = TestCommittee::new(4, 5);
+        let mut sim = fixture.simulator(SimConfig::default());
+        let commits: Vec<_> = (0..10)
+            .flat_map(|_| sim.produce_round().unwrap().commits)
+            .collect();
+        assert!(!commits.is_empty());
+        let (go, gate) = mpsc::channel();
+        let store = Arc::new(GatedStore {
+            inner: MemStore::new(),
+            gate: Mutex::new(gate),
+        });
+        let source = Arc::new(StoreSource::new(store.clone(), fixture.committee.clone()).unwrap());
+        let mut sequencer = Sequencer::recover(store.as_ref(), 200).unwrap();
+        let mut persister = Persister::new(source);
+        assert!(persister.finish().await.unwrap().is_empty());
+
+        let sequenced = sequencer.sequence(commits.clone(), store.as_ref());
+        persister.start(sequenced.unwrap().unwrap());
+        assert!(persister.busy());
+        // The write waits at the gate: nothing is durable, nothing comes back.
+        assert!(persister.finish().now_or_never().is_none());
+        assert_eq!(store.last_commit_index().unwrap(), 0);
+
+        go.send(()).unwrap();
+        let written = persister.finish().await.unwrap();
+        assert!(!persister.busy());
+        let indexes: Vec<_> = written.iter().map(|c| c.index()).collect();
+        let expected: Vec<_> = commits.iter().map(|c| c.index()).collect();
+        assert_eq!(indexes, expected);
+        assert_eq!(
+            store.last_commit_index().unwrap(),
+            *expected.last().unwrap()
+        );
+    }
+}
