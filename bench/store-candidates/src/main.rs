@@ -721,6 +721,17 @@ fn evict_from_page_cache(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The batches whose commit took longer than `SLOW_BATCH_MS`: (batch number,
+/// latency).
+fn slow_batches(m: &Measurement) -> Vec<(usize, Duration)> {
+    m.batch_latencies
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, d)| ms(*d) > SLOW_BATCH_MS as f64)
+        .collect()
+}
+
 /// The 1-minute load average, from `/proc/loadavg`.
 fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
@@ -752,7 +763,7 @@ struct Measurement {
     candidate: Candidate,
     /// Time from the first write to the return of the last durable commit.
     write: Duration,
-    /// Per-batch commit latencies, sorted.
+    /// Per-batch commit latencies, in write order.
     batch_latencies: Vec<Duration>,
     /// Time to finish background work after the last commit, and to close.
     drain_and_close: Duration,
@@ -789,7 +800,6 @@ fn measure(candidate: Candidate, dir: &Path, workload: &Workload) -> Result<Meas
     drop(store);
     let drain_and_close = drain_start.elapsed();
     let disk_written = IoCounters::now()?.since(io_before).write_bytes;
-    batch_latencies.sort();
     let disk_usage = disk_usage(dir)?;
 
     // --- scan, cold ---
@@ -962,6 +972,19 @@ fn run_rounds(args: &Args, workload: &Workload) -> Result<()> {
             if let Some(text) = &m.describe {
                 println!("\n{}: {}", m.candidate.name(), text);
             }
+            // Where the slow batches fall shows whether they are periodic
+            // (fjall: one per memtable flush, every ~64 MiB) or random noise.
+            let slow: Vec<String> = slow_batches(m)
+                .iter()
+                .map(|(i, d)| format!("#{i} {:.0} ms", ms(*d)))
+                .collect();
+            if !slow.is_empty() {
+                println!(
+                    "\n{} batches > {SLOW_BATCH_MS} ms: {}",
+                    m.candidate.name(),
+                    slow.join(", ")
+                );
+            }
         }
         println!();
         rounds.push(results);
@@ -1032,18 +1055,15 @@ fn print_round(workload: &Workload, results: &[Measurement]) {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for m in results {
-        let slow = m
-            .batch_latencies
-            .iter()
-            .filter(|d| ms(**d) > SLOW_BATCH_MS as f64)
-            .count();
+        let mut sorted = m.batch_latencies.clone();
+        sorted.sort();
         println!(
             "| {} | {:.1} / {:.1} / {:.1} | {} | {:.2} | {:.1} | {:.1} MB ({:.2}x) | {:.1} | {:.0} / {:.0} |",
             m.candidate.name(),
-            ms(quantile(&m.batch_latencies, 0.5)),
-            ms(quantile(&m.batch_latencies, 0.99)),
-            ms(*m.batch_latencies.last().expect("at least one batch")),
-            slow,
+            ms(quantile(&sorted, 0.5)),
+            ms(quantile(&sorted, 0.99)),
+            ms(*sorted.last().expect("at least one batch")),
+            slow_batches(m).len(),
             m.drain_and_close.as_secs_f64(),
             mb_per_s(logical, m.write + m.drain_and_close),
             m.disk_written as f64 / 1e6,

@@ -21,8 +21,7 @@
 
 use crate::{DagState, LeaderSchedule};
 use dagstream_types::StakeAggregator;
-use dagstream_types::{AuthorityIndex, BlockRef, Committee, Round, VerifiedBlock};
-use std::collections::HashSet;
+use dagstream_types::{AuthorityIndex, BlockRef, Committee, RefSet, Round, VerifiedBlock};
 
 /// How a leader was decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,18 +184,14 @@ impl Committer {
 }
 
 /// The blocks at `leader.round + 1` that have `leader` among their ancestors.
-fn votes_for(dag: &DagState, leader: BlockRef) -> HashSet<BlockRef> {
+fn votes_for(dag: &DagState, leader: BlockRef) -> RefSet {
     dag.blocks_at_round(leader.round + 1)
         .filter(|b| b.ancestors().contains(&leader))
         .map(|b| b.reference())
         .collect()
 }
 
-fn is_certificate(
-    committee: &Committee,
-    candidate: &VerifiedBlock,
-    votes: &HashSet<BlockRef>,
-) -> bool {
+fn is_certificate(committee: &Committee, candidate: &VerifiedBlock, votes: &RefSet) -> bool {
     let mut stake = StakeAggregator::new(committee);
     for ancestor in candidate.ancestors() {
         if votes.contains(ancestor) {
@@ -211,7 +206,7 @@ fn has_certified_link(dag: &DagState, anchor: &VerifiedBlock, leader: BlockRef) 
     let committee = dag.committee();
     let certificate_round = leader.round + 2;
     let votes = votes_for(dag, leader);
-    let mut visited = HashSet::new();
+    let mut visited = RefSet::default();
     let mut stack = vec![anchor.clone()];
     while let Some(block) = stack.pop() {
         if block.round() == certificate_round {

@@ -2,8 +2,8 @@
 //! for their ancestors.
 
 use crate::{DagError, Result};
-use dagstream_types::{AuthorityIndex, BlockRef, Committee, Round, VerifiedBlock};
-use std::collections::{BTreeMap, HashMap};
+use dagstream_types::{AuthorityIndex, BlockRef, Committee, RefMap, Round, VerifiedBlock};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The DAG of accepted blocks above the GC round.
@@ -18,7 +18,7 @@ pub struct DagState {
     /// commit already holds them.
     accepted: BTreeMap<BlockRef, Accepted>,
     /// Blocks waiting for ancestors, with how many are still missing.
-    pending: HashMap<BlockRef, (VerifiedBlock, usize)>,
+    pending: RefMap<(VerifiedBlock, usize)>,
     /// Missing block → the pending blocks that wait for it.
     waiters: BTreeMap<BlockRef, Vec<BlockRef>>,
     max_pending_blocks: usize,
@@ -49,7 +49,7 @@ impl DagState {
         DagState {
             committee,
             accepted,
-            pending: HashMap::new(),
+            pending: RefMap::default(),
             waiters: BTreeMap::new(),
             max_pending_blocks,
             gc_round: 0,

@@ -2,9 +2,8 @@
 
 use crate::{DagError, DagState, Result};
 use dagstream_types::{
-    BlockRef, Commit, CommitIndex, CommittedSubDag, Digest, Round, TrustedCommit, VerifiedBlock,
+    Commit, CommitIndex, CommittedSubDag, Digest, RefSet, Round, TrustedCommit, VerifiedBlock,
 };
-use std::collections::HashSet;
 
 /// Builds one [`CommittedSubDag`] per committed leader and chains the commits.
 ///
@@ -48,7 +47,8 @@ impl Linearizer {
     pub fn commit(&mut self, dag: &mut DagState, leader: VerifiedBlock) -> Result<CommittedSubDag> {
         let gc_round = self.gc_round();
         let mut blocks = vec![leader.clone()];
-        let mut visited: HashSet<BlockRef> = HashSet::from([leader.reference()]);
+        let mut visited = RefSet::default();
+        visited.insert(leader.reference());
         let mut next = 0;
         while next < blocks.len() {
             let ancestors = blocks[next].ancestors().to_vec();

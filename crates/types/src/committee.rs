@@ -3,6 +3,7 @@
 
 use crate::error::bcs_encode;
 use crate::{AuthorityIndex, Digest, Epoch, PublicKey, Result, Round, Stake, TypesError};
+use ed25519_consensus::VerificationKey;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -79,7 +80,7 @@ impl Genesis {
 #[derive(Clone, Debug)]
 pub struct Committee {
     genesis: Genesis,
-    verifying_keys: Vec<VerifyingKey>,
+    verifying_keys: Vec<VerificationKey>,
     total_stake: Stake,
     quorum_threshold: Stake,
     digest: Digest,
@@ -117,11 +118,21 @@ impl Committee {
             total_stake = total_stake
                 .checked_add(authority.stake)
                 .ok_or_else(|| invalid("total stake overflows u64".into()))?;
-            let key = VerifyingKey::from_bytes(&authority.public_key.0).map_err(|_| {
+            let bad_key = || {
                 invalid(format!(
                     "authority {position} has an invalid Ed25519 public key"
                 ))
-            })?;
+            };
+            // A small-order key would accept signatures its owner did not
+            // make (signature checks follow ZIP-215, which allows them).
+            let parsed =
+                VerifyingKey::from_bytes(&authority.public_key.0).map_err(|_| bad_key())?;
+            if parsed.is_weak() {
+                return Err(invalid(format!(
+                    "authority {position} has a small-order Ed25519 public key"
+                )));
+            }
+            let key = VerificationKey::try_from(authority.public_key.0).map_err(|_| bad_key())?;
             if verifying_keys.contains(&key) {
                 return Err(invalid(format!(
                     "authority {position} repeats another authority's public key"
@@ -186,7 +197,7 @@ impl Committee {
         stake >= self.quorum_threshold
     }
 
-    pub(crate) fn verifying_key(&self, index: AuthorityIndex) -> Option<&VerifyingKey> {
+    pub(crate) fn verifying_key(&self, index: AuthorityIndex) -> Option<&VerificationKey> {
         self.verifying_keys.get(index as usize)
     }
 

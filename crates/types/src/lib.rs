@@ -84,7 +84,7 @@ pub use crypto::{PublicKey, Signature};
 pub use digest::Digest;
 pub use error::{Result, TypesError};
 pub use limits::BlockLimits;
-pub use reference::{BlockRef, CommitIndex, CommitRef};
+pub use reference::{BlockRef, CommitIndex, CommitRef, RefHasher, RefMap, RefSet};
 pub use stake::StakeAggregator;
 pub use time::unix_time_ms;
 

@@ -65,6 +65,17 @@ impl fmt::Debug for BlockRef {
     }
 }
 
+/// The hasher of maps and sets keyed by [`BlockRef`]s, which consensus
+/// hashes on every step: foldhash, several times faster than std's SipHash
+/// (about a tenth of an observer's CPU following a live chain). It is seeded
+/// per process, so digests ground by a Byzantine author cannot be aimed at
+/// its collisions.
+pub type RefHasher = foldhash::fast::RandomState;
+/// A set of [`BlockRef`]s with [`RefHasher`].
+pub type RefSet = std::collections::HashSet<BlockRef, RefHasher>;
+/// A map keyed by [`BlockRef`]s with [`RefHasher`].
+pub type RefMap<V> = std::collections::HashMap<BlockRef, V, RefHasher>;
+
 /// Position in the commit sequence. The first commit has index 1.
 pub type CommitIndex = u64;
 

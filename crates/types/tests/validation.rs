@@ -308,6 +308,55 @@ fn committee_validation() {
         Committee::new(genesis),
         Err(TypesError::InvalidCommittee { .. })
     ));
+    // The identity point: a small-order key, which would accept signatures
+    // nobody made.
+    let mut genesis = common::genesis();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    genesis.authorities[2].public_key = PublicKey(identity);
+    assert_eq!(
+        Committee::new(genesis).unwrap_err(),
+        TypesError::InvalidCommittee {
+            reason: "authority 2 has a small-order Ed25519 public key".into()
+        }
+    );
+}
+
+#[test]
+fn a_batch_accepts_what_one_by_one_accepts() {
+    let f = Fixture::new();
+    let blocks: Vec<Bytes> = (0..4).map(|a| f.signed(f.block(a), a)).collect();
+    let verified = VerifiedBlock::verify_batch(blocks.clone(), &f.committee, &limits()).unwrap();
+    let one_by_one: Vec<_> = blocks
+        .iter()
+        .map(|b| f.verify(b.clone()).unwrap())
+        .collect();
+    assert_eq!(verified, one_by_one);
+    assert_eq!(
+        VerifiedBlock::verify_batch(vec![], &f.committee, &limits()).unwrap(),
+        vec![]
+    );
+}
+
+#[test]
+fn a_batch_names_its_forged_block() {
+    let f = Fixture::new();
+    let mut blocks: Vec<Bytes> = (0..4).map(|a| f.signed(f.block(a), a)).collect();
+    // Authority 3 signs a block that claims authority 2.
+    blocks[2] = f.signed(f.block(2), 3);
+    assert_eq!(
+        VerifiedBlock::verify_batch(blocks.clone(), &f.committee, &limits()).unwrap_err(),
+        TypesError::InvalidSignature {
+            author: 2,
+            round: 2
+        }
+    );
+    // A structural fault is found before any signature is checked.
+    blocks[3] = Bytes::from_static(b"not a block");
+    assert!(matches!(
+        VerifiedBlock::verify_batch(blocks, &f.committee, &limits()).unwrap_err(),
+        TypesError::Malformed { .. }
+    ));
 }
 
 #[test]
