@@ -4,6 +4,13 @@
 //! serde only implements `Serialize` for arrays up to 32 elements and encodes
 //! them element by element; this module gives every `[u8; N]` field of the
 //! data model one encoding whatever its length.
+//!
+//! Arrays whose length is a multiple of 8 (digests, keys, signatures) go
+//! through serde as a tuple of little-endian `u64` words. In BCS, which
+//! writes a `u64` as its 8 little-endian bytes and a tuple as its elements
+//! back to back, those are exactly the array's bytes; decoding takes an
+//! eighth of the calls, which matters for the hundred digests of a block's
+//! ancestors.
 
 use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
@@ -15,6 +22,13 @@ pub fn serialize<S: Serializer, const N: usize>(
 ) -> Result<S::Ok, S::Error> {
     if serializer.is_human_readable() {
         serializer.serialize_str(&hex::encode(bytes))
+    } else if N % 8 == 0 {
+        let mut tuple = serializer.serialize_tuple(N / 8)?;
+        for word in bytes.chunks_exact(8) {
+            let word: [u8; 8] = word.try_into().expect("chunks of 8");
+            tuple.serialize_element(&u64::from_le_bytes(word))?;
+        }
+        tuple.end()
     } else {
         let mut tuple = serializer.serialize_tuple(N)?;
         for byte in bytes {
@@ -35,7 +49,8 @@ pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
         })?;
         Ok(out)
     } else {
-        deserializer.deserialize_tuple(N, ArrayVisitor::<N>)
+        let len = if N % 8 == 0 { N / 8 } else { N };
+        deserializer.deserialize_tuple(len, ArrayVisitor::<N>)
     }
 }
 
@@ -50,6 +65,15 @@ impl<'de, const N: usize> Visitor<'de> for ArrayVisitor<N> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = [0u8; N];
+        if N % 8 == 0 {
+            for (i, slot) in out.chunks_exact_mut(8).enumerate() {
+                let word: u64 = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(8 * i, &self))?;
+                slot.copy_from_slice(&word.to_le_bytes());
+            }
+            return Ok(out);
+        }
         for (i, slot) in out.iter_mut().enumerate() {
             *slot = seq
                 .next_element()?
