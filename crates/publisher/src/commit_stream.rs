@@ -132,14 +132,12 @@ impl Cursor {
 /// its certificate): from the source's tail cache when recent.
 fn read_blocks(shared: &Context, index: CommitIndex, refs: &[BlockRef]) -> Result<Vec<Bytes>> {
     refs.iter()
-        .map(|reference| {
-            shared
-                .source
-                .block(reference)?
-                .ok_or(PublisherError::MissingBlock {
-                    index,
-                    block: format!("{reference:?}"),
-                })
+        .zip(shared.source.blocks(refs)?)
+        .map(|(reference, bytes)| {
+            bytes.ok_or(PublisherError::MissingBlock {
+                index,
+                block: format!("{reference:?}"),
+            })
         })
         .collect()
 }

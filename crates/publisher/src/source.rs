@@ -29,6 +29,12 @@ pub trait ConsensusSource: Send + Sync + 'static {
     /// The exact `SignedBlock` bytes of a block.
     fn block(&self, reference: &BlockRef) -> Result<Option<Bytes>>;
 
+    /// The bytes of each of `references`, in their order: a commit's blocks
+    /// at once.
+    fn blocks(&self, references: &[BlockRef]) -> Result<Vec<Option<Bytes>>> {
+        references.iter().map(|r| self.block(r)).collect()
+    }
+
     /// Blocks with ref `>= from` and round `<= to_round`, in `(round,
     /// author, digest)` order, at most `limit`.
     fn scan_blocks(
@@ -235,6 +241,26 @@ impl ConsensusSource for StoreSource {
             return Ok(Some(bytes.clone()));
         }
         Ok(self.store.read_block(reference)?)
+    }
+
+    fn blocks(&self, references: &[BlockRef]) -> Result<Vec<Option<Bytes>>> {
+        let mut out: Vec<Option<Bytes>> = {
+            let cache = self.cache.read().expect("cache lock poisoned");
+            references
+                .iter()
+                .map(|r| cache.blocks.get(r).cloned())
+                .collect()
+        };
+        // The rest in one store read: a commit's blocks were written
+        // together, so they lie together.
+        let missing: Vec<usize> = (0..out.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let refs: Vec<BlockRef> = missing.iter().map(|&i| references[i]).collect();
+            for (i, bytes) in missing.into_iter().zip(self.store.read_blocks(&refs)?) {
+                out[i] = bytes;
+            }
+        }
+        Ok(out)
     }
 
     fn scan_blocks(

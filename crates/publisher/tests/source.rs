@@ -44,6 +44,35 @@ fn cached_scans_equal_store_scans() {
 /// Memory does not grow with the chain: the tail cache keeps its rounds and
 /// commits, and the certifier its certificates, each a bounded count of
 /// small items (certificates hold block refs, never block bytes).
+/// Many blocks at once answer as one at a time, whether they come from the
+/// cache, the store, or nowhere.
+#[test]
+fn blocks_at_once_equal_blocks_one_by_one() {
+    let committee = TestCommittee::new(4, 1);
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let mut chain = TestChain::new(&committee, SimConfig::default(), store.clone());
+    chain.produce(30);
+    let source = Arc::new(
+        StoreSource::with_cache(store.clone(), committee.committee.clone(), 10, 8).unwrap(),
+    );
+    chain.restart_on(source.clone());
+    chain.produce(10);
+    // Rounds 1..=30 only in the store, 31..=40 cached as well.
+    let mut refs: Vec<BlockRef> = store
+        .scan_blocks(BlockRef::round_start(0), 40, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r)
+        .rev()
+        .step_by(3)
+        .collect();
+    refs.push(BlockRef::round_start(99));
+    let one_by_one: Vec<_> = refs.iter().map(|r| source.block(r).unwrap()).collect();
+    assert!(one_by_one.iter().filter(|b| b.is_some()).count() > 40);
+    assert_eq!(one_by_one.last(), Some(&None));
+    assert_eq!(source.blocks(&refs).unwrap(), one_by_one);
+}
+
 #[test]
 fn caches_are_bounded_whatever_the_chain_length() {
     let committee = TestCommittee::new(4, 2);

@@ -88,6 +88,13 @@ pub trait Store: Send + Sync + 'static {
     /// The exact wire bytes of a block.
     fn read_block(&self, block: &BlockRef) -> Result<Option<Bytes>>;
 
+    /// The bytes of each of `blocks`, in their order (`None` for a block not
+    /// held): what a commit names, read at once. Stores that can read
+    /// neighbouring blocks together override it.
+    fn read_blocks(&self, blocks: &[BlockRef]) -> Result<Vec<Option<Bytes>>> {
+        blocks.iter().map(|b| self.read_block(b)).collect()
+    }
+
     fn contains_block(&self, block: &BlockRef) -> Result<bool>;
 
     /// Blocks with ref `>= from`, in `(round, author, digest)` order, up to and

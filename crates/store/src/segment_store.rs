@@ -223,7 +223,7 @@ impl SegmentStore {
     /// Reads the blocks at `entries`, which are in the order to return them,
     /// one read per run of neighbours in a segment, and checks each against
     /// its digest.
-    fn read_blocks(&self, entries: &[(BlockRef, Location)]) -> Result<Vec<(BlockRef, Bytes)>> {
+    fn read_located(&self, entries: &[(BlockRef, Location)]) -> Result<Vec<(BlockRef, Bytes)>> {
         let mut out = Vec::with_capacity(entries.len());
         let mut rest = entries;
         while let Some(&(_, first)) = rest.first() {
@@ -287,8 +287,30 @@ impl Store for SegmentStore {
             return Ok(None);
         };
         let location = Location::decode(value.value())?;
-        let mut blocks = self.read_blocks(&[(*block, location)])?;
+        let mut blocks = self.read_located(&[(*block, location)])?;
         Ok(blocks.pop().map(|(_, bytes)| bytes))
+    }
+
+    fn read_blocks(&self, blocks: &[BlockRef]) -> Result<Vec<Option<Bytes>>> {
+        let table = read_table(&self.index, BLOCK_INDEX)?;
+        // (position in `blocks`, ref, location) of the blocks held, in file
+        // order, so that the blocks of one write come back in one read.
+        let mut found = Vec::with_capacity(blocks.len());
+        for (position, block) in blocks.iter().enumerate() {
+            let value = table
+                .get(encode_block_key(block).as_slice())
+                .map_err(db_error("read"))?;
+            if let Some(value) = value {
+                found.push((position, *block, Location::decode(value.value())?));
+            }
+        }
+        found.sort_by_key(|(_, _, l)| (l.segment, l.offset));
+        let entries: Vec<(BlockRef, Location)> = found.iter().map(|(_, b, l)| (*b, *l)).collect();
+        let mut out = vec![None; blocks.len()];
+        for ((position, _, _), (_, bytes)) in found.iter().zip(self.read_located(&entries)?) {
+            out[*position] = Some(bytes);
+        }
+        Ok(out)
     }
 
     fn contains_block(&self, block: &BlockRef) -> Result<bool> {
@@ -323,7 +345,7 @@ impl Store for SegmentStore {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.read_blocks(&entries)
+        self.read_located(&entries)
     }
 
     fn highest_block_round(&self) -> Result<Option<Round>> {

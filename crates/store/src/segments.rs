@@ -16,6 +16,7 @@ use bytes::Bytes;
 use lru::LruCache;
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::num::NonZeroUsize;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -222,14 +223,32 @@ impl Appender {
                 path: path.display().to_string(),
                 reason: format!("a block of {} bytes", block.len()),
             })?;
-            file.write_all_at(block, offset)
-                .map_err(io_error("append to", &path))?;
             locations.push(Location {
                 segment: self.segment,
                 offset,
                 len,
             });
             offset += u64::from(len);
+        }
+        // One gathering write for the whole batch (a mainnet commit is a
+        // hundred small blocks): a write call per block cost a quarter of
+        // an observer's CPU while catching up.
+        file.seek(SeekFrom::Start(self.end))
+            .map_err(io_error("append to", &path))?;
+        let mut slices: Vec<IoSlice<'_>> = blocks.iter().map(|b| IoSlice::new(b)).collect();
+        let mut remaining = &mut slices[..];
+        while !remaining.is_empty() {
+            // std passes at most IOV_MAX slices per call.
+            match file.write_vectored(remaining) {
+                Ok(0) => {
+                    return Err(io_error("append to", &path)(
+                        std::io::ErrorKind::WriteZero.into(),
+                    ))
+                }
+                Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(io_error("append to", &path)(err)),
+            }
         }
         file.sync_data().map_err(io_error("sync", &path))?;
         self.end = offset;

@@ -158,6 +158,23 @@ fn blocks_round_trip_byte_equal(store: &dyn Store) {
     assert_eq!(store.read_block(&other.reference()).unwrap(), None);
     assert!(!store.contains_block(&other.reference()).unwrap());
     assert_eq!(store.highest_block_round().unwrap(), Some(3));
+    // Many at once, in the order asked, missing ones and repeats included.
+    let asked = [
+        blocks[7].reference(),
+        other.reference(),
+        blocks[0].reference(),
+        blocks[7].reference(),
+        blocks[1].reference(),
+    ];
+    let expected = [
+        Some(blocks[7].serialized().clone()),
+        None,
+        Some(blocks[0].serialized().clone()),
+        Some(blocks[7].serialized().clone()),
+        Some(blocks[1].serialized().clone()),
+    ];
+    assert_eq!(store.read_blocks(&asked).unwrap(), expected);
+    assert_eq!(store.read_blocks(&[]).unwrap(), vec![]);
     // Blocks alone do not touch the commit sequence.
     assert_eq!(store.last_commit_index().unwrap(), 0);
 }

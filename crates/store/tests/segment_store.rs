@@ -210,3 +210,28 @@ fn a_second_open_of_the_same_store_fails() {
         "{err}"
     );
 }
+
+#[test]
+fn a_batch_of_more_blocks_than_one_write_call_takes_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
+    // Linux takes at most 1,024 buffers per gathering write.
+    let blocks: Vec<VerifiedBlock> = (1..=1500).map(|round| block(round, 0, 10, 0)).collect();
+    let mut batch = WriteBatch::new();
+    blocks.iter().for_each(|b| {
+        batch.add_block(b);
+    });
+    store.write(batch).unwrap();
+    drop(store);
+    let store = SegmentStore::open(dir.path()).unwrap();
+    let expected: Vec<_> = blocks
+        .iter()
+        .map(|b| (b.reference(), b.serialized().clone()))
+        .collect();
+    assert_eq!(
+        store
+            .scan_blocks(BlockRef::round_start(0), u64::MAX, usize::MAX)
+            .unwrap(),
+        expected
+    );
+}

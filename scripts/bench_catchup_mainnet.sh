@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Observer catch-up at the mainnet profile: how many times faster than the
+# chain's live rate an observer verifies and persists a long history, and
+# whether its memory stays flat meanwhile.
+#
+#   cargo build --release -p dagstream
+#   scripts/bench_catchup_mainnet.sh [HISTORY_ROUNDS]
+#
+# A validator (`--profile mainnet`: 100 authorities, 75 ms rounds, 5,000 TPS,
+# 13.3 commits per second live) first produces HISTORY_ROUNDS rounds of
+# history (default 3,000) into its store, as fast as it can, then goes on
+# live. Once it serves,
+# an observer starts from an empty data dir and follows it on loopback. Every
+# second the script samples the observer's persisted commits (its metrics)
+# and RSS (/proc), until the observer is within 20 commits of the validator.
+# It prints the samples and the catch-up rate over the whole run.
+set -euo pipefail
+
+history=${1:-3000}
+bin=${DAGSTREAM_BIN:-target/release/dagstream}
+port_v=${VALIDATOR_PORT:-7393}
+port_vm=${VALIDATOR_METRICS_PORT:-7394}
+port_om=${OBSERVER_METRICS_PORT:-7395}
+dir=$(mktemp -d ./bench-catchup.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+metric() {
+    curl -s "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name {print $2}'
+}
+
+"$bin" genesis --out "$dir/genesis" --profile mainnet --history-rounds "$history" --log-level warn
+"$bin" validator --data-dir "$dir/validator" --genesis "$dir/genesis" --profile mainnet \
+    --listen "127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_vm" --log-level warn &
+pids+=($!)
+# The genesis lies HISTORY_ROUNDS rounds in the past: the validator
+# produces them as fast as it can, then keeps to the schedule.
+until curl -s "http://127.0.0.1:$port_vm/metrics" >/dev/null; do sleep 0.5; done
+until (($(metric "$port_vm" dagstream_validator_highest_round) >= history)); do sleep 1; done
+# Then wait until it keeps the schedule (about 13 rounds a second), so that
+# it does not compete with the observer for the CPU.
+previous=$(metric "$port_vm" dagstream_validator_highest_round)
+while sleep 1; do
+    round=$(metric "$port_vm" dagstream_validator_highest_round)
+    ((round - previous <= 20)) && break
+    previous=$round
+done
+start_tip=$(metric "$port_vm" dagstream_validator_highest_commit)
+echo "validator serving, tip at commit ${start_tip:-?}"
+
+"$bin" observer --data-dir "$dir/observer" --genesis "$dir/genesis" \
+    --upstream "http://127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_om" --log-level warn &
+pids+=($!)
+observer=$!
+started=$(date +%s.%N)
+echo "| s | observer commit | validator commit | observer RSS MB |"
+echo "|---|---|---|---|"
+while true; do
+    sleep 1
+    now=$(date +%s.%N)
+    local_tip=$(metric "$port_om" dagstream_observer_commits_persisted_total)
+    tip=$(metric "$port_vm" dagstream_validator_highest_commit)
+    rss=$(awk '/^VmRSS/ {print int($2 / 1024)}' "/proc/$observer/status")
+    elapsed=$(python3 -c "print(f'{$now - $started:.0f}')")
+    echo "| $elapsed | ${local_tip:-0} | ${tip:-?} | $rss |"
+    if [[ -n "${local_tip:-}" && -n "${tip:-}" ]] && ((${local_tip%.*} + 20 >= ${tip%.*})); then
+        break
+    fi
+done
+python3 - "$started" "$now" "${local_tip%.*}" <<'PY'
+import sys
+started, ended, commits = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+seconds = ended - started
+live = 1000 / 75  # commits per second at the mainnet profile
+rate = commits / seconds
+print(f"caught up {commits} commits in {seconds:.1f} s: {rate:.0f} commits/s, {rate / live:.1f}x live ({live:.1f}/s)")
+PY
