@@ -22,7 +22,7 @@ pub fn serialize<S: Serializer, const N: usize>(
 ) -> Result<S::Ok, S::Error> {
     if serializer.is_human_readable() {
         serializer.serialize_str(&hex::encode(bytes))
-    } else if N % 8 == 0 {
+    } else if N.is_multiple_of(8) {
         let mut tuple = serializer.serialize_tuple(N / 8)?;
         for word in bytes.chunks_exact(8) {
             let word: [u8; 8] = word.try_into().expect("chunks of 8");
@@ -49,7 +49,7 @@ pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
         })?;
         Ok(out)
     } else {
-        let len = if N % 8 == 0 { N / 8 } else { N };
+        let len = if N.is_multiple_of(8) { N / 8 } else { N };
         deserializer.deserialize_tuple(len, ArrayVisitor::<N>)
     }
 }
@@ -65,7 +65,7 @@ impl<'de, const N: usize> Visitor<'de> for ArrayVisitor<N> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = [0u8; N];
-        if N % 8 == 0 {
+        if N.is_multiple_of(8) {
             for (i, slot) in out.chunks_exact_mut(8).enumerate() {
                 let word: u64 = seq
                     .next_element()?
