@@ -20,6 +20,7 @@ use dagstream_proto::v1::{
 };
 use dagstream_types::{BlockRef, CommitIndex, Round, VerifiedBlock};
 use prometheus::IntCounterVec;
+use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 use tonic::Status;
 
@@ -228,7 +229,7 @@ impl StreamKind for BlockStream {
 
     async fn next_batch(
         cursor: &mut Cursor,
-        shared: &Context,
+        shared: &Arc<Context>,
     ) -> Result<Batch<BlockStreamResponse>> {
         let (blocks, pending) = cursor.next_batch(shared).await?;
         Ok(Batch {

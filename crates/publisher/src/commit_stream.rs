@@ -14,7 +14,9 @@ use dagstream_proto::v1::{
 };
 use dagstream_types::{BlockRef, CommitIndex, TrustedCommit};
 use prometheus::IntCounterVec;
+use std::sync::Arc;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tonic::Status;
 
 pub(crate) struct Cursor {
@@ -22,6 +24,17 @@ pub(crate) struct Cursor {
     next: CommitIndex,
     preferred: u32,
     certified: watch::Receiver<CommitIndex>,
+    /// The batch being built on the blocking pool. Kept across a cancelled
+    /// [`next_batch`](Cursor::next_batch), so that no build is lost or done
+    /// twice.
+    building: Option<JoinHandle<Result<Built>>>,
+}
+
+/// What one build made: a batch, if a certificate could end it, and the
+/// next commit to send after it.
+struct Built {
+    batch: Option<Batch<CommitStreamResponse>>,
+    next: CommitIndex,
 }
 
 impl Cursor {
@@ -55,17 +68,36 @@ impl Cursor {
             next: last + 1,
             preferred: start.preferred_batch_size,
             certified: shared.certifier.watch(),
+            building: None,
         })
     }
 
     /// Waits until the next commit is certified, then builds a batch.
-    /// Cancel-safe: it awaits only while holding nothing.
-    async fn next_batch(&mut self, shared: &Context) -> Result<Batch<CommitStreamResponse>> {
+    ///
+    /// Building reads and decodes from the store, so it runs on the blocking
+    /// pool: the runtime's workers stay free for the feed, the certifier and
+    /// the sockets. The session queues up to `stream_queue_len` batches
+    /// before the subscriber takes them, so the next batches are built while
+    /// the wire carries the previous ones. Cancel-safe: a build in progress
+    /// is kept in the cursor and awaited by the next call.
+    async fn next_batch(&mut self, shared: &Arc<Context>) -> Result<Batch<CommitStreamResponse>> {
         loop {
-            let certified = *self.certified.borrow_and_update();
-            if self.next <= certified {
-                if let Some(batch) = self.build(shared, certified)? {
+            if let Some(building) = self.building.as_mut() {
+                let built = building.await.expect("building a batch does not panic");
+                self.building = None;
+                let built = built?;
+                self.next = built.next;
+                if let Some(batch) = built.batch {
                     return Ok(batch);
+                }
+            } else {
+                let certified = *self.certified.borrow_and_update();
+                if self.next <= certified {
+                    let (shared, next, preferred) = (shared.clone(), self.next, self.preferred);
+                    self.building = Some(tokio::task::spawn_blocking(move || {
+                        build(&shared, next, preferred, certified)
+                    }));
+                    continue;
                 }
             }
             if self.certified.changed().await.is_err() {
@@ -74,39 +106,44 @@ impl Cursor {
             }
         }
     }
+}
 
-    fn build(
-        &mut self,
-        shared: &Context,
-        certified: CommitIndex,
-    ) -> Result<Option<Batch<CommitStreamResponse>>> {
-        let source = &shared.source;
-        let lag = source.highest_commit_index().saturating_sub(self.next - 1);
-        let size = batch_size(lag, self.preferred) as u64;
-        let end = certified.min(self.next + size - 1);
-        let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
-        let mut commits: Vec<(TrustedCommit, Vec<Bytes>)> = Vec::new();
-        for index in self.next..=end {
-            let commit = source
-                .commit(index)?
-                .ok_or(PublisherError::MissingCommit { index })?;
-            let blocks = read_blocks(shared, index, &commit.commit().blocks)?;
-            if !budget.take(blocks.iter().map(|b| b.len()).sum()) {
-                break;
-            }
-            commits.push((commit, blocks));
+/// Builds the batch that starts at commit `next`, ends at or before commit
+/// `certified`, and fits the byte budget.
+fn build(
+    shared: &Context,
+    next: CommitIndex,
+    preferred: u32,
+    certified: CommitIndex,
+) -> Result<Built> {
+    let source = &shared.source;
+    let lag = source.highest_commit_index().saturating_sub(next - 1);
+    let size = batch_size(lag, preferred) as u64;
+    let end = certified.min(next + size - 1);
+    let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
+    let mut commits: Vec<(TrustedCommit, Vec<Bytes>)> = Vec::new();
+    for index in next..=end {
+        let commit = source
+            .commit(index)?
+            .ok_or(PublisherError::MissingCommit { index })?;
+        let blocks = read_blocks(shared, index, &commit.commit().blocks)?;
+        if !budget.take(blocks.iter().map(|b| b.len()).sum()) {
+            break;
         }
-        // The batch ends at a commit whose certificate can be shown.
-        while let Some((last, _)) = commits.last() {
-            if let Some(certificate) = shared.certifier.certificate(last.index())? {
-                self.next = last.index() + 1;
-                let certifiers = read_blocks(shared, last.index(), &certificate.blocks)?;
-                let bytes = budget.used() + certifiers.iter().map(|b| b.len()).sum::<usize>();
-                let commits: Vec<CommittedSubDagData> = commits
-                    .into_iter()
-                    .map(|(commit, blocks)| to_proto(&commit, blocks))
-                    .collect();
-                return Ok(Some(Batch {
+        commits.push((commit, blocks));
+    }
+    // The batch ends at a commit whose certificate can be shown.
+    while let Some((last, _)) = commits.last() {
+        if let Some(certificate) = shared.certifier.certificate(last.index())? {
+            let next = last.index() + 1;
+            let certifiers = read_blocks(shared, last.index(), &certificate.blocks)?;
+            let bytes = budget.used() + certifiers.iter().map(|b| b.len()).sum::<usize>();
+            let commits: Vec<CommittedSubDagData> = commits
+                .into_iter()
+                .map(|(commit, blocks)| to_proto(&commit, blocks))
+                .collect();
+            return Ok(Built {
+                batch: Some(Batch {
                     items: commits.len(),
                     bytes,
                     lag,
@@ -115,17 +152,14 @@ impl Cursor {
                         highest_commit_index: 0,
                         certifier_blocks: certifiers,
                     },
-                }));
-            }
-            commits.pop();
+                }),
+                next,
+            });
         }
-        tracing::warn!(
-            next = self.next,
-            end,
-            "certified commits without a certificate yet"
-        );
-        Ok(None)
+        commits.pop();
     }
+    tracing::warn!(next, end, "certified commits without a certificate yet");
+    Ok(Built { batch: None, next })
 }
 
 /// The stored bytes of blocks that commit `index` names (in its sub-DAG or
@@ -179,7 +213,7 @@ impl StreamKind for CommitStream {
 
     async fn next_batch(
         cursor: &mut Cursor,
-        shared: &Context,
+        shared: &Arc<Context>,
     ) -> Result<Batch<CommitStreamResponse>> {
         cursor.next_batch(shared).await
     }

@@ -204,7 +204,7 @@ pub trait StreamKind: Send + 'static {
     /// The next batch, waiting for data. Must be cancel-safe.
     fn next_batch<'a>(
         cursor: &'a mut Self::Cursor,
-        shared: &'a Context,
+        shared: &'a Arc<Context>,
     ) -> impl std::future::Future<Output = Result<Batch<Self::Response>>> + Send + 'a;
 
     fn set_highest(response: &mut Self::Response, highest: CommitIndex);
