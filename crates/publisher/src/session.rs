@@ -63,6 +63,11 @@ impl<T> Stream for ResponseStream<T> {
     }
 }
 
+/// How a stream ends for a subscriber that did not make room in time.
+pub(crate) fn too_slow() -> Status {
+    Status::resource_exhausted("subscriber too slow")
+}
+
 fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
     slot.lock().expect("slot lock poisoned").take()
 }
@@ -121,10 +126,24 @@ impl<T> Outbox<T> {
         };
         match outcome {
             Ok(()) => self.last_sent = Instant::now(),
-            Err(EndReason::TooSlow) => self.fail(Status::resource_exhausted("subscriber too slow")),
+            Err(EndReason::TooSlow) => self.fail(too_slow()),
             Err(_) => {}
         }
         outcome
+    }
+
+    /// Waits until the queue has room for one more response, so that the
+    /// session builds a batch only once it can queue it: a stalled
+    /// subscriber then costs its queue, not its queue and a batch. Fails as
+    /// [`send`](Self::send) does; the caller ends the stream.
+    pub async fn room(&self) -> Result<(), EndReason> {
+        match tokio::time::timeout(self.slow_timeout, self.responses.reserve()).await {
+            // Dropping the permit frees the slot again; only this session
+            // sends, so it is still free when the batch is ready.
+            Ok(Ok(_permit)) => Ok(()),
+            Ok(Err(_)) => Err(EndReason::ClientClosed),
+            Err(_) => Err(EndReason::TooSlow),
+        }
     }
 
     /// Ends the stream with `status`, dropping anything still queued at
@@ -277,9 +296,18 @@ pub async fn run<K: StreamKind>(
                 }
             }
             batch = async {
+                outbox.room().await?;
                 let cursor = cursor.as_mut().expect("branch enabled only when started");
-                K::next_batch(cursor, &shared).await
+                Ok(K::next_batch(cursor, &shared).await)
             }, if cursor.is_some() => {
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(EndReason::TooSlow) => {
+                        outbox.fail(too_slow());
+                        break EndReason::TooSlow;
+                    }
+                    Err(reason) => break reason,
+                };
                 let mut batch = match batch {
                     Ok(batch) => batch,
                     Err(err) => {
@@ -325,7 +353,7 @@ mod tests {
         let (mut outbox, mut stream) = channel::<u32>(4, Duration::from_secs(1));
         outbox.send(1).await.unwrap();
         outbox.send(2).await.unwrap();
-        outbox.fail(Status::resource_exhausted("subscriber too slow"));
+        outbox.fail(too_slow());
         let first = stream.next().await.unwrap().unwrap_err();
         assert_eq!(first.code(), tonic::Code::ResourceExhausted);
         assert!(stream.next().await.is_none());
