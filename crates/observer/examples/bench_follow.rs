@@ -1,6 +1,7 @@
 //! Observer catch-up throughput: following a validator from commit 0 with
 //! full verification and persistence, against a receive-only commit-stream
-//! subscriber of the same publisher in the same run.
+//! subscriber of the same publisher, and against the same bytes over a bare
+//! loopback TCP socket, in the same run.
 //!
 //! ```text
 //! cargo run --release -p dagstream-observer --example bench_follow -- [ROUNDS]
@@ -15,6 +16,7 @@ use dagstream_observer::{start, ObserverConfig};
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, RedbStore, SegmentStore, Store};
+use dagstream_test_utils::baseline::loopback_tcp_seconds;
 use dagstream_test_utils::client::CommitStream;
 use dagstream_test_utils::{TestChain, TestClock, TestCommittee};
 use std::sync::Arc;
@@ -78,6 +80,19 @@ async fn main() {
 
     println!("| path | commits/s | MB/s of blocks | time |");
     println!("|---|---|---|---|");
+
+    // Baseline: the committed blocks' bytes over a bare loopback socket.
+    let committed: Vec<bytes::Bytes> = commits
+        .iter()
+        .take(certified as usize)
+        .flat_map(|c| c.commit().blocks.clone())
+        .map(|r| store.read_block(&r).unwrap().unwrap())
+        .collect();
+    let seconds = loopback_tcp_seconds(committed).await;
+    println!(
+        "| raw loopback TCP, same bytes (baseline) | — | {:.1} | {seconds:.2} s |",
+        bytes_through[certified as usize] as f64 / seconds / 1e6
+    );
 
     // Baseline: receive only, no verification, no storage.
     let started = Instant::now();

@@ -20,12 +20,13 @@
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
+use dagstream_test_utils::baseline::loopback_tcp_seconds;
 use dagstream_test_utils::client::{connect, BlockStream, CommitStream};
 use dagstream_test_utils::{TestChain, TestCommittee, TestValidator};
 use dagstream_types::BlockRef;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 
 const AUTHORITIES: usize = 10;
 
@@ -91,26 +92,7 @@ async fn main() {
     );
 
     // Baseline: the same bytes over one loopback TCP socket.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sender = tokio::spawn({
-        let blocks = all_blocks.clone();
-        async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            for block in blocks {
-                socket.write_all(&block).await.unwrap();
-            }
-        }
-    });
-    let started = Instant::now();
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut received = 0u64;
-    while received < total_bytes {
-        received += socket.read(&mut buffer).await.unwrap() as u64;
-    }
-    let tcp_seconds = started.elapsed().as_secs_f64();
-    sender.await.unwrap();
+    let tcp_seconds = loopback_tcp_seconds(all_blocks.clone()).await;
 
     let config = PublisherConfig {
         block_backlog_rounds: rounds as u64,

@@ -16,6 +16,7 @@
 //!   through `StoreSource::write`, remembering what it made.
 //! - [`clock`]: [`TestClock`], a validator clock the test moves.
 //! - [`client`]: one open block or commit stream, for tests and benches.
+//! - [`baseline`]: raw loopback TCP, the same-run baseline of benchmarks.
 //! - [`validator`]: [`TestValidator`], a publisher serving a [`TestChain`]
 //!   on a loopback port while the test produces rounds, and
 //!   [`ClockedValidator`], the validator node producing by a [`TestClock`].
@@ -38,6 +39,7 @@
 //! assert!(chain.certified() > 0 && chain.certified() < chain.last_commit_index());
 //! ```
 
+pub mod baseline;
 pub mod chain;
 pub mod client;
 pub mod clock;
