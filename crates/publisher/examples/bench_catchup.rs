@@ -27,7 +27,6 @@ use dagstream_types::BlockRef;
 use std::sync::Arc;
 use std::time::Instant;
 
-
 const AUTHORITIES: usize = 10;
 
 fn report(name: &str, bytes: u64, items: u64, unit: &str, seconds: f64) {

@@ -27,7 +27,10 @@ pub async fn loopback_tcp_seconds(chunks: Vec<Bytes>) -> f64 {
     let mut received = 0u64;
     while received < total {
         let read = socket.read(&mut buffer).await.expect("the sender writes");
-        assert!(read > 0, "the sender stopped after {received} of {total} bytes");
+        assert!(
+            read > 0,
+            "the sender stopped after {received} of {total} bytes"
+        );
         received += read as u64;
     }
     let seconds = started.elapsed().as_secs_f64();
