@@ -2,8 +2,8 @@
 //! store's own state, plus the key encodings and the decoding of what is
 //! read back.
 //!
-//! [`RedbStore`](crate::RedbStore) keeps its blocks in redb too;
-//! [`SegmentStore`](crate::SegmentStore) keeps only their locations there.
+//! `RedbStore` keeps its blocks in redb too;
+//! `SegmentStore` keeps only their locations there.
 //! Everything else is written and read by the functions here, inside the
 //! caller's transaction, so that a batch stays one atomic redb commit.
 //!

@@ -1,4 +1,4 @@
-//! Append-only segment files: where a [`SegmentStore`](crate::SegmentStore)
+//! Append-only segment files: where a `SegmentStore`
 //! keeps block bytes.
 //!
 //! A segment is a file of block bytes laid end to end, with no framing: the
