@@ -25,7 +25,7 @@
 //!   committed with `PersistMode::SyncAll`. Two variants: `fjall-lz4` keeps
 //!   fjall's default LZ4 for the journal and blob files, `fjall-nocomp` turns
 //!   compression off (the values are incompressible, so LZ4 only costs CPU).
-//! - `redb`: the engine dagstream uses today, configured as
+//! - `redb`: the engine of `dagstream_store::RedbStore`, configured as
 //!   `dagstream_store::RedbStore` is: one write transaction per batch,
 //!   `Durability::Immediate`, two-phase commit on, 256 MiB page cache.
 //!
@@ -53,7 +53,7 @@
 //! - Commit latencies are kept per batch; the report counts the batches slower
 //!   than 50 ms, to show stalls that an average hides.
 //! - Each round runs every candidate in a fresh directory under
-//!   `/work/tmp-bench` (not `/tmp`, which may be a RAM disk; the point is the
+//!   `./tmp-bench` (not `/tmp`, which may be a RAM disk; the point is the
 //!   same disk as the project) and deletes it after. The order of the
 //!   candidates rotates from round to round so that none always goes first.
 //!   Every round gets its own tables; a last table gives the median of each
@@ -76,8 +76,8 @@
 //! # Running
 //! ```sh
 //! cd bench/store-candidates
-//! CARGO_TARGET_DIR=/work/target-fjall cargo build --release -j1
-//! /work/target-fjall/release/store-candidates --rounds 3 --dir /work/tmp-bench
+//! cargo build --release
+//! target/release/store-candidates --rounds 3 --dir ./tmp-bench
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -878,7 +878,7 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         rounds: 3,
-        dir: PathBuf::from("/work/tmp-bench"),
+        dir: PathBuf::from("./tmp-bench"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -886,7 +886,7 @@ fn parse_args() -> Result<Args> {
             "--rounds" => args.rounds = it.next().ok_or("--rounds needs a value")?.parse()?,
             "--dir" => args.dir = it.next().ok_or("--dir needs a value")?.into(),
             "-h" | "--help" => {
-                println!("usage: store-candidates [--rounds N (3)] [--dir PATH (/work/tmp-bench)]");
+                println!("usage: store-candidates [--rounds N (3)] [--dir PATH (./tmp-bench)]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)").into()),
