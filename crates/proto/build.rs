@@ -12,6 +12,8 @@ fn generate(proto: &str, out_subdir: &str) -> Result<(), Box<dyn std::error::Err
         // Every `bytes` field is a refcounted `bytes::Bytes`: stored block
         // bytes go out to many subscribers without a copy per subscriber.
         .bytes(".")
+        // Exact-size encode buffers (see `src/codec.rs`).
+        .codec_path("crate::codec::ExactCodec")
         .out_dir(&out_dir)
         .compile_fds(descriptors)?;
     Ok(())

@@ -8,6 +8,8 @@
 //! [`bytes::Bytes`](prost::bytes::Bytes). Semantics, errors and limits are in
 //! `docs/protocol.md`.
 
+pub mod codec;
+
 /// Package `dagstream.v1`: messages, clients (`*_client`) and servers
 /// (`*_server`).
 pub mod v1 {
