@@ -58,11 +58,23 @@ impl Location {
         let bytes: &[u8; LOCATION_LEN] = bytes.try_into().map_err(|_| corrupt())?;
         let (segment, rest) = bytes.split_at(8);
         let (offset, len) = rest.split_at(8);
-        Ok(Location {
+        let location = Location {
             segment: u64::from_be_bytes(segment.try_into().map_err(|_| corrupt())?),
             offset: u64::from_be_bytes(offset.try_into().map_err(|_| corrupt())?),
             len: u32::from_be_bytes(len.try_into().map_err(|_| corrupt())?),
-        })
+        };
+        // `end` must not overflow: a damaged index is an error, not a panic.
+        if location
+            .offset
+            .checked_add(u64::from(location.len))
+            .is_none()
+        {
+            return Err(StoreError::Corrupt {
+                what: "block location",
+                reason: format!("{location:?} ends past 2^64"),
+            });
+        }
+        Ok(location)
     }
 
     pub fn end(&self) -> u64 {
@@ -301,18 +313,25 @@ impl Readers {
     /// Reads `len` bytes at `offset` of `segment`.
     pub fn read(&self, segment: u64, offset: u64, len: usize) -> Result<Bytes> {
         let file = self.handle(segment)?;
+        let path = segment_path(&self.dir, segment);
+        let past_end = || StoreError::Corrupt {
+            what: "segment",
+            reason: format!(
+                "{} ends before bytes {offset}..{} that the index points to",
+                path.display(),
+                offset.saturating_add(len as u64)
+            ),
+        };
+        // Checked before allocating, so that a damaged index cannot make a
+        // read allocate gigabytes.
+        let size = file.metadata().map_err(io_error("stat", &path))?.len();
+        if offset.saturating_add(len as u64) > size {
+            return Err(past_end());
+        }
         let mut bytes = vec![0u8; len];
         file.read_exact_at(&mut bytes, offset).map_err(|err| {
-            let path = segment_path(&self.dir, segment);
             if err.kind() == std::io::ErrorKind::UnexpectedEof {
-                StoreError::Corrupt {
-                    what: "segment",
-                    reason: format!(
-                        "{} ends before bytes {offset}..{} that the index points to",
-                        path.display(),
-                        offset + len as u64
-                    ),
-                }
+                past_end()
             } else {
                 io_error("read", &path)(err)
             }
@@ -371,6 +390,18 @@ mod tests {
         assert_eq!(Location::decode(&location.encode()).unwrap(), location);
         assert!(matches!(
             Location::decode(&[0; 19]),
+            Err(StoreError::Corrupt {
+                what: "block location",
+                ..
+            })
+        ));
+        let overflowing = Location {
+            segment: 1,
+            offset: u64::MAX - 5,
+            len: 10,
+        };
+        assert!(matches!(
+            Location::decode(&overflowing.encode()),
             Err(StoreError::Corrupt {
                 what: "block location",
                 ..
