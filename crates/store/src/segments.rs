@@ -211,9 +211,10 @@ impl Appender {
     /// if they would take it past its size, and makes them durable. Returns
     /// each block's location.
     ///
-    /// On error the appender's position is unchanged: bytes that may have
-    /// reached the file past it are overwritten by the next append, or cut
-    /// off when the store is reopened. After success the position stays
+    /// On error the appender's position is unchanged (or, if the error came
+    /// after starting a new segment, at the start of that empty segment):
+    /// bytes that may have reached the file past it are overwritten by the
+    /// next append, or cut off when the store is reopened. After success the position stays
     /// past the new bytes even if the index then fails to record them: they
     /// are dead space, never overwritten, because the index might have
     /// recorded them after all.
