@@ -6,9 +6,7 @@
 //!   byte order is `(round, author, digest)` order.
 //! - `commits`, `meta` and `state`: as described in `redb_tables`.
 
-use crate::redb_tables::{
-    self, db_error, decode_block_key, encode_block_key, read_table, Commit, RawTable,
-};
+use crate::redb_tables::{self, db_error, encode_block_key, read_table, Commit, RawTable};
 use crate::{PruneStats, Result, Store, WriteBatch};
 use ::redb::{Database, ReadableTable, TableDefinition};
 use bytes::Bytes;
@@ -135,18 +133,12 @@ impl Store for RedbStore {
 
     fn read_block(&self, block: &BlockRef) -> Result<Option<Bytes>> {
         let table = read_table(&self.db, BLOCKS)?;
-        let value = table
-            .get(encode_block_key(block).as_slice())
-            .map_err(db_error("read"))?;
-        Ok(value.map(|v| Bytes::copy_from_slice(v.value())))
+        redb_tables::get_block(&table, block, |v| Ok(Bytes::copy_from_slice(v)))
     }
 
     fn contains_block(&self, block: &BlockRef) -> Result<bool> {
         let table = read_table(&self.db, BLOCKS)?;
-        let value = table
-            .get(encode_block_key(block).as_slice())
-            .map_err(db_error("read"))?;
-        Ok(value.is_some())
+        Ok(redb_tables::get_block(&table, block, |_| Ok(()))?.is_some())
     }
 
     fn scan_blocks(
@@ -155,32 +147,13 @@ impl Store for RedbStore {
         to_round: Round,
         limit: usize,
     ) -> Result<Vec<(BlockRef, Bytes)>> {
-        if from.round > to_round || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let start = encode_block_key(&from);
-        let end = encode_block_key(&BlockRef::round_end(to_round));
-        let table = read_table(&self.db, BLOCKS)?;
-        let range = table
-            .range(start.as_slice()..=end.as_slice())
-            .map_err(db_error("read"))?;
-        range
-            .take(limit)
-            .map(|entry| {
-                let (key, value) = entry.map_err(db_error("read"))?;
-                Ok((
-                    decode_block_key(key.value())?,
-                    Bytes::copy_from_slice(value.value()),
-                ))
-            })
-            .collect()
+        redb_tables::scan_block_table(&self.db, BLOCKS, from, to_round, limit, |v| {
+            Ok(Bytes::copy_from_slice(v))
+        })
     }
 
     fn highest_block_round(&self) -> Result<Option<Round>> {
-        let table = read_table(&self.db, BLOCKS)?;
-        let last = table.last().map_err(db_error("read"))?;
-        last.map(|(key, _)| decode_block_key(key.value()).map(|r| r.round))
-            .transpose()
+        redb_tables::highest_block_round(&self.db, BLOCKS)
     }
 
     fn read_commit(&self, index: CommitIndex) -> Result<Option<TrustedCommit>> {

@@ -18,7 +18,7 @@ use ::redb::{
     TableDefinition, WriteTransaction,
 };
 use bytes::Bytes;
-use dagstream_types::{BlockRef, CommitIndex, Digest, TrustedCommit};
+use dagstream_types::{BlockRef, CommitIndex, Digest, Round, TrustedCommit};
 use std::fmt;
 use std::path::Path;
 
@@ -234,6 +234,56 @@ pub(crate) fn read_meta(db: &Database, key: &str) -> Result<Option<Bytes>> {
     let table = read_table(db, META)?;
     let value = table.get(key.as_bytes()).map_err(db_error("read"))?;
     Ok(value.map(|v| Bytes::copy_from_slice(v.value())))
+}
+
+/// The value under `block` in a table keyed by block key (`blocks` of
+/// `RedbStore`, `block_index` of `SegmentStore`), decoded by `decode`.
+pub(crate) fn get_block<T>(
+    table: &RawReadTable,
+    block: &BlockRef,
+    decode: impl Fn(&[u8]) -> Result<T>,
+) -> Result<Option<T>> {
+    let value = table
+        .get(encode_block_key(block).as_slice())
+        .map_err(db_error("read"))?;
+    value.map(|v| decode(v.value())).transpose()
+}
+
+/// The entries of a block-keyed table with ref `>= from`, up to and
+/// including round `to_round`, at most `limit`, in key order, values
+/// decoded by `decode`.
+pub(crate) fn scan_block_table<T>(
+    db: &Database,
+    definition: RawTable,
+    from: BlockRef,
+    to_round: Round,
+    limit: usize,
+    decode: impl Fn(&[u8]) -> Result<T>,
+) -> Result<Vec<(BlockRef, T)>> {
+    if from.round > to_round || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let start = encode_block_key(&from);
+    let end = encode_block_key(&BlockRef::round_end(to_round));
+    let table = read_table(db, definition)?;
+    let range = table
+        .range(start.as_slice()..=end.as_slice())
+        .map_err(db_error("read"))?;
+    range
+        .take(limit)
+        .map(|entry| {
+            let (key, value) = entry.map_err(db_error("read"))?;
+            Ok((decode_block_key(key.value())?, decode(value.value())?))
+        })
+        .collect()
+}
+
+/// The highest round of a key in a block-keyed table.
+pub(crate) fn highest_block_round(db: &Database, definition: RawTable) -> Result<Option<Round>> {
+    let table = read_table(db, definition)?;
+    let last = table.last().map_err(db_error("read"))?;
+    last.map(|(key, _)| decode_block_key(key.value()).map(|r| r.round))
+        .transpose()
 }
 
 /// Deletes every entry with key `< bound`, returning how many there were.

@@ -31,8 +31,7 @@
 //! [`StoreError::Corrupt`], never served.
 
 use crate::redb_tables::{
-    self, db_error, decode_block_key, decode_u64, encode_block_key, get_u64, read_table, Commit,
-    RawTable, STATE,
+    self, db_error, decode_u64, encode_block_key, get_u64, read_table, Commit, RawTable, STATE,
 };
 use crate::segments::{self, Appender, Location, Readers};
 use crate::{PruneStats, Result, Store, StoreError, WriteBatch};
@@ -187,18 +186,17 @@ impl SegmentStore {
                     .map_err(db_error("read"))?
                     .is_none()
             {
-                new.push(block);
+                new.push((key, block));
             }
         }
         if new.is_empty() {
             return Ok(());
         }
-        let bytes: Vec<&Bytes> = new.iter().map(|b| b.serialized()).collect();
+        let bytes: Vec<&Bytes> = new.iter().map(|(_, b)| b.serialized()).collect();
         let locations = appender.append(&bytes)?;
 
         let mut highest: BTreeMap<u64, Round> = BTreeMap::new();
-        for (block, location) in new.iter().zip(&locations) {
-            let key = encode_block_key(&block.reference());
+        for ((key, block), location) in new.iter().zip(&locations) {
             index
                 .insert(key.as_slice(), location.encode().as_slice())
                 .map_err(db_error("write"))?;
@@ -280,13 +278,9 @@ impl Store for SegmentStore {
 
     fn read_block(&self, block: &BlockRef) -> Result<Option<Bytes>> {
         let table = read_table(&self.index, BLOCK_INDEX)?;
-        let Some(value) = table
-            .get(encode_block_key(block).as_slice())
-            .map_err(db_error("read"))?
-        else {
+        let Some(location) = redb_tables::get_block(&table, block, Location::decode)? else {
             return Ok(None);
         };
-        let location = Location::decode(value.value())?;
         let mut blocks = self.read_located(&[(*block, location)])?;
         Ok(blocks.pop().map(|(_, bytes)| bytes))
     }
@@ -297,11 +291,8 @@ impl Store for SegmentStore {
         // order, so that the blocks of one write come back in one read.
         let mut found = Vec::with_capacity(blocks.len());
         for (position, block) in blocks.iter().enumerate() {
-            let value = table
-                .get(encode_block_key(block).as_slice())
-                .map_err(db_error("read"))?;
-            if let Some(value) = value {
-                found.push((position, *block, Location::decode(value.value())?));
+            if let Some(location) = redb_tables::get_block(&table, block, Location::decode)? {
+                found.push((position, *block, location));
             }
         }
         found.sort_by_key(|(_, _, l)| (l.segment, l.offset));
@@ -315,10 +306,7 @@ impl Store for SegmentStore {
 
     fn contains_block(&self, block: &BlockRef) -> Result<bool> {
         let table = read_table(&self.index, BLOCK_INDEX)?;
-        let value = table
-            .get(encode_block_key(block).as_slice())
-            .map_err(db_error("read"))?;
-        Ok(value.is_some())
+        Ok(redb_tables::get_block(&table, block, |_| Ok(()))?.is_some())
     }
 
     fn scan_blocks(
@@ -327,32 +315,19 @@ impl Store for SegmentStore {
         to_round: Round,
         limit: usize,
     ) -> Result<Vec<(BlockRef, Bytes)>> {
-        if from.round > to_round || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let start = encode_block_key(&from);
-        let end = encode_block_key(&BlockRef::round_end(to_round));
-        let table = read_table(&self.index, BLOCK_INDEX)?;
-        let entries = table
-            .range(start.as_slice()..=end.as_slice())
-            .map_err(db_error("read"))?
-            .take(limit)
-            .map(|entry| {
-                let (key, value) = entry.map_err(db_error("read"))?;
-                Ok((
-                    decode_block_key(key.value())?,
-                    Location::decode(value.value())?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let entries = redb_tables::scan_block_table(
+            &self.index,
+            BLOCK_INDEX,
+            from,
+            to_round,
+            limit,
+            Location::decode,
+        )?;
         self.read_located(&entries)
     }
 
     fn highest_block_round(&self) -> Result<Option<Round>> {
-        let table = read_table(&self.index, BLOCK_INDEX)?;
-        let last = table.last().map_err(db_error("read"))?;
-        last.map(|(key, _)| decode_block_key(key.value()).map(|r| r.round))
-            .transpose()
+        redb_tables::highest_block_round(&self.index, BLOCK_INDEX)
     }
 
     fn read_commit(&self, index: CommitIndex) -> Result<Option<TrustedCommit>> {
