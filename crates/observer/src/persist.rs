@@ -72,65 +72,19 @@ mod tests {
     use super::*;
     use crate::sequencer::Sequencer;
     use dagstream_sim::SimConfig;
-    use dagstream_store::{MemStore, PruneStats, Store, WriteBatch};
+    use dagstream_store::Store;
+    use dagstream_test_utils::store::{HookedStore, StoreHooks};
     use dagstream_test_utils::TestCommittee;
-    use dagstream_types::{BlockRef, CommitIndex, Round, TrustedCommit};
     use futures::FutureExt;
     use std::sync::mpsc;
     use std::sync::Mutex;
 
-    /// A store whose writes wait for a go-ahead, one per write.
-    struct GatedStore {
-        inner: MemStore,
-        gate: Mutex<mpsc::Receiver<()>>,
-    }
+    /// Holds each write until the test gives a go-ahead.
+    struct Gate(Mutex<mpsc::Receiver<()>>);
 
-    impl Store for GatedStore {
-        fn write(&self, batch: WriteBatch) -> dagstream_store::Result<()> {
-            let _ = self.gate.lock().unwrap().recv();
-            self.inner.write(batch)
-        }
-        fn read_block(&self, b: &BlockRef) -> dagstream_store::Result<Option<bytes::Bytes>> {
-            self.inner.read_block(b)
-        }
-        fn contains_block(&self, b: &BlockRef) -> dagstream_store::Result<bool> {
-            self.inner.contains_block(b)
-        }
-        fn scan_blocks(
-            &self,
-            from: BlockRef,
-            to_round: Round,
-            limit: usize,
-        ) -> dagstream_store::Result<Vec<(BlockRef, bytes::Bytes)>> {
-            self.inner.scan_blocks(from, to_round, limit)
-        }
-        fn highest_block_round(&self) -> dagstream_store::Result<Option<Round>> {
-            self.inner.highest_block_round()
-        }
-        fn read_commit(&self, i: CommitIndex) -> dagstream_store::Result<Option<TrustedCommit>> {
-            self.inner.read_commit(i)
-        }
-        fn scan_commits(
-            &self,
-            from: CommitIndex,
-            limit: usize,
-        ) -> dagstream_store::Result<Vec<TrustedCommit>> {
-            self.inner.scan_commits(from, limit)
-        }
-        fn last_commit(&self) -> dagstream_store::Result<Option<TrustedCommit>> {
-            self.inner.last_commit()
-        }
-        fn last_commit_index(&self) -> dagstream_store::Result<CommitIndex> {
-            self.inner.last_commit_index()
-        }
-        fn commit_range(&self) -> dagstream_store::Result<Option<(CommitIndex, CommitIndex)>> {
-            self.inner.commit_range()
-        }
-        fn read_meta(&self, key: &str) -> dagstream_store::Result<Option<bytes::Bytes>> {
-            self.inner.read_meta(key)
-        }
-        fn prune(&self, c: CommitIndex, r: Round) -> dagstream_store::Result<PruneStats> {
-            self.inner.prune(c, r)
+    impl StoreHooks for Gate {
+        fn before_write(&self) {
+            let _ = self.0.lock().unwrap().recv();
         }
     }
 
@@ -143,10 +97,7 @@ mod tests {
             .collect();
         assert!(!commits.is_empty());
         let (go, gate) = mpsc::channel();
-        let store = Arc::new(GatedStore {
-            inner: MemStore::new(),
-            gate: Mutex::new(gate),
-        });
+        let store = Arc::new(HookedStore::new(Gate(Mutex::new(gate))));
         let source = Arc::new(StoreSource::new(store.clone(), fixture.committee.clone()).unwrap());
         let mut sequencer = Sequencer::recover(store.as_ref(), 200).unwrap();
         let mut persister = Persister::new(source);

@@ -9,70 +9,19 @@ use common::{
 };
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::SimConfig;
-use dagstream_store::{MemStore, PruneStats, Store, WriteBatch};
-use dagstream_types::{BlockRef, Bytes, CommitIndex, Round, TrustedCommit};
+use dagstream_test_utils::store::{HookedStore, StoreHooks};
+use dagstream_types::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tonic::transport::Endpoint;
 
-/// A store that counts block reads.
+/// Counts the store's block reads.
 #[derive(Default)]
-struct CountingStore {
-    inner: MemStore,
-    block_reads: AtomicU64,
-}
+struct BlockReads(AtomicU64);
 
-impl Store for CountingStore {
-    fn write(&self, batch: WriteBatch) -> dagstream_store::Result<()> {
-        self.inner.write(batch)
-    }
-    fn read_block(&self, block: &BlockRef) -> dagstream_store::Result<Option<Bytes>> {
-        self.block_reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.read_block(block)
-    }
-    fn contains_block(&self, block: &BlockRef) -> dagstream_store::Result<bool> {
-        self.inner.contains_block(block)
-    }
-    fn scan_blocks(
-        &self,
-        from: BlockRef,
-        to_round: Round,
-        limit: usize,
-    ) -> dagstream_store::Result<Vec<(BlockRef, Bytes)>> {
-        self.block_reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.scan_blocks(from, to_round, limit)
-    }
-    fn highest_block_round(&self) -> dagstream_store::Result<Option<Round>> {
-        self.inner.highest_block_round()
-    }
-    fn read_commit(&self, index: CommitIndex) -> dagstream_store::Result<Option<TrustedCommit>> {
-        self.inner.read_commit(index)
-    }
-    fn scan_commits(
-        &self,
-        from: CommitIndex,
-        limit: usize,
-    ) -> dagstream_store::Result<Vec<TrustedCommit>> {
-        self.inner.scan_commits(from, limit)
-    }
-    fn last_commit(&self) -> dagstream_store::Result<Option<TrustedCommit>> {
-        self.inner.last_commit()
-    }
-    fn last_commit_index(&self) -> dagstream_store::Result<CommitIndex> {
-        self.inner.last_commit_index()
-    }
-    fn commit_range(&self) -> dagstream_store::Result<Option<(CommitIndex, CommitIndex)>> {
-        self.inner.commit_range()
-    }
-    fn read_meta(&self, key: &str) -> dagstream_store::Result<Option<Bytes>> {
-        self.inner.read_meta(key)
-    }
-    fn prune(
-        &self,
-        below_commit: CommitIndex,
-        below_round: Round,
-    ) -> dagstream_store::Result<PruneStats> {
-        self.inner.prune(below_commit, below_round)
+impl StoreHooks for BlockReads {
+    fn on_block_read(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -117,7 +66,7 @@ async fn subscriber(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_subscribers_receive_identical_sequences_from_one_shared_tail() {
     const SUBSCRIBERS: usize = 50;
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(HookedStore::<BlockReads>::default());
     let mut validator =
         start_validator_on(store.clone(), 4, SimConfig::default(), 20, test_config()).await;
     validator.wait_certified().await;
@@ -139,7 +88,7 @@ async fn fifty_subscribers_receive_identical_sequences_from_one_shared_tail() {
     }
 
     // The live tail is served from the shared cache: no store reads at all.
-    let reads_before = store.block_reads.load(Ordering::Relaxed);
+    let reads_before = store.hooks.0.load(Ordering::Relaxed);
     validator.chain.produce(20);
     validator.wait_certified().await;
     targets
@@ -148,7 +97,7 @@ async fn fifty_subscribers_receive_identical_sequences_from_one_shared_tail() {
     for _ in 0..SUBSCRIBERS {
         patiently("live tail", reached.recv()).await.unwrap();
     }
-    assert_eq!(store.block_reads.load(Ordering::Relaxed), reads_before);
+    assert_eq!(store.hooks.0.load(Ordering::Relaxed), reads_before);
     drop(targets);
 
     let expected_blocks: Vec<Bytes> = validator

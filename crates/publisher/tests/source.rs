@@ -7,20 +7,27 @@ use dagstream_test_utils::{TestChain, TestCommittee};
 use dagstream_types::BlockRef;
 use std::sync::Arc;
 
-/// Scans answer the same from the cache as from the store, at every
-/// starting point, including past the newest round.
-#[test]
-fn cached_scans_equal_store_scans() {
+/// A 4-authority chain of 40 rounds in a `MemStore`, and a source over it
+/// with a 10-round tail cache: warmed with rounds 21..=30, then rounds
+/// 31..=40 published through it.
+fn cached_source_over_40_rounds() -> (Arc<dyn Store>, Arc<StoreSource>) {
     let committee = TestCommittee::new(4, 1);
     let store: Arc<dyn Store> = Arc::new(MemStore::new());
     let mut chain = TestChain::new(&committee, SimConfig::default(), store.clone());
     chain.produce(30);
-    // Warmed with rounds 21..=30, then rounds 31..=40 published.
     let source = Arc::new(
         StoreSource::with_cache(store.clone(), committee.committee.clone(), 10, 8).unwrap(),
     );
     chain.restart_on(source.clone());
     chain.produce(10);
+    (store, source)
+}
+
+/// Scans answer the same from the cache as from the store, at every
+/// starting point, including past the newest round.
+#[test]
+fn cached_scans_equal_store_scans() {
+    let (store, source) = cached_source_over_40_rounds();
     assert_eq!(source.highest_round(), 40);
     for round in 1..=42 {
         for limit in [1, 3, 1_000] {
@@ -41,22 +48,11 @@ fn cached_scans_equal_store_scans() {
     }
 }
 
-/// Memory does not grow with the chain: the tail cache keeps its rounds and
-/// commits, and the certifier its certificates, each a bounded count of
-/// small items (certificates hold block refs, never block bytes).
 /// Many blocks at once answer as one at a time, whether they come from the
 /// cache, the store, or nowhere.
 #[test]
 fn blocks_at_once_equal_blocks_one_by_one() {
-    let committee = TestCommittee::new(4, 1);
-    let store: Arc<dyn Store> = Arc::new(MemStore::new());
-    let mut chain = TestChain::new(&committee, SimConfig::default(), store.clone());
-    chain.produce(30);
-    let source = Arc::new(
-        StoreSource::with_cache(store.clone(), committee.committee.clone(), 10, 8).unwrap(),
-    );
-    chain.restart_on(source.clone());
-    chain.produce(10);
+    let (store, source) = cached_source_over_40_rounds();
     // Rounds 1..=30 only in the store, 31..=40 cached as well.
     let mut refs: Vec<BlockRef> = store
         .scan_blocks(BlockRef::round_start(0), 40, usize::MAX)
@@ -73,6 +69,9 @@ fn blocks_at_once_equal_blocks_one_by_one() {
     assert_eq!(source.blocks(&refs).unwrap(), one_by_one);
 }
 
+/// Memory does not grow with the chain: the tail cache keeps its rounds and
+/// commits, and the certifier its certificates, each a bounded count of
+/// small items (certificates hold block refs, never block bytes).
 #[test]
 fn caches_are_bounded_whatever_the_chain_length() {
     let committee = TestCommittee::new(4, 2);

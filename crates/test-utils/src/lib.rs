@@ -17,6 +17,8 @@
 //! - [`clock`]: [`TestClock`], a validator clock the test moves.
 //! - [`client`]: one open block or commit stream, for tests and benches.
 //! - [`baseline`]: raw loopback TCP, the same-run baseline of benchmarks.
+//! - [`store`]: [`HookedStore`](store::HookedStore), an in-memory store
+//!   whose writes and block reads a test can watch or hold.
 //! - [`validator`]: [`TestValidator`], a publisher serving a [`TestChain`]
 //!   on a loopback port while the test produces rounds, and
 //!   [`ClockedValidator`], the validator node producing by a [`TestClock`].
@@ -45,6 +47,7 @@ pub mod client;
 pub mod clock;
 pub mod committee;
 pub mod seed;
+pub mod store;
 pub mod validator;
 
 pub use chain::TestChain;
