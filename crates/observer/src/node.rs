@@ -74,9 +74,6 @@ pub(crate) struct Node {
     deriver: Deriver,
     sequencer: Sequencer,
     persister: Persister,
-    /// The highest commit the store holds: the sequencer's tip, or the one
-    /// before the batch in flight.
-    persisted: CommitIndex,
     delivery: Delivery,
     status: ObserverStatus,
     metrics: ObserverMetrics,
@@ -106,7 +103,6 @@ impl Node {
             committee,
             store,
             persister: Persister::new(source),
-            persisted: tip,
             config,
             machine,
             deriver,
@@ -118,6 +114,14 @@ impl Node {
 
     fn tip_index(&self) -> CommitIndex {
         self.sequencer.tip_index()
+    }
+
+    /// The highest commit the store holds: the sequencer's tip, or the one
+    /// before the batch in flight.
+    fn persisted(&self) -> CommitIndex {
+        self.persister
+            .writing_from()
+            .map_or(self.tip_index(), |first| first - 1)
     }
 
     fn now_ms(&self) -> u64 {
@@ -239,7 +243,7 @@ impl Node {
         let mut received = Vec::with_capacity(MAX_BLOCKS_PER_STEP);
         loop {
             let room = self.delivery.has_room(self.tip_index());
-            let undelivered = self.delivery.pending(self.persisted);
+            let undelivered = self.delivery.pending(self.persisted());
             let writing = self.persister.busy();
             let end = tokio::select! {
                 biased;
@@ -325,9 +329,9 @@ impl Node {
             self.metrics.commit_lag.set(lag as i64);
         }
         let last_closed = self.sequencer.last_closed_checkpoint();
-        self.status.local_highest_commit = self.persisted;
+        self.status.local_highest_commit = self.persisted();
         self.status.caught_up =
-            observation.upstream_highest_commit == Some(self.persisted) && last_closed.is_some();
+            observation.upstream_highest_commit == Some(self.persisted()) && last_closed.is_some();
         self.status.last_closed_checkpoint = last_closed.map(|c| c.sequence);
         let _ = status.send(self.status.clone());
         Ok(None)
@@ -450,7 +454,6 @@ impl Node {
         let Some(last) = written.last().map(|c| c.index()) else {
             return;
         };
-        self.persisted = last;
         self.metrics.commits_persisted.inc_by(written.len() as u64);
         self.metrics.highest_commit.set(last as i64);
         self.delivery.push(written);

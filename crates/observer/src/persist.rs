@@ -13,6 +13,7 @@ use crate::delivery::DeliveredSubDag;
 use crate::sequencer::Sequenced;
 use crate::Result;
 use dagstream_publisher::StoreSource;
+use dagstream_types::CommitIndex;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -38,6 +39,12 @@ impl Persister {
     /// Whether a write is in flight.
     pub fn busy(&self) -> bool {
         self.in_flight.is_some()
+    }
+
+    /// The first commit of the write in flight, if any.
+    pub fn writing_from(&self) -> Option<CommitIndex> {
+        let in_flight = self.in_flight.as_ref()?;
+        in_flight.sub_dags.first().map(|c| c.index())
     }
 
     /// Starts writing `sequenced`. The previous write must be finished.
@@ -106,6 +113,7 @@ mod tests {
         let sequenced = sequencer.sequence(commits.clone(), store.as_ref());
         persister.start(sequenced.unwrap().unwrap());
         assert!(persister.busy());
+        assert_eq!(persister.writing_from(), Some(commits[0].index()));
         // The write waits at the gate: nothing is durable, nothing comes back.
         assert!(persister.finish().now_or_never().is_none());
         assert_eq!(store.last_commit_index().unwrap(), 0);
@@ -113,6 +121,7 @@ mod tests {
         go.send(()).unwrap();
         let written = persister.finish().await.unwrap();
         assert!(!persister.busy());
+        assert_eq!(persister.writing_from(), None);
         let indexes: Vec<_> = written.iter().map(|c| c.index()).collect();
         let expected: Vec<_> = commits.iter().map(|c| c.index()).collect();
         assert_eq!(indexes, expected);
