@@ -17,22 +17,10 @@
 set -euo pipefail
 
 history=${1:-3000}
-bin=${DAGSTREAM_BIN:-target/release/dagstream}
 port_v=${VALIDATOR_PORT:-7393}
 port_vm=${VALIDATOR_METRICS_PORT:-7394}
 port_om=${OBSERVER_METRICS_PORT:-7395}
-dir=$(mktemp -d ./bench-catchup.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-metric() {
-    curl -s "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name {print $2}'
-}
+source "$(dirname "$0")/bench_common.sh" catchup
 
 "$bin" genesis --out "$dir/genesis" --profile mainnet --history-rounds "$history" --log-level warn
 "$bin" validator --data-dir "$dir/validator" --genesis "$dir/genesis" --profile mainnet \

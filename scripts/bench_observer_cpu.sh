@@ -15,17 +15,9 @@ set -euo pipefail
 
 seconds=${1:-60}
 warmup=${WARMUP_SECONDS:-20}
-bin=${DAGSTREAM_BIN:-target/release/dagstream}
 port_v=${VALIDATOR_PORT:-7391}
 port_m=${METRICS_PORT:-7392}
-dir=$(mktemp -d ./bench-observer-cpu.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/bench_common.sh" observer-cpu
 
 "$bin" genesis --out "$dir/genesis" --profile mainnet --log-level warn
 "$bin" validator --data-dir "$dir/validator" --genesis "$dir/genesis" --profile mainnet \
@@ -42,10 +34,7 @@ sleep "$warmup"
 ticks=$(getconf CLK_TCK)
 # utime + stime of a process, in clock ticks.
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-verified() {
-    curl -s "http://127.0.0.1:$port_m/metrics" |
-        awk '/^dagstream_observer_blocks_verified_total/ {print $2}'
-}
+verified() { metric "$port_m" dagstream_observer_blocks_verified_total; }
 
 v0=$(cpu "$validator"); o0=$(cpu "$observer"); b0=$(verified)
 sleep "$seconds"
