@@ -14,13 +14,15 @@ use crate::end_reason::EndReason;
 use crate::error::Result;
 use crate::metrics::{self, PublisherMetrics};
 use crate::session::{Batch, Command, StreamKind};
+use crate::source::Accepted;
 use bytes::Bytes;
 use dagstream_proto::v1::{
     block_stream_request, BlockStreamRequest, BlockStreamResponse, StartBlockStream,
 };
-use dagstream_types::{BlockRef, CommitIndex, Round, VerifiedBlock};
+use dagstream_types::{BlockRef, CommitIndex, Round};
 use prometheus::IntCounterVec;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 use tonic::Status;
 
@@ -34,7 +36,7 @@ pub(crate) struct Cursor {
     sent: Vec<Round>,
     /// While reading the backlog: the next ref to read from the source.
     backlog: Option<BlockRef>,
-    feed: broadcast::Receiver<VerifiedBlock>,
+    feed: broadcast::Receiver<Accepted>,
     preferred: u32,
 }
 
@@ -90,17 +92,17 @@ impl Cursor {
     /// The next batch: from the backlog while there is one, then from the
     /// feed, waiting for it. Cancel-safe: it awaits only while holding
     /// nothing.
-    async fn next_batch(&mut self, shared: &Context) -> Result<(Vec<Bytes>, u64)> {
+    async fn next_batch(&mut self, shared: &Context) -> Result<Taken> {
         loop {
             if let Some(from) = self.backlog {
                 let batch = self.read_backlog(shared, from)?;
-                if !batch.0.is_empty() {
+                if !batch.blocks.is_empty() {
                     return Ok(batch);
                 }
                 continue;
             }
             let first = match self.feed.recv().await {
-                Ok(block) => block,
+                Ok(accepted) => accepted,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     self.rewind(self.window_floor(shared));
                     continue;
@@ -115,18 +117,20 @@ impl Cursor {
             let max_items = batch_size(pending, self.preferred);
             let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
             let mut batch = Vec::new();
+            // Feed blocks come in acceptance order: the first is the oldest.
+            let live_since = first.at;
             let mut next = Some(first);
-            while let Some(block) = next.take() {
-                if !self.take(&block, &mut budget, &mut batch) {
+            while let Some(accepted) = next.take() {
+                if !self.take(&accepted, &mut budget, &mut batch) {
                     // Over the byte cap: this block goes first next time.
-                    self.backlog = Some(block.reference());
+                    self.backlog = Some(accepted.block.reference());
                     break;
                 }
                 if batch.len() >= max_items {
                     break;
                 }
                 next = match self.feed.try_recv() {
-                    Ok(block) => Some(block),
+                    Ok(accepted) => Some(accepted),
                     Err(TryRecvError::Lagged(_)) => {
                         self.rewind(self.window_floor(shared));
                         None
@@ -135,17 +139,22 @@ impl Cursor {
                 };
             }
             if !batch.is_empty() {
-                return Ok((batch, pending));
+                return Ok(Taken {
+                    blocks: batch,
+                    pending,
+                    live_since: Some(live_since),
+                });
             }
         }
     }
 
     fn take(
         &mut self,
-        block: &VerifiedBlock,
+        accepted: &Accepted,
         budget: &mut ByteBudget,
         batch: &mut Vec<Bytes>,
     ) -> bool {
+        let block = &accepted.block;
         let reference = block.reference();
         if self
             .sent
@@ -171,7 +180,7 @@ impl Cursor {
 
     /// One batch from the source, starting at `from`. Ends the backlog when
     /// the source has nothing more.
-    fn read_backlog(&mut self, shared: &Context, mut from: BlockRef) -> Result<(Vec<Bytes>, u64)> {
+    fn read_backlog(&mut self, shared: &Context, mut from: BlockRef) -> Result<Taken> {
         let highest = shared.source.highest_round();
         let size = shared.source.committee().size() as u64;
         let pending = (highest + 1).saturating_sub(from.round) * size;
@@ -189,7 +198,7 @@ impl Cursor {
                 if !have {
                     if batch.len() >= max_items || !budget.take(bytes.len()) {
                         self.backlog = Some(reference);
-                        return Ok((batch, pending));
+                        return Ok(Taken::history(batch, pending));
                     }
                     self.admit(&reference);
                     batch.push(bytes);
@@ -198,11 +207,30 @@ impl Cursor {
             }
             if exhausted {
                 self.backlog = None;
-                return Ok((batch, pending));
+                return Ok(Taken::history(batch, pending));
             }
         }
         self.backlog = Some(from);
-        Ok((batch, pending))
+        Ok(Taken::history(batch, pending))
+    }
+}
+
+/// One batch of blocks, with what the metrics need.
+struct Taken {
+    blocks: Vec<Bytes>,
+    /// Blocks the subscriber was behind before this batch.
+    pending: u64,
+    /// When the oldest block was accepted, for blocks from the live feed.
+    live_since: Option<Instant>,
+}
+
+impl Taken {
+    fn history(blocks: Vec<Bytes>, pending: u64) -> Self {
+        Taken {
+            blocks,
+            pending,
+            live_since: None,
+        }
     }
 }
 
@@ -231,11 +259,16 @@ impl StreamKind for BlockStream {
         cursor: &mut Cursor,
         shared: &Arc<Context>,
     ) -> Result<Batch<BlockStreamResponse>> {
-        let (blocks, pending) = cursor.next_batch(shared).await?;
+        let Taken {
+            blocks,
+            pending,
+            live_since,
+        } = cursor.next_batch(shared).await?;
         Ok(Batch {
             items: blocks.len(),
             bytes: blocks.iter().map(|b| b.len()).sum(),
             lag: pending,
+            live_since,
             response: BlockStreamResponse {
                 blocks,
                 highest_commit_index: 0,

@@ -16,7 +16,7 @@
 
 use crate::config::PublisherConfig;
 use crate::error::Result;
-use crate::source::ConsensusSource;
+use crate::source::{Accepted, ConsensusSource};
 use dagstream_types::{
     AuthorityIndex, BlockRef, CommitIndex, CommitRef, Committee, StakeAggregator, VerifiedBlock,
 };
@@ -24,6 +24,7 @@ use lru::LruCache;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, warn};
 
@@ -77,6 +78,9 @@ pub struct Certifier {
     /// Votes for commits not certified yet.
     pending: Mutex<BTreeMap<CommitRef, Tally>>,
     highest_certified: watch::Sender<CommitIndex>,
+    /// The highest certified commit and when it was certified: a commit
+    /// stream's live latency is measured from there.
+    certified_at: Mutex<Option<(CommitIndex, Instant)>>,
 }
 
 impl Certifier {
@@ -89,6 +93,7 @@ impl Certifier {
             cache: Mutex::new(LruCache::new(cache_len)),
             pending: Mutex::new(BTreeMap::new()),
             highest_certified: watch::channel(0).0,
+            certified_at: Mutex::new(None),
         }
     }
 
@@ -99,6 +104,18 @@ impl Certifier {
 
     pub fn highest_certified(&self) -> CommitIndex {
         *self.highest_certified.borrow()
+    }
+
+    /// When commit `index` was certified, if it is the highest certified
+    /// commit: a batch that ends there is live.
+    pub fn certified_at(&self, index: CommitIndex) -> Option<Instant> {
+        let latest = *self
+            .certified_at
+            .lock()
+            .expect("certified_at lock poisoned");
+        latest
+            .filter(|(highest, _)| *highest == index)
+            .map(|(_, at)| at)
     }
 
     /// Finds the highest certified commit among the latest ones, from the
@@ -118,10 +135,10 @@ impl Certifier {
 
     /// Tallies the votes of the feed until it closes. A lagging feed lost
     /// votes: certification is then searched for again from the source.
-    pub async fn run(self: Arc<Self>, mut feed: broadcast::Receiver<VerifiedBlock>) {
+    pub async fn run(self: Arc<Self>, mut feed: broadcast::Receiver<Accepted>) {
         loop {
             match feed.recv().await {
-                Ok(block) => self.on_block(&block),
+                Ok(accepted) => self.on_block(&accepted.block),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     warn!(
                         missed,
@@ -236,7 +253,7 @@ impl Certifier {
 
     /// Raises the highest certified index, and forgets votes at or below it.
     fn raise(&self, index: CommitIndex) {
-        self.highest_certified.send_if_modified(|highest| {
+        let raised = self.highest_certified.send_if_modified(|highest| {
             if index > *highest {
                 *highest = index;
                 true
@@ -244,6 +261,12 @@ impl Certifier {
                 false
             }
         });
+        if raised {
+            *self
+                .certified_at
+                .lock()
+                .expect("certified_at lock poisoned") = Some((index, Instant::now()));
+        }
         let mut pending = self.pending.lock().expect("tally lock poisoned");
         let keep = pending.split_off(&CommitRef {
             index: index + 1,

@@ -147,6 +147,7 @@ fn build(
                     items: commits.len(),
                     bytes,
                     lag,
+                    live_since: shared.certifier.certified_at(next - 1),
                     response: CommitStreamResponse {
                         commits,
                         highest_commit_index: 0,

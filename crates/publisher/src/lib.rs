@@ -73,4 +73,4 @@ pub use config::PublisherConfig;
 pub use error::{PublisherError, Result};
 pub use metrics::PublisherMetrics;
 pub use server::{Publisher, PublisherHandle};
-pub use source::{ConsensusSource, StoreSource};
+pub use source::{Accepted, ConsensusSource, StoreSource};

@@ -31,6 +31,20 @@ pub struct PublisherMetrics {
     pub subscriber_lag: IntGaugeVec,
     /// Highest commit certified by a quorum of votes.
     pub highest_certified_commit: IntGauge,
+    /// Live latency inside the publisher, by service: from a live item
+    /// being ready (a block accepted, a commit certified) to the response
+    /// that carries it being queued for the subscriber.
+    pub accept_to_queue: HistogramVec,
+    /// From a response being queued to tonic taking it to encode and write
+    /// to the connection, by service: the wait for the subscriber's
+    /// HTTP/2 window and the queue ahead of it.
+    pub queue_to_send: HistogramVec,
+}
+
+/// Latency buckets: 50 µs doubling to about 6.5 s, so that sub-millisecond
+/// live latency and multi-second stalls both resolve.
+pub(crate) fn latency_buckets() -> prometheus::Result<Vec<f64>> {
+    exponential_buckets(0.000_05, 2.0, 18)
 }
 
 impl PublisherMetrics {
@@ -76,6 +90,22 @@ impl PublisherMetrics {
                 "dagstream_publisher_highest_certified_commit",
                 "Highest commit certified by a quorum of votes",
             )?,
+            accept_to_queue: HistogramVec::new(
+                HistogramOpts::new(
+                    "dagstream_publisher_accept_to_queue_seconds",
+                    "From a live block accepted (or commit certified) to its response queued",
+                )
+                .buckets(latency_buckets()?),
+                &["service"],
+            )?,
+            queue_to_send: HistogramVec::new(
+                HistogramOpts::new(
+                    "dagstream_publisher_queue_to_send_seconds",
+                    "From a response queued to tonic taking it to write to the connection",
+                )
+                .buckets(latency_buckets()?),
+                &["service"],
+            )?,
         };
         // Every known label combination exists from the start, at zero, so
         // that dashboards and alerts see a series before the first event.
@@ -85,6 +115,8 @@ impl PublisherMetrics {
             metrics.commits_sent.with_label_values(&[service]);
             metrics.bytes_sent.with_label_values(&[service]);
             metrics.batch_size.with_label_values(&[service]);
+            metrics.accept_to_queue.with_label_values(&[service]);
+            metrics.queue_to_send.with_label_values(&[service]);
             let reasons = EndReason::ALL.map(|r| r.name());
             for reason in reasons.iter().chain(&["max_subscribers"]) {
                 metrics.disconnects.with_label_values(&[service, reason]);
@@ -102,6 +134,8 @@ impl PublisherMetrics {
         registry.register(Box::new(metrics.commands.clone()))?;
         registry.register(Box::new(metrics.subscriber_lag.clone()))?;
         registry.register(Box::new(metrics.highest_certified_commit.clone()))?;
+        registry.register(Box::new(metrics.accept_to_queue.clone()))?;
+        registry.register(Box::new(metrics.queue_to_send.clone()))?;
         Ok(metrics)
     }
 }

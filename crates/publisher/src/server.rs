@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{info, Instrument};
+use tracing::{debug, info, Instrument};
 
 /// Largest request a subscriber may send: a Start carries one `u64` per
 /// authority, so 1 MiB allows committees of over 100,000.
@@ -188,6 +188,7 @@ impl Publisher {
         let (outbox, stream) = session::channel(
             shared.config.stream_queue_len,
             shared.config.slow_subscriber_timeout(),
+            shared.metrics.queue_to_send.with_label_values(&[service]),
         );
         let task = run(
             shared.clone(),
@@ -200,9 +201,11 @@ impl Publisher {
         let span = tracing::info_span!("stream", service, subscriber = %subscriber);
         tokio::spawn(
             async move {
-                info!("stream opened");
+                // Debug: probes and reconnects open and close streams all
+                // the time; the metrics count them.
+                debug!("stream opened");
                 let reason = task.await;
-                info!(reason = reason.name(), "stream closed");
+                debug!(reason = reason.name(), "stream closed");
                 metrics
                     .disconnects
                     .with_label_values(&[service, reason.name()])

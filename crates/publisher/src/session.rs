@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::metrics;
 use dagstream_types::CommitIndex;
 use futures::Stream;
+use prometheus::Histogram;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -20,7 +21,13 @@ use tonic::{Status, Streaming};
 /// response stream only when HTTP/2 has room to send, so a subscriber that
 /// stopped reading would otherwise keep its whole queue alive for as long
 /// as its connection stays open, long after its stream was cut.
-type Slot<T> = Arc<Mutex<Option<T>>>;
+type Slot<T> = Arc<Mutex<Option<Queued<T>>>>;
+
+/// A response and when it was queued.
+struct Queued<T> {
+    response: T,
+    at: std::time::Instant,
+}
 
 /// The response stream handed to tonic: the queued responses, unless the
 /// session ended with an error, which is then delivered at once, ahead of
@@ -28,6 +35,8 @@ type Slot<T> = Arc<Mutex<Option<T>>>;
 pub struct ResponseStream<T> {
     responses: mpsc::Receiver<Slot<T>>,
     failure: Option<oneshot::Receiver<Status>>,
+    /// Observes how long each response waited in the queue.
+    queue_wait: Histogram,
 }
 
 impl<T> Stream for ResponseStream<T> {
@@ -52,8 +61,9 @@ impl<T> Stream for ResponseStream<T> {
             match self.responses.poll_recv(cx) {
                 Poll::Ready(Some(slot)) => {
                     // An empty slot was taken back by a failing session.
-                    if let Some(response) = take(&slot) {
-                        return Poll::Ready(Some(Ok(response)));
+                    if let Some(queued) = take(&slot) {
+                        self.queue_wait.observe(queued.at.elapsed().as_secs_f64());
+                        return Poll::Ready(Some(Ok(queued.response)));
                     }
                 }
                 Poll::Ready(None) => return Poll::Ready(None),
@@ -79,14 +89,20 @@ pub struct Outbox<T> {
     responses: mpsc::Sender<Slot<T>>,
     /// The slots that may still be queued: at most the queue's length
     /// (older ones were received).
-    queued: VecDeque<Weak<Mutex<Option<T>>>>,
+    queued: VecDeque<Weak<Mutex<Option<Queued<T>>>>>,
     queue_len: usize,
     failure: Option<oneshot::Sender<Status>>,
     slow_timeout: Duration,
     last_sent: Instant,
 }
 
-pub fn channel<T>(queue_len: usize, slow_timeout: Duration) -> (Outbox<T>, ResponseStream<T>) {
+/// A response queue of `queue_len`, whose stream observes each response's
+/// wait in `queue_wait`.
+pub fn channel<T>(
+    queue_len: usize,
+    slow_timeout: Duration,
+    queue_wait: Histogram,
+) -> (Outbox<T>, ResponseStream<T>) {
     let (tx, rx) = mpsc::channel(queue_len);
     let (fail_tx, fail_rx) = oneshot::channel();
     (
@@ -101,6 +117,7 @@ pub fn channel<T>(queue_len: usize, slow_timeout: Duration) -> (Outbox<T>, Respo
         ResponseStream {
             responses: rx,
             failure: Some(fail_rx),
+            queue_wait,
         },
     )
 }
@@ -113,7 +130,10 @@ impl<T> Outbox<T> {
         let outcome = match tokio::time::timeout(self.slow_timeout, self.responses.reserve()).await
         {
             Ok(Ok(permit)) => {
-                let slot = Arc::new(Mutex::new(Some(response)));
+                let slot = Arc::new(Mutex::new(Some(Queued {
+                    response,
+                    at: std::time::Instant::now(),
+                })));
                 if self.queued.len() == self.queue_len {
                     self.queued.pop_front();
                 }
@@ -202,6 +222,9 @@ pub struct Batch<R> {
     pub bytes: usize,
     /// Items the subscriber was behind before this batch.
     pub lag: u64,
+    /// For a batch of live data, when its oldest item became ready to send
+    /// (a block accepted, a commit certified); `None` for history.
+    pub live_since: Option<std::time::Instant>,
 }
 
 /// What distinguishes one stream from the other; [`run`] does the rest.
@@ -249,6 +272,7 @@ pub async fn run<K: StreamKind>(
         .metrics
         .subscriber_lag
         .with_label_values(&[service, &subscriber]);
+    let accept_to_queue = shared.metrics.accept_to_queue.with_label_values(&[service]);
     let mut limiter = shared.command_limiter();
     let mut cursor: Option<K::Cursor> = None;
     let mut shutdown = shared.shutdown.clone();
@@ -321,6 +345,9 @@ pub async fn run<K: StreamKind>(
                 if let Err(reason) = outbox.send(batch.response).await {
                     break reason;
                 }
+                if let Some(since) = batch.live_since {
+                    accept_to_queue.observe(since.elapsed().as_secs_f64());
+                }
                 let metrics = &shared.metrics;
                 K::items_sent(metrics).with_label_values(&[service]).inc_by(batch.items as u64);
                 metrics.bytes_sent.with_label_values(&[service]).inc_by(batch.bytes as u64);
@@ -347,6 +374,11 @@ pub async fn run<K: StreamKind>(
 mod tests {
     use super::*;
     use futures::StreamExt;
+
+    fn channel<T>(queue_len: usize, slow_timeout: Duration) -> (Outbox<T>, ResponseStream<T>) {
+        let wait = Histogram::with_opts(prometheus::HistogramOpts::new("wait", "wait")).unwrap();
+        super::channel(queue_len, slow_timeout, wait)
+    }
 
     #[tokio::test]
     async fn failure_overtakes_queued_responses() {

@@ -13,6 +13,7 @@ use dagstream_types::{BlockRef, CommitIndex, Committee, Round, TrustedCommit, Ve
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 use tokio::sync::broadcast;
 
 /// What the publisher needs from consensus.
@@ -56,7 +57,15 @@ pub trait ConsensusSource: Send + Sync + 'static {
     fn highest_round(&self) -> Round;
 
     /// A receiver of every block accepted after this call.
-    fn subscribe(&self) -> broadcast::Receiver<VerifiedBlock>;
+    fn subscribe(&self) -> broadcast::Receiver<Accepted>;
+}
+
+/// A block on the feed, with the moment the source accepted it (made it
+/// durable and announced it): live latency is measured from there.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub block: VerifiedBlock,
+    pub at: Instant,
 }
 
 /// Feed blocks buffered before the slowest receiver lags (and falls back
@@ -79,7 +88,7 @@ const WARM_UP_CHUNK: usize = 1_000;
 pub struct StoreSource {
     store: Arc<dyn Store>,
     committee: Arc<Committee>,
-    feed: broadcast::Sender<VerifiedBlock>,
+    feed: broadcast::Sender<Accepted>,
     cache: RwLock<Cache>,
     cache_rounds: Round,
     cache_commits: usize,
@@ -219,8 +228,12 @@ impl StoreSource {
                 .fetch_max(last.index(), Ordering::AcqRel);
         }
         // No receiver is not an error: nobody is subscribed right now.
+        let at = Instant::now();
         for block in blocks {
-            let _ = self.feed.send(block.clone());
+            let _ = self.feed.send(Accepted {
+                block: block.clone(),
+                at,
+            });
         }
     }
 }
@@ -315,7 +328,7 @@ impl ConsensusSource for StoreSource {
         self.highest_round.load(Ordering::Acquire)
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<VerifiedBlock> {
+    fn subscribe(&self) -> broadcast::Receiver<Accepted> {
         self.feed.subscribe()
     }
 }

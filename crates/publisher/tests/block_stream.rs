@@ -277,3 +277,37 @@ async fn heartbeats_carry_the_highest_commit_while_idle() {
     }
     validator.stop().await;
 }
+
+/// Live latency is measured for blocks from the feed only: a backlog read
+/// from the store is history, not latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_live_blocks_count_in_the_latency_histograms() {
+    let mut validator = start_validator(20, test_config()).await;
+    let committee = validator.chain.committee().clone();
+    let accept_to_queue = "dagstream_publisher_accept_to_queue_seconds";
+    let queue_to_send = "dagstream_publisher_queue_to_send_seconds";
+    let blocks = [("service", "blocks")];
+    let mut stream = BlockStream::open(validator.channel().await).await.unwrap();
+    stream.start(vec![0; 4], 0).await;
+    let history = read_until_idle(&committee, &mut stream).await;
+    assert_eq!(history.len(), 20 * 4);
+    assert_eq!(validator.metric(accept_to_queue, &blocks), 0.0);
+
+    let mut responses = 0;
+    for _ in 0..3 {
+        validator.chain.produce(1);
+        let mut round = 0;
+        while round < 4 {
+            let response = stream.next().await.unwrap();
+            responses += 1;
+            round += response.blocks.len();
+        }
+    }
+    // Each live round went out in one to four batches, each observed once.
+    let live = validator.metric(accept_to_queue, &blocks);
+    assert!((3.0..=12.0).contains(&live), "{live} live batches");
+    // Every response the subscriber got, heartbeats included, was taken
+    // from the queue once.
+    assert!(validator.metric(queue_to_send, &blocks) >= responses as f64);
+    validator.stop().await;
+}

@@ -112,6 +112,9 @@ async fn streams_the_certified_chain_from_zero_and_then_live() {
     assert!(heartbeat.commits.is_empty());
     assert_eq!(heartbeat.highest_commit_index, highest);
 
+    let live_latency = "dagstream_publisher_accept_to_queue_seconds";
+    let commits = [("service", "commits")];
+    let before = validator.metric(live_latency, &commits);
     validator.chain.produce(20);
     received.extend(
         read_until(
@@ -125,6 +128,8 @@ async fn streams_the_certified_chain_from_zero_and_then_live() {
     let expected: Vec<CommitRef> =
         validator.chain.commit_refs()[..validator.chain.certified() as usize].to_vec();
     assert_eq!(received, expected);
+    // Batches that carried a newly certified commit measured its latency.
+    assert!(validator.metric(live_latency, &commits) > before);
     validator.stop().await;
 }
 

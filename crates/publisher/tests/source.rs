@@ -89,8 +89,8 @@ fn caches_are_bounded_whatever_the_chain_length() {
     let mut feed = source.subscribe();
     for _ in 0..20 {
         chain.produce(10);
-        while let Ok(block) = feed.try_recv() {
-            certifier.on_block(&block);
+        while let Ok(accepted) = feed.try_recv() {
+            certifier.on_block(&accepted.block);
         }
         let (blocks, commits) = source.cached();
         assert!(blocks <= 10 * 4, "{blocks} cached blocks");

@@ -75,7 +75,8 @@ impl TestValidator {
     }
 
     /// The value of the publisher's counter or gauge `name` with these
-    /// labels; 0 if it has none.
+    /// labels (for a histogram, its count of observations); 0 if it has
+    /// none.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         for family in self.registry.gather() {
             if family.name() != name {
@@ -91,6 +92,9 @@ impl TestValidator {
                 if matches {
                     return match family.get_field_type() {
                         prometheus::proto::MetricType::COUNTER => metric.get_counter().get_value(),
+                        prometheus::proto::MetricType::HISTOGRAM => {
+                            metric.get_histogram().get_sample_count() as f64
+                        }
                         _ => metric.get_gauge().get_value(),
                     };
                 }
