@@ -8,9 +8,9 @@ use crate::status::ObserverStatus;
 use crate::{ObserverError, Result};
 use dagstream_publisher::StoreSource;
 use dagstream_store::Store;
-use dagstream_types::{CommitIndex, Committee};
+use dagstream_types::{CommitIndex, Committee, VerifiedBlock};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::error;
 
@@ -20,7 +20,14 @@ pub struct ObserverHandle {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
     source: Arc<StoreSource>,
+    verified: broadcast::Sender<VerifiedBlock>,
 }
+
+/// Verified blocks buffered for [`ObserverHandle::subscribe_verified`]:
+/// ten rounds of a 100-authority committee. A receiver further behind
+/// lags and loses the oldest, so a slow one never holds the observer up
+/// nor costs more than this.
+const VERIFIED_FEED_LEN: usize = 1_024;
 
 impl ObserverHandle {
     pub fn status(&self) -> ObserverStatus {
@@ -35,6 +42,16 @@ impl ObserverHandle {
     /// [`dagstream_publisher::Publisher`] to relay to other observers.
     pub fn source(&self) -> Arc<StoreSource> {
         self.source.clone()
+    }
+
+    /// Every block verified from the block stream from now on, as soon as
+    /// its signature and structure are checked: before it is committed or
+    /// persisted, for consumers that want to see blocks early (a mempool
+    /// view, a latency probe). Commits come only through the consumer
+    /// channel. A receiver more than [`VERIFIED_FEED_LEN`] blocks behind
+    /// gets `Lagged` and loses the oldest.
+    pub fn subscribe_verified(&self) -> broadcast::Receiver<VerifiedBlock> {
+        self.verified.subscribe()
     }
 
     /// Stops the observer and waits for it. Everything delivered to the
@@ -96,6 +113,7 @@ pub fn start_with_metrics(
         });
     }
     let source = Arc::new(StoreSource::new(store.clone(), committee.clone())?);
+    let (verified, _) = broadcast::channel(VERIFIED_FEED_LEN);
     let mut node = Node::new(
         committee,
         store,
@@ -103,6 +121,7 @@ pub fn start_with_metrics(
         config,
         resume_after,
         metrics,
+        verified.clone(),
     )?;
     let (status_tx, status) = watch::channel(ObserverStatus::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -122,6 +141,7 @@ pub fn start_with_metrics(
             shutdown,
             task,
             source,
+            verified,
         },
         commits,
     ))

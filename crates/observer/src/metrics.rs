@@ -1,7 +1,13 @@
 //! The observer's Prometheus metrics, registered on a registry passed in.
 
 use crate::Mode;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use dagstream_types::CommitIndex;
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
+};
+use std::collections::VecDeque;
+use std::time::Instant;
 
 #[derive(Clone)]
 pub struct ObserverMetrics {
@@ -25,6 +31,16 @@ pub struct ObserverMetrics {
     pub commits_persisted: IntCounter,
     /// Blocks verified from the block stream.
     pub blocks_verified: IntCounter,
+    /// From a block's arrival to the end of its verification.
+    pub receive_to_verify: Histogram,
+    /// From the verification of what completed a commit (the block that
+    /// decided it, or its commit batch) to the commit's hand-over to the
+    /// consumer: sequencing, the durable write and the consumer's pace.
+    pub verify_to_deliver: Histogram,
+    /// From a commit's timestamp (its leader's, by the wall clock of the
+    /// authority that proposed it) to its hand-over to the consumer, by
+    /// this node's wall clock: the end-to-end lag, clock skew included.
+    pub commit_lag_seconds: Histogram,
 }
 
 impl ObserverMetrics {
@@ -41,6 +57,9 @@ impl ObserverMetrics {
         registry.register(Box::new(metrics.faults.clone()))?;
         registry.register(Box::new(metrics.commits_persisted.clone()))?;
         registry.register(Box::new(metrics.blocks_verified.clone()))?;
+        registry.register(Box::new(metrics.receive_to_verify.clone()))?;
+        registry.register(Box::new(metrics.verify_to_deliver.clone()))?;
+        registry.register(Box::new(metrics.commit_lag_seconds.clone()))?;
         Ok(metrics)
     }
 
@@ -94,6 +113,29 @@ impl ObserverMetrics {
                 "dagstream_observer_blocks_verified_total",
                 "Blocks verified from the block stream",
             )?,
+            receive_to_verify: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dagstream_observer_receive_to_verify_seconds",
+                    "From a block's arrival to its verification",
+                )
+                .buckets(latency_buckets()?),
+            )?,
+            verify_to_deliver: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dagstream_observer_verify_to_deliver_seconds",
+                    "From the verification that completed a commit to its delivery",
+                )
+                .buckets(latency_buckets()?),
+            )?,
+            commit_lag_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dagstream_observer_commit_lag_seconds",
+                    "From a commit's leader timestamp to its delivery, by wall clocks",
+                )
+                // 1 ms doubling to about 65 s: live lag is tens of
+                // milliseconds, catching up is seconds to minutes.
+                .buckets(exponential_buckets(0.001, 2.0, 17)?),
+            )?,
         };
         // Known labels exist from the start, at zero.
         for reason in ["failed", "faulty", "degraded"] {
@@ -112,5 +154,81 @@ impl ObserverMetrics {
             Mode::Overlap => 2,
         });
         self.paused.set(paused as i64);
+    }
+}
+
+/// Latency buckets: 50 µs doubling to about 6.5 s, so that sub-millisecond
+/// steps and multi-second stalls both resolve.
+fn latency_buckets() -> prometheus::Result<Vec<f64>> {
+    exponential_buckets(0.000_05, 2.0, 18)
+}
+
+/// When each commit not yet delivered was verified, for
+/// [`ObserverMetrics::verify_to_deliver`]. Free of I/O.
+#[derive(Debug, Default)]
+pub(crate) struct VerifyStamps {
+    /// In index order, each index once.
+    stamps: VecDeque<(CommitIndex, Instant)>,
+}
+
+impl VerifyStamps {
+    /// Most commits stamped and not yet delivered. The node takes no input
+    /// while `output_queue_len` persisted commits wait for the consumer,
+    /// so this is rarely reached; past it the oldest stamps go, and their
+    /// commits are not measured.
+    const MAX: usize = 4_096;
+
+    /// Stamps commits verified at `at`. Commits already stamped (the two
+    /// streams overlap) keep their first stamp.
+    pub(crate) fn record(&mut self, indices: impl IntoIterator<Item = CommitIndex>, at: Instant) {
+        for index in indices {
+            if self.stamps.back().is_none_or(|(last, _)| index > *last) {
+                self.stamps.push_back((index, at));
+            }
+        }
+        while self.stamps.len() > Self::MAX {
+            self.stamps.pop_front();
+        }
+    }
+
+    /// When commit `index`, now being delivered, was verified. Commits are
+    /// delivered in order, so older stamps are dropped.
+    pub(crate) fn take(&mut self, index: CommitIndex) -> Option<Instant> {
+        while self.stamps.front().is_some_and(|(i, _)| *i < index) {
+            self.stamps.pop_front();
+        }
+        match self.stamps.front() {
+            Some(&(i, at)) if i == index => {
+                self.stamps.pop_front();
+                Some(at)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stamps_keep_the_first_verification_and_stay_bounded() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(1);
+        let mut stamps = VerifyStamps::default();
+        stamps.record([1, 2, 3], t0);
+        // The other stream verifies 2 and 3 again, then 4.
+        stamps.record([2, 3, 4], t1);
+        assert_eq!(stamps.take(2), Some(t0), "1 was never delivered: dropped");
+        assert_eq!(stamps.take(3), Some(t0));
+        assert_eq!(stamps.take(4), Some(t1));
+        assert_eq!(stamps.take(5), None);
+
+        let many = VerifyStamps::MAX as u64 + 10;
+        stamps.record(10..10 + many, t0);
+        assert_eq!(stamps.stamps.len(), VerifyStamps::MAX);
+        assert_eq!(stamps.take(10), None, "the oldest stamps went");
+        assert_eq!(stamps.take(20), Some(t0));
     }
 }

@@ -20,22 +20,21 @@
 use crate::config::ObserverConfig;
 use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
-use crate::metrics::ObserverMetrics;
+use crate::metrics::{ObserverMetrics, VerifyStamps};
 use crate::persist::Persister;
 use crate::sequencer::Sequencer;
 use crate::state_machine::{Command, Degradation, Observation, SubscriberStateMachine};
 use crate::status::ObserverStatus;
-use crate::upstream::{self, ConnectError, Connection, Inbound, Positions, Upstreams};
+use crate::upstream::{self, ConnectError, Connection, Inbound, Positions, Received, Upstreams};
 use crate::verify::{verify_blocks, verify_commit_batch};
 use crate::{ObserverError, Result};
-use bytes::Bytes;
 use dagstream_proto::v1::CommitStreamResponse;
 use dagstream_publisher::StoreSource;
 use dagstream_store::Store;
-use dagstream_types::{CommitIndex, CommittedSubDag, Committee};
+use dagstream_types::{CommitIndex, CommittedSubDag, Committee, VerifiedBlock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
@@ -77,6 +76,9 @@ pub(crate) struct Node {
     delivery: Delivery,
     status: ObserverStatus,
     metrics: ObserverMetrics,
+    stamps: VerifyStamps,
+    /// Every block verified from the block stream, as soon as it is.
+    verified: broadcast::Sender<VerifiedBlock>,
     epoch: Instant,
 }
 
@@ -88,6 +90,7 @@ impl Node {
         config: ObserverConfig,
         resume_after: CommitIndex,
         metrics: ObserverMetrics,
+        verified: broadcast::Sender<VerifiedBlock>,
     ) -> Result<Node> {
         let deriver = Deriver::recover(committee.clone(), store.as_ref())?;
         let sequencer = Sequencer::recover(store.as_ref(), config.min_checkpoint_interval_ms)?;
@@ -108,6 +111,8 @@ impl Node {
             deriver,
             sequencer,
             metrics,
+            stamps: VerifyStamps::default(),
+            verified,
             epoch: Instant::now(),
         })
     }
@@ -254,7 +259,9 @@ impl Node {
                 }
                 permit = consumer.reserve(), if undelivered => {
                     let Ok(permit) = permit else { return Ok(SessionEnd::Shutdown) };
-                    permit.send(self.delivery.take_next(self.store.as_ref())?);
+                    let next = self.delivery.take_next(self.store.as_ref())?;
+                    self.measure_delivery(&next);
+                    permit.send(next);
                     None
                 }
                 _ = ticks.tick() => {
@@ -378,13 +385,17 @@ impl Node {
     /// sequences them. Drains `received`.
     async fn on_blocks(
         &mut self,
-        received: &mut Vec<Inbound<Bytes>>,
+        received: &mut Vec<Inbound<Received>>,
     ) -> Result<Option<SessionEnd>> {
         let mut blocks = Vec::with_capacity(received.len());
+        let mut arrivals = Vec::with_capacity(received.len());
         let mut ended = None;
         for item in received.drain(..) {
             match item {
-                Inbound::Item(block) => blocks.push(block),
+                Inbound::Item(block) => {
+                    blocks.push(block.bytes);
+                    arrivals.push(block.at);
+                }
                 Inbound::Ended(reason) => ended = Some(SessionEnd::Failed(reason)),
             }
         }
@@ -393,9 +404,20 @@ impl Node {
             Ok(verified) => verified,
             Err(source) => return Ok(Some(SessionEnd::Faulty(ObserverError::BadBlock { source }))),
         };
+        let verified_at = Instant::now();
         self.metrics.blocks_verified.inc_by(verified.len() as u64);
+        for arrived in arrivals {
+            let waited = verified_at.saturating_duration_since(arrived);
+            self.metrics.receive_to_verify.observe(waited.as_secs_f64());
+        }
+        if self.verified.receiver_count() > 0 {
+            for block in &verified {
+                // A receiver that lags loses the oldest: not an error here.
+                let _ = self.verified.send(block.clone());
+            }
+        }
         let commits = self.deriver.add_blocks(verified)?;
-        self.sequence(commits).await?;
+        self.sequence(commits, verified_at).await?;
         Ok(ended)
     }
 
@@ -422,7 +444,10 @@ impl Node {
         .await
         .expect("commit verification does not panic");
         match verified {
-            Ok(sub_dags) => self.sequence(sub_dags).await.map(|()| None),
+            Ok(sub_dags) => self
+                .sequence(sub_dags, Instant::now())
+                .await
+                .map(|()| None),
             Err(err) => faulty(err),
         }
     }
@@ -430,7 +455,13 @@ impl Node {
     /// Sequences commits and starts writing the new ones in one atomic
     /// write (which also announces them to relayed subscribers), once the
     /// previous write is durable.
-    async fn sequence(&mut self, sub_dags: Vec<CommittedSubDag>) -> Result<()> {
+    async fn sequence(
+        &mut self,
+        sub_dags: Vec<CommittedSubDag>,
+        verified_at: Instant,
+    ) -> Result<()> {
+        self.stamps
+            .record(sub_dags.iter().map(|s| s.index()), verified_at);
         // The sequencer compares repeats with the store, and counts what it
         // sequenced as written.
         self.settle().await?;
@@ -447,6 +478,19 @@ impl Node {
         let written = self.persister.finish().await?;
         self.on_persisted(written);
         Ok(())
+    }
+
+    /// Observes the latency of a commit handed to the consumer.
+    fn measure_delivery(&mut self, next: &DeliveredSubDag) {
+        if let Some(verified_at) = self.stamps.take(next.index()) {
+            let waited = verified_at.elapsed().as_secs_f64();
+            self.metrics.verify_to_deliver.observe(waited);
+        }
+        let now_ms = dagstream_types::unix_time_ms();
+        let lag_ms = now_ms.saturating_sub(next.sub_dag.commit.timestamp_ms());
+        self.metrics
+            .commit_lag_seconds
+            .observe(lag_ms as f64 / 1_000.0);
     }
 
     /// Queues commits that a write made durable for the consumer.

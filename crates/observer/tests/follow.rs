@@ -113,3 +113,64 @@ async fn a_stalled_consumer_pauses_blocks_and_loses_nothing() {
     observer.stop().await.unwrap();
     validator.stop().await;
 }
+
+/// Every verified block and every delivered commit is measured once, and
+/// verified blocks are offered as they are verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_latency_is_measured_for_every_block_and_commit() {
+    let validator = validator(40).await;
+    let history = validator.store.last_commit_index().unwrap();
+    let (committee, _) = committee_and_keys();
+    let registry = prometheus::Registry::new();
+    let (observer, mut commits) = dagstream_observer::start_with_metrics(
+        committee,
+        Arc::new(MemStore::new()),
+        vec![validator.endpoint()],
+        ObserverConfig::default(),
+        0,
+        dagstream_observer::ObserverMetrics::new(&registry).unwrap(),
+    )
+    .unwrap();
+    let mut verified = observer.subscribe_verified();
+    let mut delivered = consume(&mut commits, 0, history + 30).await.len() as u64;
+    observer.stop().await.unwrap();
+    while commits.try_recv().is_ok() {
+        delivered += 1;
+    }
+
+    let metric = |name: &str| {
+        let family = registry.gather().into_iter().find(|f| f.name() == name);
+        let family = family.unwrap_or_else(|| panic!("{name} is not exported"));
+        let metric = &family.get_metric()[0];
+        if metric.get_histogram().get_sample_count() > 0 {
+            metric.get_histogram().get_sample_count() as f64
+        } else {
+            metric.get_counter().get_value()
+        }
+    };
+    let blocks = metric("dagstream_observer_blocks_verified_total");
+    assert!(blocks > 0.0);
+    assert_eq!(
+        metric("dagstream_observer_receive_to_verify_seconds"),
+        blocks
+    );
+    assert_eq!(
+        metric("dagstream_observer_verify_to_deliver_seconds"),
+        delivered as f64
+    );
+    assert_eq!(
+        metric("dagstream_observer_commit_lag_seconds"),
+        delivered as f64
+    );
+
+    // The verified feed: each block once, each author's in round order.
+    let mut highest = std::collections::HashMap::new();
+    let mut tapped = 0;
+    while let Ok(block) = verified.try_recv() {
+        let previous = highest.insert(block.author(), block.round());
+        assert!(previous.is_none_or(|p| p < block.round()), "{block:?}");
+        tapped += 1;
+    }
+    assert!(tapped > 0 && tapped as f64 <= blocks, "{tapped} of {blocks}");
+    validator.stop().await;
+}

@@ -53,6 +53,14 @@ pub enum Inbound<T> {
     Ended(String),
 }
 
+/// A received block and when it arrived: where the observer's live
+/// latency is measured from.
+#[derive(Debug)]
+pub struct Received {
+    pub bytes: Bytes,
+    pub at: Instant,
+}
+
 /// What the readers last heard from the upstream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkState {
@@ -70,7 +78,7 @@ pub struct Connection {
     commit_commands: mpsc::Sender<CommitStreamRequest>,
     /// Received blocks, one per item; its length is the block queue the
     /// state machine watches.
-    pub blocks: mpsc::Receiver<Inbound<Bytes>>,
+    pub blocks: mpsc::Receiver<Inbound<Received>>,
     pub commits: mpsc::Receiver<Inbound<CommitStreamResponse>>,
     pub link: watch::Receiver<LinkState>,
     readers: [JoinHandle<()>; 2],
@@ -206,9 +214,11 @@ pub async fn connect(
             let reason = loop {
                 match block_stream.message().await {
                     Ok(Some(response)) => {
+                        let at = Instant::now();
                         seen(&link, response.highest_commit_index);
-                        for block in response.blocks {
-                            if blocks_tx.send(Inbound::Item(block)).await.is_err() {
+                        for bytes in response.blocks {
+                            let block = Inbound::Item(Received { bytes, at });
+                            if blocks_tx.send(block).await.is_err() {
                                 return;
                             }
                         }

@@ -4,5 +4,5 @@
 pub mod connection;
 pub mod selection;
 
-pub use connection::{connect, ConnectError, Connection, Inbound, Positions};
+pub use connection::{connect, ConnectError, Connection, Inbound, Positions, Received};
 pub use selection::{probe_forever, Upstreams};
