@@ -49,8 +49,9 @@ pub struct ObserverConfig {
     /// out a burst.
     pub degrade_after_ms: u64,
     /// How often every upstream is probed for its highest commit and
-    /// connection latency. 2 s notices an upstream that falls behind within
-    /// a few dozen commits, at one cheap connection per upstream.
+    /// round trip, when there are several. 2 s notices an upstream that
+    /// falls behind within a few dozen commits, at one unary call per
+    /// upstream over a kept connection.
     pub probe_interval_ms: u64,
     /// Leave the active upstream when another one is this many commits
     /// ahead of it. 50 commits are a few seconds: more than probe noise,

@@ -444,10 +444,7 @@ impl Node {
         .await
         .expect("commit verification does not panic");
         match verified {
-            Ok(sub_dags) => self
-                .sequence(sub_dags, Instant::now())
-                .await
-                .map(|()| None),
+            Ok(sub_dags) => self.sequence(sub_dags, Instant::now()).await.map(|()| None),
             Err(err) => faulty(err),
         }
     }

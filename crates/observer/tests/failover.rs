@@ -255,3 +255,47 @@ async fn an_observer_that_cannot_keep_up_in_commits_only_backs_off() {
     observer.stop().await.unwrap();
     validator.stop().await;
 }
+
+/// Probing compares upstreams with one unary call each, over a kept
+/// connection: no stream is opened or closed for it, on either upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_open_no_streams() {
+    let history = 60;
+    let clock = TestClock::at(history * INTERVAL_MS);
+    let mut a = validator_on_clock(history, Some(clock.clone())).await;
+    let b = validator_on_clock(history, Some(clock)).await;
+    a.tick(INTERVAL_MS, common::TICK);
+    let (committee, _) = committee_and_keys();
+    let config = ObserverConfig {
+        // Fifty probe rounds a second: the old stream probes would have
+        // opened and closed dozens of commit streams during this test.
+        probe_interval_ms: 20,
+        ..ObserverConfig::default()
+    };
+    let (observer, mut commits) = start(
+        committee,
+        Arc::new(MemStore::new()),
+        vec![a.endpoint(), b.endpoint()],
+        config,
+        0,
+    )
+    .unwrap();
+    let tip = a.store.last_commit_index().unwrap();
+    consume(&mut commits, 0, tip + 40).await;
+    assert_eq!(observer.status().connections, 1);
+    let disconnects = "dagstream_publisher_disconnects_total";
+    assert_eq!(a.metric(disconnects, &[]), 0.0);
+    assert_eq!(b.metric(disconnects, &[]), 0.0);
+    // The followed upstream holds the observer's two streams, the other none.
+    let streams = "dagstream_publisher_active_streams";
+    let (active, idle) = if observer.status().active_upstream == Some(a.endpoint()) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    assert_eq!(active.metric(streams, &[]), 2.0);
+    assert_eq!(idle.metric(streams, &[]), 0.0);
+    observer.stop().await.unwrap();
+    a.stop().await;
+    b.stop().await;
+}

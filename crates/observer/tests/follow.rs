@@ -171,6 +171,9 @@ async fn live_latency_is_measured_for_every_block_and_commit() {
         assert!(previous.is_none_or(|p| p < block.round()), "{block:?}");
         tapped += 1;
     }
-    assert!(tapped > 0 && tapped as f64 <= blocks, "{tapped} of {blocks}");
+    assert!(
+        tapped > 0 && tapped as f64 <= blocks,
+        "{tapped} of {blocks}"
+    );
     validator.stop().await;
 }

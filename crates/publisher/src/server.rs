@@ -297,6 +297,7 @@ impl ChainInfoService for Publisher {
         Ok(Response::new(ChainInfo {
             committee_digest: bytes::Bytes::copy_from_slice(committee.digest().as_bytes()),
             epoch: committee.epoch(),
+            highest_commit_index: Some(self.shared.source.highest_commit_index()),
         }))
     }
 }

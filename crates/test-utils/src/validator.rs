@@ -74,33 +74,10 @@ impl TestValidator {
         client::connect(&self.endpoint()).await
     }
 
-    /// The value of the publisher's counter or gauge `name` with these
-    /// labels (for a histogram, its count of observations); 0 if it has
-    /// none.
+    /// The value of the publisher's metric `name` with these labels: see
+    /// [`metric`].
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        for family in self.registry.gather() {
-            if family.name() != name {
-                continue;
-            }
-            for metric in family.get_metric() {
-                let matches = labels.iter().all(|(k, v)| {
-                    metric
-                        .get_label()
-                        .iter()
-                        .any(|l| l.name() == *k && l.value() == *v)
-                });
-                if matches {
-                    return match family.get_field_type() {
-                        prometheus::proto::MetricType::COUNTER => metric.get_counter().get_value(),
-                        prometheus::proto::MetricType::HISTOGRAM => {
-                            metric.get_histogram().get_sample_count() as f64
-                        }
-                        _ => metric.get_gauge().get_value(),
-                    };
-                }
-            }
-        }
-        0.0
+        metric(&self.registry, name, labels)
     }
 
     /// Waits, without sleeping blindly, until the metric reaches `value`;
@@ -144,18 +121,20 @@ impl TestChain {
         config: PublisherConfig,
     ) -> ClockedValidator {
         let store = self.store().clone();
+        let registry = Registry::new();
         let handle = dagstream_validator::start(
             self.into_producer(),
             clock.clock(),
             loopback().await,
             config,
-            &Registry::new(),
+            &registry,
         )
         .expect("the validator starts");
         ClockedValidator {
             handle,
             store,
             clock,
+            registry,
             ticker: None,
         }
     }
@@ -167,6 +146,7 @@ pub struct ClockedValidator {
     pub handle: ValidatorHandle,
     pub store: Arc<dyn Store>,
     pub clock: TestClock,
+    registry: Registry,
     ticker: Option<Ticker>,
 }
 
@@ -178,6 +158,12 @@ impl ClockedValidator {
     /// A new connection to the validator.
     pub async fn channel(&self) -> Channel {
         client::connect(&self.endpoint()).await
+    }
+
+    /// The value of the validator's metric `name` with these labels: see
+    /// [`metric`].
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(&self.registry, name, labels)
     }
 
     /// Moves the clock by `step_ms` every `every` of real time until the
@@ -206,4 +192,34 @@ impl ClockedValidator {
             .await
             .expect("the validator ran without error")
     }
+}
+
+/// The sum of counter or gauge `name` over its series that carry these
+/// labels on `registry` (for a histogram, its count of observations); 0 if
+/// it has none.
+pub fn metric(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for family in registry.gather() {
+        if family.name() != name {
+            continue;
+        }
+        for metric in family.get_metric() {
+            let matches = labels.iter().all(|(k, v)| {
+                metric
+                    .get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            });
+            if matches {
+                sum += match family.get_field_type() {
+                    prometheus::proto::MetricType::COUNTER => metric.get_counter().get_value(),
+                    prometheus::proto::MetricType::HISTOGRAM => {
+                        metric.get_histogram().get_sample_count() as f64
+                    }
+                    _ => metric.get_gauge().get_value(),
+                };
+            }
+        }
+    }
+    sum
 }

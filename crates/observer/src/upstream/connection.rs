@@ -5,8 +5,8 @@
 //! order, into a bounded queue, ending with [`Inbound::Ended`]; when a queue
 //! is full the reader stops reading and HTTP/2 flow control pushes back on
 //! the publisher. [`Connection::send`] turns the state machine's commands
-//! into requests. [`probe`] asks an upstream how far it is, without
-//! starting anything.
+//! into requests. [`probe`] asks an upstream how far it is with one unary
+//! call, over a connection kept for probing.
 
 use crate::state_machine::Command;
 use crate::ObserverError;
@@ -35,9 +35,9 @@ const COMMAND_QUEUE_LEN: usize = 8;
 /// How long the chain check on connect may take: a live upstream answers
 /// in a round trip; five seconds is the stall timeout's default.
 const CHAIN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a probe waits to connect, then for the first heartbeat (sent
-/// at once, then every second): three seconds tell a slow upstream from a
-/// dead one without holding a probe round up for long.
+/// How long a probe waits to connect, then for its answer: three seconds
+/// tell a slow upstream from a dead one without holding a probe round up
+/// for long.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// HTTP/2 pings on an idle connection, and how long one may go unanswered.
 /// The publisher's keepalive defaults: a dead peer is found within half a
@@ -282,18 +282,44 @@ pub struct Probe {
     pub latency: Duration,
 }
 
-/// Probes one upstream: connection latency, and the highest commit from
-/// the first heartbeat of a commit stream that is never started (it costs
-/// the publisher nothing but a heartbeat). `None`: unreachable or silent.
-pub async fn probe(address: &str) -> Option<Probe> {
+/// A channel for probing `address`: it connects on first use, and again
+/// after a failure, so that probes reuse one connection. `None`: the
+/// address is malformed.
+pub fn probe_channel(address: &str) -> Option<Channel> {
+    Some(
+        Endpoint::from_shared(address.to_string())
+            .ok()?
+            .connect_timeout(PROBE_TIMEOUT)
+            .timeout(PROBE_TIMEOUT)
+            .connect_lazy(),
+    )
+}
+
+/// Probes one upstream over `channel`: its highest commit, from one unary
+/// `GetChainInfo` call, and that call's round trip. A publisher that
+/// predates the field is asked through the first heartbeat of a commit
+/// stream that is never started instead. `None`: unreachable or silent.
+pub async fn probe(channel: Channel) -> Option<Probe> {
     let started = Instant::now();
-    let channel = Endpoint::from_shared(address.to_string())
-        .ok()?
-        .connect_timeout(PROBE_TIMEOUT)
-        .connect()
+    let info = ChainInfoServiceClient::new(channel.clone())
+        .get_chain_info(GetChainInfoRequest {})
         .await
-        .ok()?;
+        .ok()?
+        .into_inner();
     let latency = started.elapsed();
+    let highest_commit = match info.highest_commit_index {
+        Some(highest) => highest,
+        None => probe_by_heartbeat(channel).await?,
+    };
+    Some(Probe {
+        highest_commit,
+        latency,
+    })
+}
+
+/// The highest commit from the first heartbeat of a commit stream that is
+/// never started: it costs the publisher nothing but a heartbeat.
+async fn probe_by_heartbeat(channel: Channel) -> Option<CommitIndex> {
     let (_commands, rx) = mpsc::channel::<CommitStreamRequest>(1);
     let mut stream = CommitStreamServiceClient::new(channel)
         .stream_commits(ReceiverStream::new(rx))
@@ -303,9 +329,5 @@ pub async fn probe(address: &str) -> Option<Probe> {
     let first = tokio::time::timeout(PROBE_TIMEOUT, stream.message())
         .await
         .ok()?;
-    let highest_commit = first.ok()??.highest_commit_index;
-    Some(Probe {
-        highest_commit,
-        latency,
-    })
+    Some(first.ok()??.highest_commit_index)
 }

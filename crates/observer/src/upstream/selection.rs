@@ -3,7 +3,7 @@
 //! cool-down. Decisions take the time as an input; only [`probe_forever`]
 //! does I/O, through [`probe`].
 
-use super::connection::{probe, Probe};
+use super::connection::{probe, probe_channel, Probe};
 use crate::config::ObserverConfig;
 use dagstream_types::CommitIndex;
 use std::sync::Arc;
@@ -104,10 +104,18 @@ impl Upstreams {
     }
 }
 
-/// Probes every upstream, forever, every `interval`.
+/// Probes every upstream, forever, every `interval`, each over one
+/// connection kept for the purpose. With a single upstream there is no
+/// choice to make: its open streams say how far it is, and nothing probes.
 pub async fn probe_forever(addresses: Vec<String>, probes: Probes, interval: Duration) {
+    if addresses.len() < 2 {
+        return;
+    }
+    let channels: Vec<_> = addresses.iter().map(|a| probe_channel(a)).collect();
     loop {
-        let round = addresses.iter().map(|address| probe(address));
+        let round = channels
+            .iter()
+            .map(|channel| async move { probe(channel.clone()?).await });
         let results = futures::future::join_all(round).await;
         *probes.lock().expect("probe lock poisoned") = results;
         tokio::time::sleep(interval).await;

@@ -23,7 +23,7 @@ const AUTHORITIES: usize = 4;
 const COMMITTEE_SEED: u64 = 9;
 /// A validator's own clock moves one round every 20 ms: five times faster
 /// than real time.
-const TICK: Duration = Duration::from_millis(20);
+pub const TICK: Duration = Duration::from_millis(20);
 
 pub fn committee_and_keys() -> (Arc<Committee>, CommitteeKeys) {
     let TestCommittee { committee, keys } = TestCommittee::new(AUTHORITIES, COMMITTEE_SEED);
