@@ -1,0 +1,434 @@
+//! The dagstream runs: one validator producing on the system clock from
+//! genesis, into a segment store in a temporary directory, as `dagstream
+//! validator` does, and N subscribers in the same process.
+//!
+//! The validator (producer, store, publisher) runs on a runtime of its own,
+//! whose threads are named [`VALIDATOR_THREADS`], so that its CPU time is
+//! told apart from the subscribers', which run on another
+//! ([`SUBSCRIBER_THREADS`]). Publish times are taken from the validator's
+//! feed: each block carries the instant its source accepted it, after its
+//! durable write. Arrival times are taken when a response is read off the
+//! stream (receive-only clients), or when an observer hands the verified
+//! block to its feed.
+
+use crate::cpu::thread_cpu_seconds;
+use crate::latency::{block_key, Arrivals, Key, Report};
+use crate::{BenchError, Result};
+use dagstream_observer::ObserverConfig;
+use dagstream_proto::v1::block_stream_service_client::BlockStreamServiceClient;
+use dagstream_proto::v1::{block_stream_request, BlockStreamRequest, StartBlockStream};
+use dagstream_publisher::{ConsensusSource, PublisherConfig};
+use dagstream_sim::{generate, GenesisParams, Profile};
+use dagstream_store::{MemStore, SegmentStore, Store};
+use dagstream_types::{unix_time_ms, BlockLimits, Committee, DEFAULT_GC_DEPTH_ROUNDS};
+use dagstream_validator::{system_clock, Producer};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, watch};
+
+/// Thread name prefix of the validator's runtime.
+pub const VALIDATOR_THREADS: &str = "bench-validator";
+/// Thread name prefix of the subscribers' runtime.
+pub const SUBSCRIBER_THREADS: &str = "bench-subscrib";
+/// Worker threads of each runtime: the machine's cores, as a node would.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+/// How long in-flight blocks get to arrive after the window closes.
+const GRACE: Duration = Duration::from_secs(1);
+/// Blocks are at most this far into their `SignedBlock` bytes: epoch (u64),
+/// round (u64), author (u32), in BCS.
+const REF_PREFIX: usize = 20;
+
+/// What the subscribers are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A bare block stream client: reads each response and notes when its
+    /// blocks arrived. What the publisher's fan-out alone costs.
+    Receiver,
+    /// A full observer (verify, derive commits, sequence, persist in
+    /// memory), noting when each block is verified.
+    Observer,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Receiver => "receive-only",
+            Kind::Observer => "full observer",
+        }
+    }
+}
+
+/// How long each run lasts, and at which profile.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveConfig {
+    pub profile: Profile,
+    /// Before the window: connections open, observers catch up.
+    pub warmup: Duration,
+    /// The measured window.
+    pub window: Duration,
+}
+
+/// What one run measured over its window.
+#[derive(Debug)]
+pub struct LiveRun {
+    pub kind: Kind,
+    pub subscribers: usize,
+    pub report: Report,
+    /// CPU seconds per wall second of the validator's runtime: production,
+    /// the durable writes and the publisher.
+    pub validator_cpu: f64,
+    /// The same for the subscribers' runtime.
+    pub subscriber_cpu: f64,
+    /// Block bytes the publisher sent per second, all streams together.
+    pub bytes_per_second: f64,
+    /// Blocks published per second.
+    pub blocks_per_second: f64,
+}
+
+fn runtime(name: &'static str) -> Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers())
+        .thread_name(name)
+        // A thread that exits takes its CPU time with it: blocking-pool
+        // threads stay for the run.
+        .thread_keep_alive(Duration::from_secs(3_600))
+        .enable_all()
+        .build()
+        .map_err(|err| BenchError::Start {
+            what: "a runtime",
+            reason: err.to_string(),
+        })
+}
+
+fn nanos(epoch: Instant, at: Instant) -> u64 {
+    at.saturating_duration_since(epoch).as_nanos() as u64
+}
+
+/// Runs a validator with `subscribers` of `kind` and measures the window.
+pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRun> {
+    let validator_rt = runtime(VALIDATOR_THREADS)?;
+    let subscriber_rt = runtime(SUBSCRIBER_THREADS)?;
+    let epoch = Instant::now();
+    let dir = tempfile::tempdir().map_err(|err| BenchError::Start {
+        what: "a temporary directory",
+        reason: err.to_string(),
+    })?;
+    let registry = prometheus::Registry::new();
+    let (committee, validator) = validator_rt.block_on(start_validator(
+        config.profile,
+        &dir.path().join("store"),
+        &registry,
+    ))?;
+    let endpoint = format!("http://{}", validator.addr);
+    let source = validator.source.clone();
+
+    // Publish times: every block of the feed, from now on.
+    let published: Arc<Mutex<Vec<(Key, u64)>>> = Arc::default();
+    let (stop, stopped) = watch::channel(false);
+    let recorder = subscriber_rt.spawn({
+        let mut feed = source.subscribe();
+        let published = published.clone();
+        let mut stopped = stopped.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    accepted = feed.recv() => match accepted {
+                        Ok(accepted) => {
+                            let block = &accepted.block;
+                            let key = block_key(block.round(), block.author());
+                            let at = nanos(epoch, accepted.at);
+                            published.lock().expect("not poisoned").push((key, at));
+                        }
+                        // Lost publish times only shrink the sample.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return,
+                    },
+                    _ = stopped.changed() => return,
+                }
+            }
+        }
+    });
+
+    let subscribers_running = subscriber_rt.block_on(async {
+        let from_round = source.highest_round();
+        let mut running = Vec::with_capacity(subscribers);
+        for _ in 0..subscribers {
+            running.push(match kind {
+                Kind::Receiver => {
+                    Subscriber::receiver(&endpoint, committee.size(), from_round, epoch, &stopped)
+                        .await?
+                }
+                Kind::Observer => Subscriber::observer(&endpoint, &committee, epoch, &stopped)?,
+            });
+        }
+        Ok::<_, BenchError>(running)
+    })?;
+
+    std::thread::sleep(config.warmup);
+    let bytes = || {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "dagstream_publisher_bytes_sent_total")
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_counter().get_value())
+            .sum::<f64>()
+    };
+    let start = (
+        Instant::now(),
+        thread_cpu_seconds(VALIDATOR_THREADS),
+        thread_cpu_seconds(SUBSCRIBER_THREADS),
+        bytes(),
+    );
+    std::thread::sleep(config.window);
+    let end = (
+        Instant::now(),
+        thread_cpu_seconds(VALIDATOR_THREADS),
+        thread_cpu_seconds(SUBSCRIBER_THREADS),
+        bytes(),
+    );
+    std::thread::sleep(GRACE);
+    let _ = stop.send(true);
+    let arrivals: Vec<Arrivals> = subscriber_rt.block_on(async {
+        let mut all = Vec::with_capacity(subscribers_running.len());
+        for subscriber in subscribers_running {
+            all.push(subscriber.finish().await);
+        }
+        let _ = recorder.await;
+        all
+    });
+    validator_rt
+        .block_on(validator.stop())
+        .map_err(|err| BenchError::Run {
+            what: "the validator",
+            reason: err.to_string(),
+        })?;
+    let seconds = (end.0 - start.0).as_secs_f64();
+    let window = (nanos(epoch, start.0), nanos(epoch, end.0));
+    let published = std::mem::take(&mut *published.lock().expect("not poisoned"));
+    let report = Report::new(&published, &arrivals, window);
+    Ok(LiveRun {
+        kind,
+        subscribers,
+        blocks_per_second: report.published as f64 / seconds,
+        report,
+        validator_cpu: (end.1 - start.1) / seconds,
+        subscriber_cpu: (end.2 - start.2) / seconds,
+        bytes_per_second: (end.3 - start.3) / seconds,
+    })
+}
+
+/// A validator at `profile`, from genesis now, serving on a loopback port.
+async fn start_validator(
+    profile: Profile,
+    store_dir: &std::path::Path,
+    registry: &prometheus::Registry,
+) -> Result<(Arc<Committee>, dagstream_validator::ValidatorHandle)> {
+    let fail = |what: &'static str| {
+        move |err: &dyn std::fmt::Display| BenchError::Start {
+            what,
+            reason: err.to_string(),
+        }
+    };
+    let (genesis, keys) = generate(&GenesisParams {
+        authorities: profile.authorities(),
+        round_interval_ms: profile.round_interval_ms(),
+        genesis_time_ms: unix_time_ms(),
+        gc_depth_rounds: DEFAULT_GC_DEPTH_ROUNDS,
+        seed: 0,
+    });
+    let committee = Arc::new(Committee::new(genesis).map_err(|e| fail("the committee")(&e))?);
+    let store: Arc<dyn Store> =
+        Arc::new(SegmentStore::open(store_dir).map_err(|e| fail("the store")(&e))?);
+    let producer = Producer::new(
+        committee.clone(),
+        keys,
+        profile.sim_config(0),
+        &BlockLimits::default(),
+        store,
+    )
+    .map_err(|e| fail("the producer")(&e))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| fail("the listener")(&e))?;
+    let handle = dagstream_validator::start(
+        producer,
+        system_clock(),
+        listener,
+        PublisherConfig::default(),
+        registry,
+    )
+    .map_err(|e| fail("the validator")(&e))?;
+    Ok((committee, handle))
+}
+
+/// One running subscriber, which hands back its arrivals when stopped.
+enum Subscriber {
+    Receiver(tokio::task::JoinHandle<Arrivals>),
+    Observer {
+        handle: dagstream_observer::ObserverHandle,
+        tap: tokio::task::JoinHandle<Arrivals>,
+        consumer: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Subscriber {
+    /// A block stream client on its own connection, started at
+    /// `from_round` for every author: it gets the live blocks only.
+    async fn receiver(
+        endpoint: &str,
+        authorities: usize,
+        from_round: u64,
+        epoch: Instant,
+        stopped: &watch::Receiver<bool>,
+    ) -> Result<Self> {
+        let fail = |err: &dyn std::fmt::Display| BenchError::Start {
+            what: "a block stream",
+            reason: err.to_string(),
+        };
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| fail(&e))?
+            .connect()
+            .await
+            .map_err(|e| fail(&e))?;
+        let (commands, rx) = mpsc::channel(1);
+        let start = BlockStreamRequest {
+            command: Some(block_stream_request::Command::Start(StartBlockStream {
+                highest_round_per_authority: vec![from_round; authorities],
+                preferred_batch_size: 0,
+            })),
+        };
+        commands.send(start).await.map_err(|e| fail(&e))?;
+        let mut stream = BlockStreamServiceClient::new(channel)
+            .max_decoding_message_size(dagstream_proto::MAX_MESSAGE_BYTES)
+            .stream_blocks(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(|e| fail(&e))?
+            .into_inner();
+        let mut stopped = stopped.clone();
+        Ok(Subscriber::Receiver(tokio::spawn(async move {
+            // Keeps the request stream open: closing it would end the stream.
+            let _commands = commands;
+            let mut arrivals = Vec::new();
+            loop {
+                tokio::select! {
+                    message = stream.message() => {
+                        let Ok(Some(response)) = message else { break };
+                        let at = nanos(epoch, Instant::now());
+                        for block in &response.blocks {
+                            if let Some(key) = key_of(block) {
+                                arrivals.push((key, at));
+                            }
+                        }
+                    }
+                    _ = stopped.changed() => break,
+                }
+            }
+            arrivals
+        })))
+    }
+
+    /// A full observer over an in-memory store, from genesis, on its own
+    /// connection; its verified blocks are noted as they come.
+    fn observer(
+        endpoint: &str,
+        committee: &Arc<Committee>,
+        epoch: Instant,
+        stopped: &watch::Receiver<bool>,
+    ) -> Result<Self> {
+        let (handle, mut commits) = dagstream_observer::start(
+            committee.clone(),
+            Arc::new(MemStore::new()),
+            vec![endpoint.to_string()],
+            ObserverConfig::default(),
+            0,
+        )
+        .map_err(|err| BenchError::Start {
+            what: "an observer",
+            reason: err.to_string(),
+        })?;
+        let mut verified = handle.subscribe_verified();
+        let mut stopped = stopped.clone();
+        let tap = tokio::spawn(async move {
+            let mut arrivals = Vec::new();
+            loop {
+                tokio::select! {
+                    block = verified.recv() => match block {
+                        Ok(block) => {
+                            let at = nanos(epoch, Instant::now());
+                            arrivals.push((block_key(block.round(), block.author()), at));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    },
+                    _ = stopped.changed() => break,
+                }
+            }
+            arrivals
+        });
+        let consumer = tokio::spawn(async move { while commits.recv().await.is_some() {} });
+        Ok(Subscriber::Observer {
+            handle,
+            tap,
+            consumer,
+        })
+    }
+
+    async fn finish(self) -> Arrivals {
+        match self {
+            Subscriber::Receiver(task) => task.await.unwrap_or_default(),
+            Subscriber::Observer {
+                handle,
+                tap,
+                consumer,
+            } => {
+                let arrivals = tap.await.unwrap_or_default();
+                // A failed observer shows as missing arrivals.
+                let _ = handle.stop().await;
+                consumer.abort();
+                arrivals
+            }
+        }
+    }
+}
+
+/// The `(round, author)` key of `SignedBlock` bytes, read from their first
+/// bytes without decoding the rest.
+pub fn key_of(block: &[u8]) -> Option<Key> {
+    let prefix = block.get(..REF_PREFIX)?;
+    let round = u64::from_le_bytes(prefix[8..16].try_into().ok()?);
+    let author = u32::from_le_bytes(prefix[16..20].try_into().ok()?);
+    Some(block_key(round, author))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dagstream_types::{Block, VerifiedBlock};
+
+    #[test]
+    fn the_key_is_read_from_the_block_bytes() {
+        let key = ed25519_key();
+        let block = VerifiedBlock::sign(
+            Block {
+                epoch: 3,
+                round: 1_234,
+                author: 77,
+                timestamp_ms: 5,
+                ancestors: vec![],
+                transactions: vec![],
+                commit_votes: vec![],
+            },
+            &key,
+        );
+        assert_eq!(key_of(block.serialized()), Some(block_key(1_234, 77)));
+        assert_eq!(key_of(&block.serialized()[..10]), None);
+    }
+
+    fn ed25519_key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+    }
+}
