@@ -2,10 +2,12 @@
 //! genesis, into a segment store in a temporary directory, as `dagstream
 //! validator` does, and N subscribers in the same process.
 //!
-//! The validator (producer, store, publisher) runs on a runtime of its own,
-//! whose threads are named [`VALIDATOR_THREADS`], so that its CPU time is
-//! told apart from the subscribers', which run on another
-//! ([`SUBSCRIBER_THREADS`]). Publish times are taken from the validator's
+//! The validator's publisher runs on a runtime of its own, whose threads
+//! are named [`VALIDATOR_THREADS`], and its producer (signing, the commit
+//! rule, the durable writes) on its own thread
+//! ([`dagstream_validator::PRODUCER_THREAD`]), so that the publisher's CPU
+//! time is told apart from the producer's and from the subscribers', which
+//! run on another runtime ([`SUBSCRIBER_THREADS`]). Publish times are taken from the validator's
 //! feed: each block carries the instant its source accepted it, after its
 //! durable write. Arrival times are taken when a response is read off the
 //! stream (receive-only clients), or when an observer hands the verified
@@ -21,7 +23,7 @@ use dagstream_publisher::{ConsensusSource, PublisherConfig};
 use dagstream_sim::{generate, GenesisParams, Profile};
 use dagstream_store::{MemStore, SegmentStore, Store};
 use dagstream_types::{unix_time_ms, BlockLimits, Committee, DEFAULT_GC_DEPTH_ROUNDS};
-use dagstream_validator::{system_clock, Producer};
+use dagstream_validator::{system_clock, Producer, PRODUCER_THREAD};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -77,9 +79,12 @@ pub struct LiveRun {
     pub kind: Kind,
     pub subscribers: usize,
     pub report: Report,
-    /// CPU seconds per wall second of the validator's runtime: production,
-    /// the durable writes and the publisher.
-    pub validator_cpu: f64,
+    /// CPU seconds per wall second of the validator's runtime: the
+    /// publisher (streams, gRPC, the certifier).
+    pub publisher_cpu: f64,
+    /// The same for the producer thread: signing, the commit rule, the
+    /// durable writes.
+    pub producer_cpu: f64,
     /// The same for the subscribers' runtime.
     pub subscriber_cpu: f64,
     /// Block bytes the publisher sent per second, all streams together.
@@ -177,19 +182,18 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
             .map(|m| m.get_counter().get_value())
             .sum::<f64>()
     };
-    let start = (
-        Instant::now(),
-        thread_cpu_seconds(VALIDATOR_THREADS),
-        thread_cpu_seconds(SUBSCRIBER_THREADS),
-        bytes(),
-    );
+    let sample = || {
+        (
+            Instant::now(),
+            thread_cpu_seconds(VALIDATOR_THREADS),
+            thread_cpu_seconds(SUBSCRIBER_THREADS),
+            bytes(),
+            thread_cpu_seconds(PRODUCER_THREAD),
+        )
+    };
+    let start = sample();
     std::thread::sleep(config.window);
-    let end = (
-        Instant::now(),
-        thread_cpu_seconds(VALIDATOR_THREADS),
-        thread_cpu_seconds(SUBSCRIBER_THREADS),
-        bytes(),
-    );
+    let end = sample();
     std::thread::sleep(GRACE);
     let _ = stop.send(true);
     let arrivals: Vec<Arrivals> = subscriber_rt.block_on(async {
@@ -215,7 +219,8 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
         subscribers,
         blocks_per_second: report.published as f64 / seconds,
         report,
-        validator_cpu: (end.1 - start.1) / seconds,
+        publisher_cpu: (end.1 - start.1) / seconds,
+        producer_cpu: (end.4 - start.4) / seconds,
         subscriber_cpu: (end.2 - start.2) / seconds,
         bytes_per_second: (end.3 - start.3) / seconds,
     })

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, Instrument};
 
@@ -157,13 +157,18 @@ impl Publisher {
         let config = &self.shared.config;
         let local = listener.local_addr().ok();
         info!(address = ?local, "publisher serving");
+        // No Nagle: a response that fits in a few segments goes out at
+        // once. With Nagle, a tail segment waits for the ACK of the one
+        // before, which the subscriber's kernel delays by up to 40 ms:
+        // that was the p99 of live latency (`docs/benchmarks.md`).
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_millis(config.keepalive_interval_ms)))
             .http2_keepalive_timeout(Some(Duration::from_millis(config.keepalive_timeout_ms)))
             .add_service(self.block_service())
             .add_service(self.commit_service())
             .add_service(self.chain_info_service())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|err| PublisherError::Serve {
                 reason: err.to_string(),

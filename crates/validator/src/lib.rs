@@ -8,8 +8,11 @@
 //! ```text
 //! clock ─now_ms─▶ Simulator::produce_round ─batch─▶ StoreSource::write
 //!                    (Store::write, then the feed) ─▶ Publisher ─▶ gRPC
+//! └──────── producer thread ─────────────────────────┘    └ runtime ┘
 //! ```
-//! A node restarted on the same store continues the same chain.
+//! The producer's synchronous work (signing, the commit rule, the durable
+//! write) runs on a thread of its own, so the publisher's tasks never wait
+//! behind it. A node restarted on the same store continues the same chain.
 
 use dagstream_publisher::{
     Publisher, PublisherConfig, PublisherError, PublisherHandle, StoreSource,
@@ -18,11 +21,10 @@ use dagstream_sim::{CommitteeKeys, RoundOutput, SimConfig, SimError, Simulator};
 use dagstream_store::Store;
 use dagstream_types::{BlockLimits, CommitIndex, Committee};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A source of the current time in Unix milliseconds. The system clock in
 /// production; tests pass a clock they move.
@@ -33,9 +35,8 @@ pub fn system_clock() -> Clock {
     Arc::new(dagstream_types::unix_time_ms)
 }
 
-/// Rounds produced between two yields while catching up on a schedule in
-/// the past: bounds how long the producer holds its thread, and how much
-/// one step writes.
+/// Rounds produced per step while catching up on a schedule in the past:
+/// bounds how much one step writes, and how long a stop waits.
 const MAX_ROUNDS_PER_STEP: usize = 64;
 
 /// Longest wait between two looks at the clock: a test clock may jump.
@@ -47,6 +48,8 @@ pub enum ValidatorError {
     Sim(#[from] SimError),
     #[error(transparent)]
     Publisher(#[from] PublisherError),
+    #[error("cannot start the producer thread: {reason}")]
+    Thread { reason: String },
 }
 
 /// The simulated committee bound to its source, and through it its store.
@@ -112,13 +115,13 @@ impl Producer {
     }
 }
 
-/// A running validator: producer task and publisher.
+/// A running validator: producer thread and publisher.
 pub struct ValidatorHandle {
     pub addr: SocketAddr,
     pub source: Arc<StoreSource>,
     publisher: PublisherHandle,
-    stop_producer: oneshot::Sender<()>,
-    producer: JoinHandle<Result<Producer, ValidatorError>>,
+    stop_producer: Arc<AtomicBool>,
+    producer: std::thread::JoinHandle<Result<Producer, ValidatorError>>,
 }
 
 impl ValidatorHandle {
@@ -130,14 +133,24 @@ impl ValidatorHandle {
     /// inspect the chain or continue it.
     pub async fn stop(self) -> Result<Producer, ValidatorError> {
         self.publisher.stop().await;
-        let _ = self.stop_producer.send(());
-        self.producer
+        self.stop_producer.store(true, Ordering::Release);
+        let producer = self.producer;
+        tokio::task::spawn_blocking(move || producer.join())
             .await
-            .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
+            .expect("joining the producer thread does not panic")
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
+/// The producer thread's name.
+pub const PRODUCER_THREAD: &str = "dagstream-producer";
+
 /// Starts producing by `clock` and serving on `listener`.
+///
+/// The producer runs on a thread of its own: a round's signatures, commit
+/// rule and durable write take milliseconds of synchronous work, which on
+/// a runtime worker would hold up the publisher's tasks queued behind it
+/// on that worker, and with them every subscriber's live latency.
 pub fn start(
     mut producer: Producer,
     clock: Clock,
@@ -148,25 +161,22 @@ pub fn start(
     let source = producer.source.clone();
     let mut publisher = Publisher::start(source.clone(), config, registry)?;
     let addr = publisher.spawn_server(listener)?;
-    let (stop_producer, mut producer_stopped) = oneshot::channel::<()>();
-    let producer = tokio::spawn(async move {
-        loop {
-            let produced = producer.step(clock())?;
-            if produced > 0 {
-                tokio::task::yield_now().await;
-            } else {
-                let wait = producer.sim.next_round_time_ms().saturating_sub(clock());
-                let wait = Duration::from_millis(wait.clamp(1, MAX_IDLE_MS));
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = &mut producer_stopped => return Ok(producer),
+    let stop_producer = Arc::new(AtomicBool::new(false));
+    let stopped = stop_producer.clone();
+    let producer = std::thread::Builder::new()
+        .name(PRODUCER_THREAD.into())
+        .spawn(move || {
+            while !stopped.load(Ordering::Acquire) {
+                if producer.step(clock())? == 0 {
+                    let wait = producer.sim.next_round_time_ms().saturating_sub(clock());
+                    std::thread::sleep(Duration::from_millis(wait.clamp(1, MAX_IDLE_MS)));
                 }
             }
-            if producer_stopped.try_recv().is_ok() {
-                return Ok(producer);
-            }
-        }
-    });
+            Ok(producer)
+        })
+        .map_err(|err| ValidatorError::Thread {
+            reason: err.to_string(),
+        })?;
     Ok(ValidatorHandle {
         addr,
         source,

@@ -87,15 +87,16 @@ fn row(
 }
 
 fn live_row(run: &mut LiveRun, baseline_cpu: f64) -> String {
-    let extra = run.validator_cpu - baseline_cpu;
+    let extra = run.publisher_cpu - baseline_cpu;
     let per = if run.subscribers > 0 {
         extra / run.subscribers as f64
     } else {
         0.0
     };
     let rest = format!(
-        "{:.3} | {:.4} | {:.3} | {:.1}",
-        run.validator_cpu,
+        "{:.3} | {:.3} | {:.4} | {:.3} | {:.1}",
+        run.producer_cpu,
+        run.publisher_cpu,
         per,
         run.subscriber_cpu,
         run.bytes_per_second / 1e6
@@ -124,7 +125,8 @@ fn summary(run: &LiveRun) -> serde_json::Value {
         "complete_subscribers": run.report.complete,
         "latency_ms": {"p50": l.p50 as f64 / 1e6, "p99": l.p99 as f64 / 1e6, "p999": l.p999 as f64 / 1e6, "max": l.max as f64 / 1e6, "count": l.count},
         "spread_ms": {"p50": s.p50 as f64 / 1e6, "p99": s.p99 as f64 / 1e6, "count": s.count},
-        "validator_cpu": run.validator_cpu,
+        "producer_cpu": run.producer_cpu,
+        "publisher_cpu": run.publisher_cpu,
         "subscriber_cpu": run.subscriber_cpu,
         "bytes_per_second": run.bytes_per_second,
     })
@@ -146,11 +148,11 @@ fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "| system | subscribers | msgs/s | complete | p50 ms | p99 ms | p999 ms | spread p50 ms | spread p99 ms | validator CPU s/s | CPU per subscriber | subscribers' CPU s/s | MB/s sent |"
+        "| system | subscribers | msgs/s | complete | p50 ms | p99 ms | p999 ms | spread p50 ms | spread p99 ms | producer CPU s/s | publisher CPU s/s | publisher CPU per subscriber | subscribers' CPU s/s | MB/s sent |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut baseline = live::run(&config, Kind::Receiver, 0).context("the baseline run")?;
-    let baseline_cpu = baseline.validator_cpu;
+    let baseline_cpu = baseline.publisher_cpu;
     println!("{}", live_row(&mut baseline, baseline_cpu));
     let mut runs = Vec::new();
     for &n in &args.receivers {
@@ -243,7 +245,7 @@ fn peers(args: &Args, config: &LiveConfig) -> anyhow::Result<Vec<(String, Vec<u6
                         &mut run.report.latencies,
                         &mut run.report.spreads,
                         complete,
-                        "— | — | — | —"
+                        "— | — | — | — | —"
                     )
                 );
                 out.push((name.to_string(), latencies));
