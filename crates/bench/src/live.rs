@@ -91,6 +91,12 @@ pub struct LiveRun {
     pub bytes_per_second: f64,
     /// Blocks published per second.
     pub blocks_per_second: f64,
+    /// The publisher's own block stream histograms over the whole run (in
+    /// ms, each the upper bound of the bucket that holds the quantile):
+    /// p50 and p99 of accepted → queued, and of queued → taken for the
+    /// socket.
+    pub accept_to_queue_ms: (f64, f64),
+    pub queue_to_send_ms: (f64, f64),
 }
 
 fn runtime(name: &'static str) -> Result<Runtime> {
@@ -212,6 +218,12 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
         })?;
     let seconds = (end.0 - start.0).as_secs_f64();
     let window = (nanos(epoch, start.0), nanos(epoch, end.0));
+    let histogram = |name: &str| {
+        let quantiles = histogram_quantiles(&registry, name, &[0.5, 0.99]);
+        (quantiles[0] * 1e3, quantiles[1] * 1e3)
+    };
+    let accept_to_queue_ms = histogram("dagstream_publisher_accept_to_queue_seconds");
+    let queue_to_send_ms = histogram("dagstream_publisher_queue_to_send_seconds");
     let published = std::mem::take(&mut *published.lock().expect("not poisoned"));
     let report = Report::new(&published, &arrivals, window);
     Ok(LiveRun {
@@ -223,7 +235,40 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
         producer_cpu: (end.4 - start.4) / seconds,
         subscriber_cpu: (end.2 - start.2) / seconds,
         bytes_per_second: (end.3 - start.3) / seconds,
+        accept_to_queue_ms,
+        queue_to_send_ms,
     })
+}
+
+/// Quantiles of the block stream's series of histogram `name` on
+/// `registry`, in its unit: the upper bound of the bucket holding each
+/// (infinity past the last bucket, 0 without observations).
+fn histogram_quantiles(registry: &prometheus::Registry, name: &str, quantiles: &[f64]) -> Vec<f64> {
+    let families = registry.gather();
+    let histogram = families
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .find(|m| m.get_label().iter().any(|l| l.value() == "blocks"))
+        .map(|m| m.get_histogram().clone());
+    let Some(histogram) = histogram else {
+        return vec![0.0; quantiles.len()];
+    };
+    let count = histogram.get_sample_count();
+    quantiles
+        .iter()
+        .map(|q| {
+            if count == 0 {
+                return 0.0;
+            }
+            let rank = (q * count as f64).ceil() as u64;
+            histogram
+                .get_bucket()
+                .iter()
+                .find(|b| b.cumulative_count() >= rank)
+                .map_or(f64::INFINITY, |b| b.upper_bound())
+        })
+        .collect()
 }
 
 /// A validator at `profile`, from genesis now, serving on a loopback port.
@@ -296,6 +341,10 @@ impl Subscriber {
         };
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| fail(&e))?
+            // The observer's windows: a round's burst is not held up by
+            // window updates.
+            .initial_stream_window_size(Some(dagstream_observer::STREAM_WINDOW_BYTES))
+            .initial_connection_window_size(Some(dagstream_observer::CONNECTION_WINDOW_BYTES))
             .connect()
             .await
             .map_err(|e| fail(&e))?;

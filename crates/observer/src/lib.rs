@@ -68,3 +68,4 @@ pub use handle::{start, start_with_metrics, ObserverHandle};
 pub use metrics::ObserverMetrics;
 pub use state_machine::{Command, Mode, Observation, SubscriberConfig, SubscriberStateMachine};
 pub use status::ObserverStatus;
+pub use upstream::connection::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};

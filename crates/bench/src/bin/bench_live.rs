@@ -46,10 +46,10 @@ struct Args {
     /// Seconds before the window: connections open, observers catch up.
     #[arg(long, default_value_t = 10)]
     warmup: u64,
-    /// Receive-only subscriber counts, one run each.
+    /// Receive-only subscriber counts, one run each (0: none).
     #[arg(long, value_delimiter = ',', default_value = "1,20,50,100")]
     receivers: Vec<usize>,
-    /// Full observer counts, one run each.
+    /// Full observer counts, one run each (0: none).
     #[arg(long, value_delimiter = ',', default_value = "1,5")]
     observers: Vec<usize>,
     /// Consumers of each peer.
@@ -129,6 +129,8 @@ fn summary(run: &LiveRun) -> serde_json::Value {
         "publisher_cpu": run.publisher_cpu,
         "subscriber_cpu": run.subscriber_cpu,
         "bytes_per_second": run.bytes_per_second,
+        "publisher_accept_to_queue_ms": {"p50": run.accept_to_queue_ms.0, "p99": run.accept_to_queue_ms.1},
+        "publisher_queue_to_send_ms": {"p50": run.queue_to_send_ms.0, "p99": run.queue_to_send_ms.1},
     })
 }
 
@@ -155,13 +157,13 @@ fn main() -> anyhow::Result<()> {
     let baseline_cpu = baseline.publisher_cpu;
     println!("{}", live_row(&mut baseline, baseline_cpu));
     let mut runs = Vec::new();
-    for &n in &args.receivers {
+    for &n in args.receivers.iter().filter(|&&n| n > 0) {
         let mut run =
             live::run(&config, Kind::Receiver, n).with_context(|| format!("{n} receivers"))?;
         println!("{}", live_row(&mut run, baseline_cpu));
         runs.push(run);
     }
-    for &n in &args.observers {
+    for &n in args.observers.iter().filter(|&&n| n > 0) {
         let mut run =
             live::run(&config, Kind::Observer, n).with_context(|| format!("{n} observers"))?;
         println!("{}", live_row(&mut run, baseline_cpu));
@@ -169,8 +171,26 @@ fn main() -> anyhow::Result<()> {
     }
     let peers = peers(&args, &config)?;
 
+    println!();
+    println!("inside the publisher, block streams, whole run (bucket upper bounds):");
+    println!("| subscribers | accepted → queued p50 / p99 ms | queued → taken for the socket p50 / p99 ms |");
+    println!("|---|---|---|");
+    for run in &runs {
+        println!(
+            "| {} × {} | {} / {} | {} / {} |",
+            run.subscribers,
+            run.kind.name(),
+            run.accept_to_queue_ms.0,
+            run.accept_to_queue_ms.1,
+            run.queue_to_send_ms.0,
+            run.queue_to_send_ms.1
+        );
+    }
+
+    // The runs that kept up: a run that fell behind is off the scale.
     let mut series: Vec<Series> = runs
         .iter()
+        .filter(|r| r.report.complete == r.subscribers)
         .filter(|r| r.subscribers == args.consumers || r.kind == Kind::Observer)
         .map(|r| {
             let mut sorted_ns = r.report.latencies.clone();

@@ -39,6 +39,16 @@ const CHAIN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// tell a slow upstream from a dead one without holding a probe round up
 /// for long.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// HTTP/2 receive windows of a session's connection: how much the
+/// upstream may send before this observer acknowledges it. A live round at
+/// the mainnet profile is about 600 KB, sent at once; with HTTP/2's default
+/// 64 KB it waited for ten window updates, a few milliseconds of p99 at the
+/// subscriber (`docs/benchmarks.md`). 4 MB is one full batch
+/// (`max_batch_bytes`); the connection's window covers both streams. Memory
+/// stays bounded: past the block queue, at most these bytes wait in the
+/// connection's buffers, and the upstream holds the rest.
+pub const STREAM_WINDOW_BYTES: u32 = 4 << 20;
+pub const CONNECTION_WINDOW_BYTES: u32 = 8 << 20;
 /// HTTP/2 pings on an idle connection, and how long one may go unanswered.
 /// The publisher's keepalive defaults: a dead peer is found within half a
 /// minute even behind a NAT that drops idle flows silently.
@@ -164,6 +174,8 @@ pub async fn connect(
     let channel = Endpoint::from_shared(upstream.to_string())
         .map_err(|err| format!("bad upstream address {upstream}: {err}"))?
         .connect_timeout(connect_timeout)
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .connect()
