@@ -114,7 +114,7 @@ impl Cursor {
                 }
             };
             let pending = self.feed.len() as u64 + 1;
-            let max_items = batch_size(pending, self.preferred);
+            let max_items = live_batch_size(pending, self.preferred);
             let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
             let mut batch = Vec::new();
             // Feed blocks come in acceptance order: the first is the oldest.
@@ -215,6 +215,28 @@ impl Cursor {
     }
 }
 
+/// Most blocks in one live batch: the lag rule's largest batch.
+const MAX_LIVE_BATCH: usize = 100;
+
+/// How many of the `pending` feed blocks go in the next response: all of
+/// them, up to [`MAX_LIVE_BATCH`] and the subscriber's hint. They were all
+/// accepted already (a round arrives at once), so splitting them by the lag
+/// rule would only hold the last ones back behind the responses before
+/// them: at the mainnet profile, a round went out in about 25 responses,
+/// and the per-response work of 20 subscribers delayed its last blocks by
+/// milliseconds (`docs/benchmarks.md`). The lag rule still sizes backlog
+/// reads.
+fn live_batch_size(pending: u64, preferred: u32) -> usize {
+    let all = usize::try_from(pending)
+        .unwrap_or(usize::MAX)
+        .min(MAX_LIVE_BATCH);
+    if preferred == 0 {
+        all
+    } else {
+        all.min(preferred as usize)
+    }
+}
+
 /// One batch of blocks, with what the metrics need.
 struct Taken {
     blocks: Vec<Bytes>,
@@ -289,5 +311,20 @@ impl StreamKind for BlockStream {
 
     fn items_sent(metrics: &PublisherMetrics) -> &IntCounterVec {
         &metrics.blocks_sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_batch_takes_what_is_pending_up_to_the_cap_and_the_hint() {
+        assert_eq!(live_batch_size(1, 0), 1);
+        assert_eq!(live_batch_size(37, 0), 37);
+        assert_eq!(live_batch_size(100, 0), 100);
+        assert_eq!(live_batch_size(4_096, 0), MAX_LIVE_BATCH);
+        assert_eq!(live_batch_size(37, 7), 7);
+        assert_eq!(live_batch_size(3, 7), 3);
     }
 }
