@@ -14,7 +14,7 @@
 //! block to its feed.
 
 use crate::cpu::thread_cpu_seconds;
-use crate::latency::{block_key, Arrivals, Key, Report};
+use crate::latency::{block_key, Arrivals, Key, Percentiles, Report};
 use crate::{BenchError, Result};
 use dagstream_observer::ObserverConfig;
 use dagstream_proto::v1::block_stream_service_client::BlockStreamServiceClient;
@@ -97,6 +97,10 @@ pub struct LiveRun {
     /// socket.
     pub accept_to_queue_ms: (f64, f64),
     pub queue_to_send_ms: (f64, f64),
+    /// Per round published in the window: from its scheduled time (the
+    /// committee's round time, by the wall clock) to its acceptance, in
+    /// ns: the validator's own delay before anything is published.
+    pub scheduled_to_accepted: Percentiles,
 }
 
 fn runtime(name: &'static str) -> Result<Runtime> {
@@ -136,13 +140,22 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
     let endpoint = format!("http://{}", validator.addr);
     let source = validator.source.clone();
 
-    // Publish times: every block of the feed, from now on.
+    // Publish times: every block of the feed, from now on. And per round,
+    // how long after its scheduled time it was accepted, by the wall clock
+    // (read once, with the monotonic epoch).
+    let epoch_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let published: Arc<Mutex<Vec<(Key, u64)>>> = Arc::default();
+    let round_delays: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
     let (stop, stopped) = watch::channel(false);
     let recorder = subscriber_rt.spawn({
         let mut feed = source.subscribe();
         let published = published.clone();
+        let round_delays = round_delays.clone();
+        let committee = committee.clone();
         let mut stopped = stopped.clone();
+        let mut last_round = 0;
         async move {
             loop {
                 tokio::select! {
@@ -152,6 +165,12 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
                             let key = block_key(block.round(), block.author());
                             let at = nanos(epoch, accepted.at);
                             published.lock().expect("not poisoned").push((key, at));
+                            if block.round() > last_round {
+                                last_round = block.round();
+                                let scheduled_ns = committee.round_time_ms(last_round) * 1_000_000;
+                                let delay = (epoch_unix_ns + at).saturating_sub(scheduled_ns);
+                                round_delays.lock().expect("not poisoned").push((at, delay));
+                            }
                         }
                         // Lost publish times only shrink the sample.
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -225,6 +244,13 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
     let accept_to_queue_ms = histogram("dagstream_publisher_accept_to_queue_seconds");
     let queue_to_send_ms = histogram("dagstream_publisher_queue_to_send_seconds");
     let published = std::mem::take(&mut *published.lock().expect("not poisoned"));
+    let mut delays: Vec<u64> = round_delays
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .filter(|(at, _)| (window.0..window.1).contains(at))
+        .map(|(_, delay)| *delay)
+        .collect();
     let report = Report::new(&published, &arrivals, window);
     Ok(LiveRun {
         kind,
@@ -237,6 +263,7 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
         bytes_per_second: (end.3 - start.3) / seconds,
         accept_to_queue_ms,
         queue_to_send_ms,
+        scheduled_to_accepted: Percentiles::of(&mut delays),
     })
 }
 

@@ -131,6 +131,10 @@ fn summary(run: &LiveRun) -> serde_json::Value {
         "bytes_per_second": run.bytes_per_second,
         "publisher_accept_to_queue_ms": {"p50": run.accept_to_queue_ms.0, "p99": run.accept_to_queue_ms.1},
         "publisher_queue_to_send_ms": {"p50": run.queue_to_send_ms.0, "p99": run.queue_to_send_ms.1},
+        "scheduled_to_accepted_ms": {
+            "p50": run.scheduled_to_accepted.p50 as f64 / 1e6,
+            "p99": run.scheduled_to_accepted.p99 as f64 / 1e6,
+        },
     })
 }
 
@@ -172,14 +176,16 @@ fn main() -> anyhow::Result<()> {
     let peers = peers(&args, &config)?;
 
     println!();
-    println!("inside the publisher, block streams, whole run (bucket upper bounds):");
-    println!("| subscribers | accepted → queued p50 / p99 ms | queued → taken for the socket p50 / p99 ms |");
-    println!("|---|---|---|");
+    println!("inside the validator: rounds in the window; the publisher's block stream histograms over the whole run (bucket upper bounds):");
+    println!("| subscribers | round scheduled → accepted p50 / p99 ms | accepted → queued p50 / p99 ms | queued → taken for the socket p50 / p99 ms |");
+    println!("|---|---|---|---|");
     for run in &runs {
         println!(
-            "| {} × {} | {} / {} | {} / {} |",
+            "| {} × {} | {} / {} | {} / {} | {} / {} |",
             run.subscribers,
             run.kind.name(),
+            ms(run.scheduled_to_accepted.p50),
+            ms(run.scheduled_to_accepted.p99),
             run.accept_to_queue_ms.0,
             run.accept_to_queue_ms.1,
             run.queue_to_send_ms.0,
