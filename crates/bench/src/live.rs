@@ -24,6 +24,7 @@ use dagstream_sim::{generate, GenesisParams, Profile};
 use dagstream_store::{MemStore, SegmentStore, Store};
 use dagstream_types::{unix_time_ms, BlockLimits, Committee, DEFAULT_GC_DEPTH_ROUNDS};
 use dagstream_validator::{system_clock, Producer, PRODUCER_THREAD};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -37,8 +38,9 @@ pub const SUBSCRIBER_THREADS: &str = "bench-subscrib";
 fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
-/// How long in-flight blocks get to arrive after the window closes.
-const GRACE: Duration = Duration::from_secs(1);
+/// Longest wait after the window for the blocks published in it to arrive:
+/// a subscriber that has not got them by then counts as incomplete.
+const MAX_GRACE: Duration = Duration::from_secs(30);
 /// Blocks are at most this far into their `SignedBlock` bytes: epoch (u64),
 /// round (u64), author (u32), in BCS.
 const REF_PREFIX: usize = 20;
@@ -182,16 +184,22 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
         }
     });
 
+    // The highest round each subscriber has seen.
+    let seen: Vec<Arc<AtomicU64>> = (0..subscribers).map(|_| Arc::default()).collect();
     let subscribers_running = subscriber_rt.block_on(async {
         let from_round = source.highest_round();
         let mut running = Vec::with_capacity(subscribers);
-        for _ in 0..subscribers {
+        for seen in &seen {
+            let tracker = Tracker {
+                epoch,
+                stopped: stopped.clone(),
+                seen: seen.clone(),
+            };
             running.push(match kind {
                 Kind::Receiver => {
-                    Subscriber::receiver(&endpoint, committee.size(), from_round, epoch, &stopped)
-                        .await?
+                    Subscriber::receiver(&endpoint, committee.size(), from_round, tracker).await?
                 }
-                Kind::Observer => Subscriber::observer(&endpoint, &committee, epoch, &stopped)?,
+                Kind::Observer => Subscriber::observer(&endpoint, &committee, tracker)?,
             });
         }
         Ok::<_, BenchError>(running)
@@ -219,7 +227,15 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
     let start = sample();
     std::thread::sleep(config.window);
     let end = sample();
-    std::thread::sleep(GRACE);
+    // Everything accepted in the window is on each stream ahead of the
+    // first block accepted after it, whose round is past the window's.
+    let last_round = source.highest_round();
+    let waiting = Instant::now();
+    while seen.iter().any(|s| s.load(Ordering::Relaxed) <= last_round)
+        && waiting.elapsed() < MAX_GRACE
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _ = stop.send(true);
     let arrivals: Vec<Arrivals> = subscriber_rt.block_on(async {
         let mut all = Vec::with_capacity(subscribers_running.len());
@@ -342,6 +358,22 @@ async fn start_validator(
     Ok((committee, handle))
 }
 
+/// What each subscriber's recording task shares with the run.
+struct Tracker {
+    epoch: Instant,
+    stopped: watch::Receiver<bool>,
+    /// The highest round this subscriber has seen.
+    seen: Arc<AtomicU64>,
+}
+
+impl Tracker {
+    /// Notes that `key` arrived at `at`.
+    fn arrived(&self, arrivals: &mut Arrivals, key: Key, at: u64) {
+        arrivals.push((key, at));
+        self.seen.fetch_max(key >> 16, Ordering::Relaxed);
+    }
+}
+
 /// One running subscriber, which hands back its arrivals when stopped.
 enum Subscriber {
     Receiver(tokio::task::JoinHandle<Arrivals>),
@@ -359,8 +391,7 @@ impl Subscriber {
         endpoint: &str,
         authorities: usize,
         from_round: u64,
-        epoch: Instant,
-        stopped: &watch::Receiver<bool>,
+        tracker: Tracker,
     ) -> Result<Self> {
         let fail = |err: &dyn std::fmt::Display| BenchError::Start {
             what: "a block stream",
@@ -389,7 +420,7 @@ impl Subscriber {
             .await
             .map_err(|e| fail(&e))?
             .into_inner();
-        let mut stopped = stopped.clone();
+        let mut stopped = tracker.stopped.clone();
         Ok(Subscriber::Receiver(tokio::spawn(async move {
             // Keeps the request stream open: closing it would end the stream.
             let _commands = commands;
@@ -398,10 +429,10 @@ impl Subscriber {
                 tokio::select! {
                     message = stream.message() => {
                         let Ok(Some(response)) = message else { break };
-                        let at = nanos(epoch, Instant::now());
+                        let at = nanos(tracker.epoch, Instant::now());
                         for block in &response.blocks {
                             if let Some(key) = key_of(block) {
-                                arrivals.push((key, at));
+                                tracker.arrived(&mut arrivals, key, at);
                             }
                         }
                     }
@@ -414,12 +445,7 @@ impl Subscriber {
 
     /// A full observer over an in-memory store, from genesis, on its own
     /// connection; its verified blocks are noted as they come.
-    fn observer(
-        endpoint: &str,
-        committee: &Arc<Committee>,
-        epoch: Instant,
-        stopped: &watch::Receiver<bool>,
-    ) -> Result<Self> {
+    fn observer(endpoint: &str, committee: &Arc<Committee>, tracker: Tracker) -> Result<Self> {
         let (handle, mut commits) = dagstream_observer::start(
             committee.clone(),
             Arc::new(MemStore::new()),
@@ -432,15 +458,16 @@ impl Subscriber {
             reason: err.to_string(),
         })?;
         let mut verified = handle.subscribe_verified();
-        let mut stopped = stopped.clone();
+        let mut stopped = tracker.stopped.clone();
         let tap = tokio::spawn(async move {
             let mut arrivals = Vec::new();
             loop {
                 tokio::select! {
                     block = verified.recv() => match block {
                         Ok(block) => {
-                            let at = nanos(epoch, Instant::now());
-                            arrivals.push((block_key(block.round(), block.author()), at));
+                            let at = nanos(tracker.epoch, Instant::now());
+                            let key = block_key(block.round(), block.author());
+                            tracker.arrived(&mut arrivals, key, at);
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(_) => break,
