@@ -314,12 +314,9 @@ fn histogram_quantiles(registry: &prometheus::Registry, name: &str, quantiles: &
         .collect()
 }
 
-/// A validator at `profile`, from genesis now, serving on a loopback port.
-async fn start_validator(
-    profile: Profile,
-    store_dir: &std::path::Path,
-    registry: &prometheus::Registry,
-) -> Result<(Arc<Committee>, dagstream_validator::ValidatorHandle)> {
+/// A committee at `profile` whose genesis is now, and its producer over
+/// `store`.
+pub fn producer(profile: Profile, store: Arc<dyn Store>) -> Result<(Arc<Committee>, Producer)> {
     let fail = |what: &'static str| {
         move |err: &dyn std::fmt::Display| BenchError::Start {
             what,
@@ -334,8 +331,6 @@ async fn start_validator(
         seed: 0,
     });
     let committee = Arc::new(Committee::new(genesis).map_err(|e| fail("the committee")(&e))?);
-    let store: Arc<dyn Store> =
-        Arc::new(SegmentStore::open(store_dir).map_err(|e| fail("the store")(&e))?);
     let producer = Producer::new(
         committee.clone(),
         keys,
@@ -344,6 +339,24 @@ async fn start_validator(
         store,
     )
     .map_err(|e| fail("the producer")(&e))?;
+    Ok((committee, producer))
+}
+
+/// A validator at `profile`, from genesis now, serving on a loopback port.
+async fn start_validator(
+    profile: Profile,
+    store_dir: &std::path::Path,
+    registry: &prometheus::Registry,
+) -> Result<(Arc<Committee>, dagstream_validator::ValidatorHandle)> {
+    let fail = |what: &'static str| {
+        move |err: &dyn std::fmt::Display| BenchError::Start {
+            what,
+            reason: err.to_string(),
+        }
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(SegmentStore::open(store_dir).map_err(|e| fail("the store")(&e))?);
+    let (committee, producer) = producer(profile, store)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| fail("the listener")(&e))?;

@@ -293,21 +293,8 @@ fn peers(_: &Args, _: &LiveConfig) -> anyhow::Result<Vec<(String, Vec<u64>)>> {
 /// `rounds` rounds of the profile's blocks, as the validator signs them.
 #[cfg(feature = "peers")]
 fn payloads(profile: Profile, rounds: usize) -> anyhow::Result<Vec<Vec<bytes::Bytes>>> {
-    use dagstream_sim::{generate, GenesisParams};
-    use dagstream_types::{unix_time_ms, BlockLimits, Committee, DEFAULT_GC_DEPTH_ROUNDS};
-    let (genesis, keys) = generate(&GenesisParams {
-        authorities: profile.authorities(),
-        round_interval_ms: profile.round_interval_ms(),
-        genesis_time_ms: unix_time_ms(),
-        gc_depth_rounds: DEFAULT_GC_DEPTH_ROUNDS,
-        seed: 0,
-    });
-    let committee = std::sync::Arc::new(Committee::new(genesis)?);
-    let mut producer = dagstream_validator::Producer::new(
-        committee,
-        keys,
-        profile.sim_config(0),
-        &BlockLimits::default(),
+    let (_, mut producer) = live::producer(
+        profile,
         std::sync::Arc::new(dagstream_store::MemStore::new()),
     )?;
     let mut bursts = Vec::with_capacity(rounds);
