@@ -48,8 +48,8 @@ impl ObserverHandle {
     /// its signature and structure are checked: before it is committed or
     /// persisted, for consumers that want to see blocks early (a mempool
     /// view, a latency probe). Commits come only through the consumer
-    /// channel. A receiver more than [`VERIFIED_FEED_LEN`] blocks behind
-    /// gets `Lagged` and loses the oldest.
+    /// channel. A receiver more than 1,024 blocks behind gets `Lagged` and
+    /// loses the oldest.
     pub fn subscribe_verified(&self) -> broadcast::Receiver<VerifiedBlock> {
         self.verified.subscribe()
     }

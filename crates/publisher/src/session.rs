@@ -272,7 +272,13 @@ pub async fn run<K: StreamKind>(
         .metrics
         .subscriber_lag
         .with_label_values(&[service, &subscriber]);
-    let accept_to_queue = shared.metrics.accept_to_queue.with_label_values(&[service]);
+    // This stream's series, looked up once: a lookup hashes the labels
+    // under a lock, for every batch of every subscriber.
+    let metrics = &shared.metrics;
+    let accept_to_queue = metrics.accept_to_queue.with_label_values(&[service]);
+    let items_sent = K::items_sent(metrics).with_label_values(&[service]);
+    let bytes_sent = metrics.bytes_sent.with_label_values(&[service]);
+    let batch_size = metrics.batch_size.with_label_values(&[service]);
     let mut limiter = shared.command_limiter();
     let mut cursor: Option<K::Cursor> = None;
     let mut shutdown = shared.shutdown.clone();
@@ -348,10 +354,9 @@ pub async fn run<K: StreamKind>(
                 if let Some(since) = batch.live_since {
                     accept_to_queue.observe(since.elapsed().as_secs_f64());
                 }
-                let metrics = &shared.metrics;
-                K::items_sent(metrics).with_label_values(&[service]).inc_by(batch.items as u64);
-                metrics.bytes_sent.with_label_values(&[service]).inc_by(batch.bytes as u64);
-                metrics.batch_size.with_label_values(&[service]).observe(batch.items as f64);
+                items_sent.inc_by(batch.items as u64);
+                bytes_sent.inc_by(batch.bytes as u64);
+                batch_size.observe(batch.items as f64);
             }
             _ = tokio::time::sleep_until(heartbeat_at) => {
                 let response = K::heartbeat(shared.source.highest_commit_index());
