@@ -12,7 +12,7 @@ use crate::{
     Signature, Stake, TypesError,
 };
 use bytes::Bytes;
-use ed25519_consensus::VerificationKey;
+use ed25519_zebra::VerificationKey;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -4,15 +4,15 @@
 //! prefix is a domain separator: a signature made for a block can never be
 //! replayed as a signature over any other kind of message.
 //!
-//! Signatures are checked under the ZIP-215 rules (as Sui's do, through
-//! `ed25519-consensus`): canonical `S`, the cofactored equation, and any
-//! point encoding. Under them, checking signatures one by one and in a
+//! Signatures are checked under the ZIP-215 rules (as Sui's do), through
+//! `ed25519-zebra`, the rules' reference implementation: canonical `S`, the
+//! cofactored equation, and any point encoding. Under them, checking signatures one by one and in a
 //! batch ([`SignatureBatch`]) accepts exactly the same ones, so a block's
 //! validity never depends on which blocks it was checked with. Small-order
 //! public keys are refused when the committee is formed.
 
 use crate::Digest;
-use ed25519_consensus::{batch, VerificationKey, VerificationKeyBytes};
+use ed25519_zebra::{batch, VerificationKey, VerificationKeyBytes};
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -72,7 +72,7 @@ pub fn verify_block_hash(
     block_hash: &Digest,
     signature: &Signature,
 ) -> bool {
-    let signature = ed25519_consensus::Signature::from(signature.0);
+    let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
     key.verify(&signature, &block_signing_message(block_hash))
         .is_ok()
 }
@@ -100,7 +100,7 @@ impl SignatureBatch {
     /// `block_hash`.
     pub fn add(&mut self, key: &VerificationKey, block_hash: &Digest, signature: &Signature) {
         let message = block_signing_message(block_hash);
-        let signature = ed25519_consensus::Signature::from(signature.0);
+        let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
         self.verifier
             .queue((VerificationKeyBytes::from(*key), signature, &message));
         self.len += 1;
