@@ -12,8 +12,8 @@ use crate::{
     Signature, Stake, TypesError,
 };
 use bytes::Bytes;
-use ed25519_zebra::VerificationKey;
 use ed25519_dalek::SigningKey;
+use ed25519_zebra::VerificationKey;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;

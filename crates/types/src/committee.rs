@@ -3,8 +3,8 @@
 
 use crate::error::bcs_encode;
 use crate::{AuthorityIndex, Digest, Epoch, PublicKey, Result, Round, Stake, TypesError};
-use ed25519_zebra::VerificationKey;
 use ed25519_dalek::VerifyingKey;
+use ed25519_zebra::VerificationKey;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -12,8 +12,8 @@
 //! public keys are refused when the committee is formed.
 
 use crate::Digest;
-use ed25519_zebra::{batch, VerificationKey, VerificationKeyBytes};
 use ed25519_dalek::{Signer, SigningKey};
+use ed25519_zebra::{batch, VerificationKey, VerificationKeyBytes};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
