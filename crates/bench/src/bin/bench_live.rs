@@ -22,8 +22,10 @@
 //!   server that is not installed is skipped with a message
 //!   (`apt-get install redis-server nats-server`).
 //!
-//! It prints one table row per run, writes `latency_cdf.svg` (plotters)
-//! and `summary.json` to `--out` (default `target/bench_live`).
+//! It prints one table row per run, then for each run the validator's delay
+//! from a round's scheduled time to its acceptance and the publisher's own
+//! latency histograms, and writes `latency_cdf.svg` (plotters) and
+//! `summary.json` to `--out` (default `target/bench_live`).
 
 use anyhow::Context;
 use clap::Parser;
