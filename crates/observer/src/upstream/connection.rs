@@ -48,6 +48,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// stays bounded: past the block queue, at most these bytes wait in the
 /// connection's buffers, and the upstream holds the rest.
 pub const STREAM_WINDOW_BYTES: u32 = 4 << 20;
+/// The connection's window: both streams' at once (see
+/// [`STREAM_WINDOW_BYTES`]).
 pub const CONNECTION_WINDOW_BYTES: u32 = 8 << 20;
 /// HTTP/2 pings on an idle connection, and how long one may go unanswered.
 /// The publisher's keepalive defaults: a dead peer is found within half a
