@@ -13,7 +13,9 @@
 //! - [`simulator`]: [`Simulator`], which makes each round's blocks and feeds
 //!   them to [`DagConsensus`](dagstream_dag::DagConsensus).
 //! - `persist`: [`Simulator::batch_for`] makes each round one atomic store
-//!   batch; [`Simulator::recover`] continues a chain from a store.
+//!   batch (or [`Simulator::round_end_batch`] closes a round whose blocks
+//!   were written one by one); [`Simulator::recover`] continues a chain from
+//!   a store.
 //! - [`rng`]: the seeded, portable randomness behind every choice.
 //!
 //! # Data flow
@@ -21,7 +23,7 @@
 //! now_ms ─▶ Simulator::produce_due ─▶ for each due round r:
 //!     each live authority: own block of r-1 + seeded quorum of r-1
 //!       (+ slow authorities' blocks of r-2) + seeded transactions
-//!       + votes for the commits decided after r-1 ─▶ sign
+//!       + votes for the commits decided after r-1 ─▶ sign (─▶ on_block)
 //!     ─▶ DagConsensus::add_blocks ─▶ RoundOutput { blocks, decisions, commits }
 //! ```
 //!

@@ -1,9 +1,13 @@
 //! Writing the simulated chain to a [`Store`] and resuming from it.
 //!
-//! Each round is one atomic [`WriteBatch`]: the round's blocks, the commits
-//! it decided, and a progress marker. A simulator that crashes loses at most
-//! the round it was writing, and [`Simulator::recover`] continues from the
-//! last written one, producing exactly the blocks an uninterrupted run would.
+//! A round is durable once its blocks, the commits it decided and its
+//! progress marker are written: all in one atomic [`WriteBatch`]
+//! ([`Simulator::batch_for`]), or each block on its own and then the
+//! round's end ([`Simulator::round_end_batch`]). A simulator that crashes
+//! loses at most the round it was writing: [`Simulator::recover`] continues
+//! from the last round whose end was written, ignores any later blocks, and
+//! makes exactly the blocks an uninterrupted run would, the same bytes as
+//! those already stored.
 
 use crate::{CommitteeKeys, Result, RoundOutput, SimConfig, SimError, Simulator};
 use dagstream_dag::{DagConfig, DagConsensus};
@@ -38,6 +42,18 @@ impl Simulator {
         for block in &output.blocks {
             batch.add_block(block);
         }
+        batch.append(self.round_end_batch(output));
+        batch
+    }
+
+    /// What closes `output` once its blocks are durable: the commits it
+    /// decided and the progress marker. A writer that makes each block
+    /// durable on its own (see [`Simulator::produce_round_with`]) writes
+    /// this after the round's last block. Until it is written, recovery
+    /// ignores the round's blocks already in the store and makes them
+    /// again, byte for byte.
+    pub fn round_end_batch(&self, output: &RoundOutput) -> WriteBatch {
+        let mut batch = WriteBatch::new();
         let votes_from = output
             .commits
             .first()

@@ -117,13 +117,28 @@ impl Simulator {
 
     /// Produces the next round, whatever the time.
     pub fn produce_round(&mut self) -> Result<RoundOutput> {
+        self.produce_round_with(|_| {})
+    }
+
+    /// Produces the next round, whatever the time, handing each block to
+    /// `on_block` as soon as it is signed, in author order: a node can make
+    /// it durable and publish it while the rest of the round is signed, as
+    /// a real validator accepts each block when it arrives. The commit rule
+    /// runs once the round is complete.
+    pub fn produce_round_with(
+        &mut self,
+        mut on_block: impl FnMut(&VerifiedBlock),
+    ) -> Result<RoundOutput> {
         let round = self.next_round;
-        let blocks: Vec<VerifiedBlock> = self
-            .committee
-            .indexes()
-            .filter(|a| !self.config.crashed.contains(a))
-            .map(|author| self.make_block(round, author))
-            .collect();
+        let mut blocks = Vec::with_capacity(self.committee.size());
+        for author in self.committee.indexes() {
+            if self.config.crashed.contains(&author) {
+                continue;
+            }
+            let block = self.make_block(round, author);
+            on_block(&block);
+            blocks.push(block);
+        }
         let output = self.consensus.add_blocks(blocks.iter().cloned())?;
         debug_assert_eq!(output.accepted.len(), blocks.len());
 

@@ -44,6 +44,16 @@ impl WriteBatch {
         self
     }
 
+    /// Appends everything of `later` after what this batch holds, as if it
+    /// had been added here: writing the result is writing both, in order,
+    /// atomically. A writer uses it to make several batches durable at once.
+    pub fn append(&mut self, later: WriteBatch) -> &mut Self {
+        self.blocks.extend(later.blocks);
+        self.commits.extend(later.commits);
+        self.meta.extend(later.meta);
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty() && self.commits.is_empty() && self.meta.is_empty()
     }

@@ -1,30 +1,39 @@
 //! The validator node: dagstream's stand-in for a real validator.
 //!
-//! It runs the simulated committee against a clock, makes each round
-//! durable in its store and announces it to the publisher's source (one
-//! call: [`StoreSource::write`]), and serves the block and commit streams.
+//! It runs the simulated committee against a clock, makes each block
+//! durable in its store and announces it to the publisher's source
+//! ([`StoreSource::write`]), and serves the block and commit streams.
 //!
 //! # Data flow
 //! ```text
-//! clock ─now_ms─▶ Simulator::produce_round ─batch─▶ StoreSource::write
-//!                    (Store::write, then the feed) ─▶ Publisher ─▶ gRPC
-//! └──────── producer thread ─────────────────────────┘    └ runtime ┘
+//! clock ─now_ms─▶ Simulator::produce_round_with ─each block, then the round's end─▶
+//!     writer queue ─▶ group write: StoreSource::write (Store::write, then the feed)
+//!     ─▶ Publisher ─▶ gRPC
+//! └─ producer thread ─┘   └─ writer thread ─┘                  └ runtime ┘
 //! ```
-//! The producer's synchronous work (signing, the commit rule, the durable
-//! write) runs on a thread of its own, so the publisher's tasks never wait
-//! behind it. A node restarted on the same store continues the same chain.
+//! The producer's synchronous work (signing, the commit rule) runs on a
+//! thread of its own, so the publisher's tasks never wait behind it. Each
+//! block goes to the [`writer`] as soon as it is signed, which makes the
+//! blocks queued so far durable in one write while the producer signs the
+//! next: a block is published a signature and a sync after its round
+//! starts, not after the whole round's work. A node restarted on the same
+//! store continues the same chain, whatever part of a round it had
+//! written.
 
 use dagstream_publisher::{
     Publisher, PublisherConfig, PublisherError, PublisherHandle, StoreSource,
 };
 use dagstream_sim::{CommitteeKeys, RoundOutput, SimConfig, SimError, Simulator};
-use dagstream_store::Store;
+use dagstream_store::{Store, WriteBatch};
 use dagstream_types::{BlockLimits, CommitIndex, Committee};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use writer::Writer;
+
+pub mod writer;
 
 /// A source of the current time in Unix milliseconds. The system clock in
 /// production; tests pass a clock they move.
@@ -48,8 +57,10 @@ pub enum ValidatorError {
     Sim(#[from] SimError),
     #[error(transparent)]
     Publisher(#[from] PublisherError),
-    #[error("cannot start the producer thread: {reason}")]
+    #[error("cannot start a validator thread: {reason}")]
     Thread { reason: String },
+    #[error("the writer thread stopped")]
+    WriterStopped,
 }
 
 /// The simulated committee bound to its source, and through it its store.
@@ -100,11 +111,37 @@ impl Producer {
         Ok(output)
     }
 
-    /// Produces the rounds due at `now_ms`, at most a bounded number.
+    /// Produces the next round, handing each block to `writer` as soon as it
+    /// is signed and the round's end after its last block.
+    fn produce_round_into(&mut self, writer: &Writer) -> Result<(), ValidatorError> {
+        // A send fails only once the writer has stopped on an error, which
+        // `Writer::finish` reports: finish the round, then stop.
+        let mut queued = Ok(());
+        let output = self.sim.produce_round_with(|block| {
+            if queued.is_ok() {
+                let mut piece = WriteBatch::new();
+                piece.add_block(block);
+                queued = writer.send(piece);
+            }
+        })?;
+        queued?;
+        writer.send(self.sim.round_end_batch(&output))
+    }
+
+    /// Produces the rounds due at `now_ms`, at most a bounded number, each
+    /// written at once.
     pub fn step(&mut self, now_ms: u64) -> Result<usize, ValidatorError> {
+        self.step_by(now_ms, Self::produce_round)
+    }
+
+    fn step_by<T>(
+        &mut self,
+        now_ms: u64,
+        mut produce: impl FnMut(&mut Self) -> Result<T, ValidatorError>,
+    ) -> Result<usize, ValidatorError> {
         let mut produced = 0;
         while produced < MAX_ROUNDS_PER_STEP && self.sim.next_round_time_ms() <= now_ms {
-            self.produce_round()?;
+            produce(self)?;
             produced += 1;
         }
         Ok(produced)
@@ -115,7 +152,7 @@ impl Producer {
     }
 }
 
-/// A running validator: producer thread and publisher.
+/// A running validator: producer and writer threads, and the publisher.
 pub struct ValidatorHandle {
     pub addr: SocketAddr,
     pub source: Arc<StoreSource>,
@@ -129,8 +166,9 @@ impl ValidatorHandle {
         self.publisher.publisher()
     }
 
-    /// Stops serving and producing; returns the producer, so that a test can
-    /// inspect the chain or continue it.
+    /// Stops serving and producing; returns the producer once everything it
+    /// made is durable, so that a test can inspect the chain or continue
+    /// it.
     pub async fn stop(self) -> Result<Producer, ValidatorError> {
         self.publisher.stop().await;
         self.stop_producer.store(true, Ordering::Release);
@@ -145,6 +183,31 @@ impl ValidatorHandle {
 /// The producer thread's name.
 pub const PRODUCER_THREAD: &str = "dagstream-producer";
 
+/// The producer thread: rounds as they fall due, each block queued for the
+/// writer as soon as it is signed. On a stop or an error, it waits for the
+/// writer to write what is queued; the writer's error, the first that
+/// happened, wins over the producer's.
+fn produce(
+    mut producer: Producer,
+    clock: Clock,
+    stop: &AtomicBool,
+) -> Result<Producer, ValidatorError> {
+    let writer = Writer::start(producer.source.clone())?;
+    let mut produced = Ok(());
+    while produced.is_ok() && !stop.load(Ordering::Acquire) {
+        produced = producer
+            .step_by(clock(), |p| p.produce_round_into(&writer))
+            .map(|count| {
+                if count == 0 {
+                    let wait = producer.sim.next_round_time_ms().saturating_sub(clock());
+                    std::thread::sleep(Duration::from_millis(wait.clamp(1, MAX_IDLE_MS)));
+                }
+            });
+    }
+    writer.finish()?;
+    produced.map(|()| producer)
+}
+
 /// Starts producing by `clock` and serving on `listener`.
 ///
 /// The producer runs on a thread of its own: a round's signatures, commit
@@ -152,7 +215,7 @@ pub const PRODUCER_THREAD: &str = "dagstream-producer";
 /// a runtime worker would hold up the publisher's tasks queued behind it
 /// on that worker, and with them every subscriber's live latency.
 pub fn start(
-    mut producer: Producer,
+    producer: Producer,
     clock: Clock,
     listener: TcpListener,
     config: PublisherConfig,
@@ -165,15 +228,7 @@ pub fn start(
     let stopped = stop_producer.clone();
     let producer = std::thread::Builder::new()
         .name(PRODUCER_THREAD.into())
-        .spawn(move || {
-            while !stopped.load(Ordering::Acquire) {
-                if producer.step(clock())? == 0 {
-                    let wait = producer.sim.next_round_time_ms().saturating_sub(clock());
-                    std::thread::sleep(Duration::from_millis(wait.clamp(1, MAX_IDLE_MS)));
-                }
-            }
-            Ok(producer)
-        })
+        .spawn(move || produce(producer, clock, &stopped))
         .map_err(|err| ValidatorError::Thread {
             reason: err.to_string(),
         })?;
