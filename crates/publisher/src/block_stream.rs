@@ -317,6 +317,67 @@ impl StreamKind for BlockStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certifier::Certifier;
+    use crate::config::PublisherConfig;
+    use crate::source::StoreSource;
+    use crate::ConsensusSource;
+    use dagstream_sim::{generate, GenesisParams, Profile, Simulator};
+    use dagstream_store::MemStore;
+    use dagstream_types::{BlockLimits, Committee};
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    /// Serialize once: every subscriber on the live tail is sent the very
+    /// bytes the validator signed, shared, not a copy or a re-encoding.
+    #[tokio::test]
+    async fn every_live_subscriber_is_sent_the_signed_bytes_themselves() {
+        let (genesis, keys) = generate(&GenesisParams {
+            authorities: 4,
+            round_interval_ms: 100,
+            genesis_time_ms: 0,
+            gc_depth_rounds: 50,
+            seed: 5,
+        });
+        let committee = Arc::new(Committee::new(genesis).unwrap());
+        let mut sim = Simulator::new(
+            committee.clone(),
+            keys,
+            Profile::Small.sim_config(5),
+            &BlockLimits::default(),
+        )
+        .unwrap();
+        let source = Arc::new(StoreSource::new(Arc::new(MemStore::new()), committee).unwrap());
+        let dyn_source: Arc<dyn ConsensusSource> = source.clone();
+        let config = PublisherConfig::default();
+        let shared = Context::new(
+            dyn_source.clone(),
+            config.clone(),
+            PublisherMetrics::new(&prometheus::Registry::new()).unwrap(),
+            Arc::new(Certifier::new(dyn_source, &config)),
+            watch::channel(false).1,
+        );
+        let start = || StartBlockStream {
+            highest_round_per_authority: vec![0; 4],
+            preferred_batch_size: 0,
+        };
+        let mut cursors = [start(), start()].map(|s| Cursor::start(&shared, s).unwrap());
+        for cursor in &mut cursors {
+            // Reads the (empty) backlog, then waits on the feed.
+            let waiting = tokio::time::timeout(Duration::ZERO, cursor.next_batch(&shared)).await;
+            assert!(waiting.is_err(), "nothing to send before the round");
+        }
+        let output = sim.produce_round().unwrap();
+        source.write(sim.batch_for(&output)).unwrap();
+        for cursor in &mut cursors {
+            let taken = cursor.next_batch(&shared).await.unwrap();
+            assert!(taken.live_since.is_some(), "from the live feed");
+            assert_eq!(taken.blocks.len(), output.blocks.len());
+            for (sent, signed) in taken.blocks.iter().zip(&output.blocks) {
+                assert_eq!(sent.as_ptr(), signed.serialized().as_ptr());
+                assert_eq!(sent.len(), signed.serialized().len());
+            }
+        }
+    }
 
     #[test]
     fn a_live_batch_takes_what_is_pending_up_to_the_cap_and_the_hint() {

@@ -258,9 +258,11 @@ pub trait StreamKind: Send + 'static {
     fn items_sent(metrics: &metrics::PublisherMetrics) -> &prometheus::IntCounterVec;
 }
 
-/// Serves one stream until the subscriber leaves, an error ends it, or the
-/// publisher shuts down: commands in (rate-limited), batches out while
-/// started, heartbeats while stopped or idle.
+/// Serves one stream until the subscriber leaves (cancels the call or
+/// resets the stream), an error ends it, or the publisher shuts down:
+/// commands in (rate-limited), batches out while started, heartbeats while
+/// stopped or idle. A subscriber that half-closes its side has sent its
+/// last command; the stream goes on as that command left it.
 pub async fn run<K: StreamKind>(
     shared: Arc<Context>,
     mut requests: Streaming<K::Request>,
@@ -281,6 +283,8 @@ pub async fn run<K: StreamKind>(
     let batch_size = metrics.batch_size.with_label_values(&[service]);
     let mut limiter = shared.command_limiter();
     let mut cursor: Option<K::Cursor> = None;
+    // Until the subscriber half-closes its side.
+    let mut commands_open = true;
     let mut shutdown = shared.shutdown.clone();
     let heartbeat = shared.config.heartbeat_interval();
     let reason = loop {
@@ -291,10 +295,16 @@ pub async fn run<K: StreamKind>(
                 outbox.fail(Status::unavailable("publisher is shutting down"));
                 break EndReason::Shutdown;
             }
-            message = requests.message() => {
+            message = requests.message(), if commands_open => {
                 let request = match message {
                     Ok(Some(request)) => request,
-                    Ok(None) | Err(_) => break EndReason::ClientClosed,
+                    // Half-close: no more commands, not a Stop. The stream
+                    // goes on until the subscriber cancels it.
+                    Ok(None) => {
+                        commands_open = false;
+                        continue;
+                    }
+                    Err(_) => break EndReason::ClientClosed,
                 };
                 if !limiter.allow(std::time::Instant::now()) {
                     outbox.fail(Status::resource_exhausted(format!(

@@ -133,6 +133,45 @@ async fn streams_the_certified_chain_from_zero_and_then_live() {
     validator.stop().await;
 }
 
+/// A subscriber that sends its Start and closes its side (as grpcurl and
+/// most simple clients do) has said "no more commands", not "stop": it gets
+/// the whole chain, then the live tail, until it cancels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_stream_keeps_streaming() {
+    let mut validator = start_validator(150, test_config()).await;
+    validator.wait_certified().await;
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(0, 0).await;
+    // Dropping the only sender ends the request stream: a half-close.
+    stream.commands = tokio::sync::mpsc::channel(1).0;
+    let mut previous = None;
+    let mut received = read_until(
+        &validator,
+        &mut stream,
+        &mut previous,
+        validator.chain.certified(),
+    )
+    .await;
+    validator.chain.produce(30);
+    received.extend(
+        read_until(
+            &validator,
+            &mut stream,
+            &mut previous,
+            validator.chain.certified(),
+        )
+        .await,
+    );
+    assert_eq!(
+        received,
+        validator.chain.commit_refs()[..validator.chain.certified() as usize].to_vec()
+    );
+    // Heartbeats still come while nothing new is certified.
+    let heartbeat = stream.next().await.unwrap();
+    assert!(heartbeat.commits.is_empty());
+    validator.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_from_the_middle_of_the_chain() {
     let validator = start_validator(150, test_config()).await;
