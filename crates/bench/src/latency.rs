@@ -13,6 +13,11 @@ pub fn block_key(round: u64, author: u32) -> Key {
     (round << 16) | u64::from(author)
 }
 
+/// The round of a block's key.
+pub fn round_of(key: Key) -> u64 {
+    key >> 16
+}
+
 /// When each message arrived at one subscriber.
 pub type Arrivals = Vec<(Key, u64)>;
 
@@ -147,5 +152,6 @@ mod tests {
     fn block_keys_are_distinct_per_round_and_author() {
         assert_ne!(block_key(1, 2), block_key(2, 1));
         assert_eq!(block_key(3, 0x00ff), (3 << 16) | 0xff);
+        assert_eq!(round_of(block_key(3, 0x00ff)), 3);
     }
 }

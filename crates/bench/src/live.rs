@@ -14,7 +14,7 @@
 //! block to its feed.
 
 use crate::cpu::thread_cpu_seconds;
-use crate::latency::{block_key, Arrivals, Key, Percentiles, Report};
+use crate::latency::{block_key, round_of, Arrivals, Key, Percentiles, Report};
 use crate::{BenchError, Result};
 use dagstream_observer::ObserverConfig;
 use dagstream_proto::v1::block_stream_service_client::BlockStreamServiceClient;
@@ -24,6 +24,7 @@ use dagstream_sim::{generate, GenesisParams, Profile};
 use dagstream_store::{MemStore, SegmentStore, Store};
 use dagstream_types::{unix_time_ms, BlockLimits, Committee, DEFAULT_GC_DEPTH_ROUNDS};
 use dagstream_validator::{system_clock, Producer, PRODUCER_THREAD};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,10 +100,14 @@ pub struct LiveRun {
     /// socket.
     pub accept_to_queue_ms: (f64, f64),
     pub queue_to_send_ms: (f64, f64),
-    /// Per round published in the window: from its scheduled time (the
-    /// committee's round time, by the wall clock) to its acceptance, in
-    /// ns: the validator's own delay before anything is published.
+    /// Per block published in the window, from its round's scheduled time
+    /// (the committee's round time, by the wall clock) to its acceptance,
+    /// in ns: the validator's own delay before the block is published.
     pub scheduled_to_accepted: Percentiles,
+    /// Per block published in the window and per subscriber that got it,
+    /// from its round's scheduled time to its arrival, in ns: what a user
+    /// of the subscriber sees end to end.
+    pub scheduled_to_received: Percentiles,
 }
 
 fn runtime(name: &'static str) -> Result<Runtime> {
@@ -142,22 +147,18 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
     let endpoint = format!("http://{}", validator.addr);
     let source = validator.source.clone();
 
-    // Publish times: every block of the feed, from now on. And per round,
-    // how long after its scheduled time it was accepted, by the wall clock
-    // (read once, with the monotonic epoch).
+    // Publish times: every block of the feed, from now on. The wall clock
+    // is read once, with the monotonic epoch, to place each round's
+    // scheduled time on the monotonic clock.
     let epoch_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let published: Arc<Mutex<Vec<(Key, u64)>>> = Arc::default();
-    let round_delays: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
     let (stop, stopped) = watch::channel(false);
     let recorder = subscriber_rt.spawn({
         let mut feed = source.subscribe();
         let published = published.clone();
-        let round_delays = round_delays.clone();
-        let committee = committee.clone();
         let mut stopped = stopped.clone();
-        let mut last_round = 0;
         async move {
             loop {
                 tokio::select! {
@@ -167,12 +168,6 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
                             let key = block_key(block.round(), block.author());
                             let at = nanos(epoch, accepted.at);
                             published.lock().expect("not poisoned").push((key, at));
-                            if block.round() > last_round {
-                                last_round = block.round();
-                                let scheduled_ns = committee.round_time_ms(last_round) * 1_000_000;
-                                let delay = (epoch_unix_ns + at).saturating_sub(scheduled_ns);
-                                round_delays.lock().expect("not poisoned").push((at, delay));
-                            }
                         }
                         // Lost publish times only shrink the sample.
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -260,12 +255,26 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
     let accept_to_queue_ms = histogram("dagstream_publisher_accept_to_queue_seconds");
     let queue_to_send_ms = histogram("dagstream_publisher_queue_to_send_seconds");
     let published = std::mem::take(&mut *published.lock().expect("not poisoned"));
-    let mut delays: Vec<u64> = round_delays
-        .lock()
-        .expect("not poisoned")
+    // From a block's scheduled time to `at` (monotonic ns).
+    let since_scheduled = |key: Key, at: u64| {
+        let scheduled_ns = committee.round_time_ms(round_of(key)) * 1_000_000;
+        (epoch_unix_ns + at).saturating_sub(scheduled_ns)
+    };
+    let in_window: HashSet<Key> = published
         .iter()
-        .filter(|(at, _)| (window.0..window.1).contains(at))
-        .map(|(_, delay)| *delay)
+        .filter(|(_, at)| (window.0..window.1).contains(at))
+        .map(|(key, _)| *key)
+        .collect();
+    let mut to_accepted: Vec<u64> = published
+        .iter()
+        .filter(|(key, _)| in_window.contains(key))
+        .map(|&(key, at)| since_scheduled(key, at))
+        .collect();
+    let mut to_received: Vec<u64> = arrivals
+        .iter()
+        .flatten()
+        .filter(|(key, _)| in_window.contains(key))
+        .map(|&(key, at)| since_scheduled(key, at))
         .collect();
     let report = Report::new(&published, &arrivals, window);
     Ok(LiveRun {
@@ -279,7 +288,8 @@ pub fn run(config: &LiveConfig, kind: Kind, subscribers: usize) -> Result<LiveRu
         bytes_per_second: (end.3 - start.3) / seconds,
         accept_to_queue_ms,
         queue_to_send_ms,
-        scheduled_to_accepted: Percentiles::of(&mut delays),
+        scheduled_to_accepted: Percentiles::of(&mut to_accepted),
+        scheduled_to_received: Percentiles::of(&mut to_received),
     })
 }
 

@@ -22,7 +22,10 @@ fn receivers_get_every_block_of_the_window_once() {
     assert_eq!(report.latencies.len(), 2 * report.published);
     // Every block reached both, so each has a spread.
     assert_eq!(report.spreads.len(), report.published);
-    assert_eq!(run.scheduled_to_accepted.count, report.published / 4);
+    assert_eq!(run.scheduled_to_accepted.count, report.published);
+    assert_eq!(run.scheduled_to_received.count, 2 * report.published);
+    // A block arrives after it is accepted.
+    assert!(run.scheduled_to_received.max >= run.scheduled_to_accepted.max);
 }
 
 #[test]

@@ -22,9 +22,9 @@
 //!   server that is not installed is skipped with a message
 //!   (`apt-get install redis-server nats-server`).
 //!
-//! It prints one table row per run, then for each run the validator's delay
-//! from a round's scheduled time to its acceptance and the publisher's own
-//! latency histograms, and writes `latency_cdf.svg` (plotters) and
+//! It prints one table row per run, then for each run the delays from each
+//! block's scheduled time (its round's) to its acceptance and to its
+//! arrival at the subscribers, and the publisher's own latency histograms, and writes `latency_cdf.svg` (plotters) and
 //! `summary.json` to `--out` (default `target/bench_live`).
 
 use anyhow::Context;
@@ -137,6 +137,10 @@ fn summary(run: &LiveRun) -> serde_json::Value {
             "p50": run.scheduled_to_accepted.p50 as f64 / 1e6,
             "p99": run.scheduled_to_accepted.p99 as f64 / 1e6,
         },
+        "scheduled_to_received_ms": {
+            "p50": run.scheduled_to_received.p50 as f64 / 1e6,
+            "p99": run.scheduled_to_received.p99 as f64 / 1e6,
+        },
     })
 }
 
@@ -178,16 +182,18 @@ fn main() -> anyhow::Result<()> {
     let peers = peers(&args, &config)?;
 
     println!();
-    println!("inside the validator: rounds in the window; the publisher's block stream histograms over the whole run (bucket upper bounds):");
-    println!("| subscribers | round scheduled → accepted p50 / p99 ms | accepted → queued p50 / p99 ms | queued → taken for the socket p50 / p99 ms |");
-    println!("|---|---|---|---|");
+    println!("end to end, blocks of the window, from their round's scheduled time; and the publisher's block stream histograms over the whole run (bucket upper bounds):");
+    println!("| subscribers | scheduled → accepted p50 / p99 ms | scheduled → received p50 / p99 ms | accepted → queued p50 / p99 ms | queued → taken for the socket p50 / p99 ms |");
+    println!("|---|---|---|---|---|");
     for run in &runs {
         println!(
-            "| {} × {} | {} / {} | {} / {} | {} / {} |",
+            "| {} × {} | {} / {} | {} / {} | {} / {} | {} / {} |",
             run.subscribers,
             run.kind.name(),
             ms(run.scheduled_to_accepted.p50),
             ms(run.scheduled_to_accepted.p99),
+            ms(run.scheduled_to_received.p50),
+            ms(run.scheduled_to_received.p99),
             run.accept_to_queue_ms.0,
             run.accept_to_queue_ms.1,
             run.queue_to_send_ms.0,
