@@ -1,6 +1,7 @@
 //! `dagstream observer`: follow upstreams, verify, persist, and optionally
 //! write the commit sequence to a JSON-lines file and relay it.
 
+use crate::cmd_tls::{ServeSecurity, UpstreamSecurity};
 use crate::config::NodeConfig;
 use crate::{chain, http, report, shutdown};
 use anyhow::{bail, Context, Result};
@@ -24,6 +25,10 @@ pub struct ObserverArgs {
     pub metrics_listen: Option<SocketAddr>,
     pub output: Option<PathBuf>,
     pub config: Option<PathBuf>,
+    /// TLS and tokens of the relay's own subscribers.
+    pub serve: ServeSecurity,
+    /// TLS and the token towards upstreams.
+    pub upstream: UpstreamSecurity,
 }
 
 /// The `--output` file, opened for appending after its last complete line.
@@ -83,7 +88,9 @@ impl Output {
 pub async fn run(args: ObserverArgs) -> Result<()> {
     // First of all, so that a signal during startup is also graceful.
     let signals = shutdown::on_signals();
-    let node_config = NodeConfig::load(args.config.as_deref())?;
+    let mut node_config = NodeConfig::load(args.config.as_deref())?;
+    args.serve.apply(&mut node_config.publisher)?;
+    args.upstream.apply(&mut node_config.observer)?;
     if args.upstreams.is_empty() {
         bail!("give at least one --upstream http://HOST:PORT");
     }

@@ -1,6 +1,7 @@
 //! `dagstream validator`: the simulated committee and its publisher.
 
 use crate::cmd_genesis::{self, GenesisArgs};
+use crate::cmd_tls::ServeSecurity;
 use crate::config::NodeConfig;
 use crate::{chain, http, shutdown};
 use anyhow::{bail, Context, Result};
@@ -26,6 +27,7 @@ pub struct ValidatorArgs {
     pub history_rounds: u64,
     pub metrics_listen: Option<SocketAddr>,
     pub config: Option<PathBuf>,
+    pub serve: ServeSecurity,
 }
 
 /// The data dir's genesis and keys: already there, copied from `--genesis`,
@@ -104,7 +106,8 @@ fn resolve_sim_config(args: &ValidatorArgs) -> Result<SimConfig> {
 pub async fn run(args: ValidatorArgs) -> Result<()> {
     // First of all, so that a signal during startup is also graceful.
     let signals = shutdown::on_signals();
-    let node_config = NodeConfig::load(args.config.as_deref())?;
+    let mut node_config = NodeConfig::load(args.config.as_deref())?;
+    args.serve.apply(&mut node_config.publisher)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let (genesis, keys) = resolve_genesis(&args)?;

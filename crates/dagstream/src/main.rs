@@ -2,8 +2,9 @@
 //! inspect data directories.
 //!
 //! # Layout
-//! - `cmd_genesis`, `cmd_validator`, `cmd_observer`, `cmd_inspect`: one
-//!   module per subcommand.
+//! - `cmd_genesis`, `cmd_validator`, `cmd_observer`, `cmd_inspect`,
+//!   `cmd_tls`: one module per subcommand (`cmd_tls` also holds the TLS and
+//!   token flags of the node commands).
 //! - `config`: the TOML node configuration (`--config`,
 //!   `config print-default`).
 //! - `http`: `/metrics`, `/healthz` and `/status`.
@@ -17,6 +18,7 @@ mod cmd_demo;
 mod cmd_genesis;
 mod cmd_inspect;
 mod cmd_observer;
+mod cmd_tls;
 mod cmd_validator;
 mod config;
 mod http;
@@ -128,6 +130,8 @@ enum Command {
         metrics_listen: Option<SocketAddr>,
         #[arg(long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        serve: cmd_tls::ServeSecurity,
     },
     /// Follow upstreams, verify everything, persist the commit sequence.
     Observer {
@@ -136,7 +140,8 @@ enum Command {
         /// genesis.json, or a directory holding it.
         #[arg(long)]
         genesis: PathBuf,
-        /// A publisher to follow, http://HOST:PORT; repeat for several.
+        /// A publisher to follow, http://HOST:PORT or https://HOST:PORT;
+        /// repeat for several.
         #[arg(long = "upstream", required = true)]
         upstreams: Vec<String>,
         /// Serve the verified chain to other observers on this address.
@@ -149,6 +154,11 @@ enum Command {
         output: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        upstream: cmd_tls::UpstreamSecurity,
+        /// For --listen: TLS and tokens of this observer's own subscribers.
+        #[command(flatten)]
+        serve: cmd_tls::ServeSecurity,
     },
     /// Show a data dir's range, verify its chain, or show one commit.
     Inspect {
@@ -169,6 +179,16 @@ enum Command {
         duration_secs: u64,
         #[arg(long, default_value = "demo-report")]
         report: PathBuf,
+    },
+    /// Write a throwaway CA, server and client certificates and a bearer
+    /// token, for trying TLS and tokens locally.
+    Tls {
+        #[arg(long)]
+        out: PathBuf,
+        /// A name or address the server certificate is valid for; repeat
+        /// for several.
+        #[arg(long = "host", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        hosts: Vec<String>,
     },
     /// Configuration files.
     Config {
@@ -239,6 +259,7 @@ fn run(command: Command) -> Result<()> {
             history_rounds,
             metrics_listen,
             config,
+            serve,
         } => runtime.block_on(cmd_validator::run(cmd_validator::ValidatorArgs {
             data_dir,
             listen,
@@ -250,6 +271,7 @@ fn run(command: Command) -> Result<()> {
             history_rounds,
             metrics_listen,
             config,
+            serve,
         })),
         Command::Observer {
             data_dir,
@@ -259,6 +281,8 @@ fn run(command: Command) -> Result<()> {
             metrics_listen,
             output,
             config,
+            upstream,
+            serve,
         } => runtime.block_on(cmd_observer::run(cmd_observer::ObserverArgs {
             data_dir,
             genesis,
@@ -267,6 +291,8 @@ fn run(command: Command) -> Result<()> {
             metrics_listen,
             output,
             config,
+            serve,
+            upstream,
         })),
         Command::Inspect {
             data_dir,
@@ -298,6 +324,7 @@ fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Tls { out, hosts } => cmd_tls::run(&out, &hosts),
         Command::Config {
             command: ConfigCommand::PrintDefault,
         } => {

@@ -102,6 +102,17 @@ fn wait_status(
     }
 }
 
+/// The value of an unlabelled metric on a node's `/metrics`; 0 while it is
+/// not served.
+fn metric(addr: &str, name: &str) -> f64 {
+    get(addr, "/metrics")
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -473,4 +484,102 @@ fn the_demo_passes_its_own_checks() {
         &std::fs::read(report.join("timeline.png")).unwrap()[..4],
         b"\x89PNG"
     );
+}
+
+/// The README's TLS example: `dagstream tls`, a validator requiring mutual
+/// TLS and a token, an observer presenting both, and one without a token,
+/// which is refused and gets nothing.
+#[test]
+fn mutual_tls_and_tokens_between_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let made = run(&["tls", "--out", certs.to_str().unwrap()]);
+    assert!(made.status.success(), "{made:?}");
+    // Twice into one directory: refused, nothing overwritten.
+    let again = run(&["tls", "--out", certs.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(certs.join("server.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the private key is owner-only");
+    }
+    let cert = |name: &str| certs.join(name).to_str().unwrap().to_string();
+    let validator_dir = dir.path().join("validator");
+    let (listen, v_metrics) = (free_port(), free_port());
+    let port = listen.rsplit(':').next().unwrap().to_string();
+    let upstream = format!("https://localhost:{port}");
+    let _validator = Node::spawn(&[
+        "validator",
+        "--data-dir",
+        validator_dir.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--history-rounds",
+        "100",
+        "--metrics-listen",
+        &v_metrics,
+        "--tls-cert",
+        &cert("server.pem"),
+        "--tls-key",
+        &cert("server.key"),
+        "--tls-client-ca",
+        &cert("ca.pem"),
+        "--auth-tokens",
+        &cert("tokens"),
+    ]);
+    wait_status(&v_metrics, "the validator", |s| {
+        s["highest_round"].as_u64() >= Some(100)
+    });
+    let observe = |name: &str, token: bool| {
+        let data_dir = dir.path().join(name);
+        let metrics = free_port();
+        let mut args = vec![
+            "observer".to_string(),
+            "--data-dir".into(),
+            data_dir.to_str().unwrap().into(),
+            "--genesis".into(),
+            validator_dir.to_str().unwrap().into(),
+            "--upstream".into(),
+            upstream.clone(),
+            "--metrics-listen".into(),
+            metrics.clone(),
+            "--tls-ca".into(),
+            cert("ca.pem"),
+            "--tls-client-cert".into(),
+            cert("client.pem"),
+            "--tls-client-key".into(),
+            cert("client.key"),
+        ];
+        if token {
+            args.extend(["--auth-token-file".into(), cert("token")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (Node::spawn(&args), metrics)
+    };
+    let (observer, o_metrics) = observe("observer", true);
+    let (intruder, i_metrics) = observe("intruder", false);
+    wait_status(&o_metrics, "the observer to catch up over TLS", |s| {
+        s["highest_local_commit"].as_u64() >= Some(80)
+    });
+    let deadline = Instant::now() + PATIENCE;
+    while metric(&i_metrics, "dagstream_observer_connect_failures_total") < 1.0 {
+        assert!(Instant::now() < deadline, "the intruder never tried");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = wait_status(&i_metrics, "the intruder's status", |_| true);
+    assert_eq!(status["highest_local_commit"].as_u64(), Some(0));
+    assert_eq!(
+        metric(&i_metrics, "dagstream_observer_connections_total"),
+        0.0
+    );
+    let (code, stderr) = intruder.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("bearer token is required"), "{stderr}");
+    let (code, stderr) = observer.terminate();
+    assert_eq!(code, 0, "{stderr}");
 }

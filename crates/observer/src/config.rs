@@ -5,6 +5,7 @@ use crate::state_machine::SubscriberConfig;
 use crate::{ObserverError, Result};
 use dagstream_types::BlockLimits;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Everything tunable about an observer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +58,35 @@ pub struct ObserverConfig {
     /// ahead of it. 50 commits are a few seconds: more than probe noise,
     /// less than a real fall-behind.
     pub max_upstream_lag: u64,
+    /// A file whose first line is the bearer token sent to upstreams that
+    /// require one (`docs/security.md`). Absent: no token is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token_path: Option<PathBuf>,
+    /// TLS towards `https://` upstreams; `http://` ones are plaintext.
+    #[serde(skip_serializing_if = "UpstreamTls::is_unset")]
+    pub tls: UpstreamTls,
+}
+
+/// TLS towards `https://` upstreams (`[observer.tls]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTls {
+    /// PEM CA certificates to trust; absent: the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_path: Option<PathBuf>,
+    /// The PEM certificate presented to upstreams that require mutual TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_path: Option<PathBuf>,
+    /// The PEM private key of that certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key_path: Option<PathBuf>,
+}
+
+impl UpstreamTls {
+    /// Nothing set: the system's roots, no client certificate.
+    pub fn is_unset(&self) -> bool {
+        *self == UpstreamTls::default()
+    }
 }
 
 impl Default for ObserverConfig {
@@ -75,6 +105,8 @@ impl Default for ObserverConfig {
             degrade_after_ms: 30_000,
             probe_interval_ms: 2_000,
             max_upstream_lag: 50,
+            auth_token_path: None,
+            tls: UpstreamTls::default(),
         }
     }
 }

@@ -80,6 +80,11 @@ pub enum ObserverError {
     },
     #[error("invalid observer config: {field}: {reason}")]
     InvalidConfig { field: &'static str, reason: String },
+    #[error("{}: {reason}", path.display())]
+    Credentials {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error(transparent)]
     Store(#[from] dagstream_store::StoreError),
     #[error(transparent)]
@@ -116,6 +121,7 @@ impl ObserverError {
             ObserverError::Conflict { .. }
                 | ObserverError::WrongChain { .. }
                 | ObserverError::InvalidConfig { .. }
+                | ObserverError::Credentials { .. }
                 | ObserverError::Store(_)
                 | ObserverError::Dag(_)
                 | ObserverError::Publisher(_)
@@ -138,6 +144,7 @@ impl ObserverError {
             ObserverError::BadBlock { .. } => "bad_block",
             ObserverError::Conflict { .. } => "conflict",
             ObserverError::InvalidConfig { .. } => "invalid_config",
+            ObserverError::Credentials { .. } => "credentials",
             ObserverError::WrongChain { .. } => "wrong_chain",
             ObserverError::Store(err) => err.name(),
             ObserverError::Dag(err) => err.name(),

@@ -61,7 +61,7 @@ pub mod verify;
 #[cfg(test)]
 mod verify_tests;
 
-pub use config::ObserverConfig;
+pub use config::{ObserverConfig, UpstreamTls};
 pub use delivery::DeliveredSubDag;
 pub use error::{ObserverError, Result};
 pub use handle::{start, start_with_metrics, ObserverHandle};
@@ -69,3 +69,4 @@ pub use metrics::ObserverMetrics;
 pub use state_machine::{Command, Mode, Observation, SubscriberConfig, SubscriberStateMachine};
 pub use status::ObserverStatus;
 pub use upstream::connection::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
+pub use upstream::Credentials;

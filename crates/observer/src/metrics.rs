@@ -23,6 +23,9 @@ pub struct ObserverMetrics {
     pub paused: IntGauge,
     /// Upstream sessions opened.
     pub connections: IntCounter,
+    /// Connection attempts that failed: unreachable, refused, TLS, or a
+    /// token the upstream does not accept.
+    pub connect_failures: IntCounter,
     /// Sessions ended, by reason (`failed`, `faulty`, `degraded`).
     pub session_ends: IntCounterVec,
     /// Unverifiable data received, by error name.
@@ -53,6 +56,7 @@ impl ObserverMetrics {
         registry.register(Box::new(metrics.mode.clone()))?;
         registry.register(Box::new(metrics.paused.clone()))?;
         registry.register(Box::new(metrics.connections.clone()))?;
+        registry.register(Box::new(metrics.connect_failures.clone()))?;
         registry.register(Box::new(metrics.session_ends.clone()))?;
         registry.register(Box::new(metrics.faults.clone()))?;
         registry.register(Box::new(metrics.commits_persisted.clone()))?;
@@ -90,6 +94,10 @@ impl ObserverMetrics {
             connections: IntCounter::new(
                 "dagstream_observer_connections_total",
                 "Upstream sessions opened",
+            )?,
+            connect_failures: IntCounter::new(
+                "dagstream_observer_connect_failures_total",
+                "Upstream connection attempts that failed (unreachable, refused, TLS, auth)",
             )?,
             session_ends: IntCounterVec::new(
                 Opts::new(

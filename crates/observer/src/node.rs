@@ -25,7 +25,9 @@ use crate::persist::Persister;
 use crate::sequencer::Sequencer;
 use crate::state_machine::{Command, Degradation, Observation, SubscriberStateMachine};
 use crate::status::ObserverStatus;
-use crate::upstream::{self, ConnectError, Connection, Inbound, Positions, Received, Upstreams};
+use crate::upstream::{
+    self, ConnectError, Connection, Credentials, Inbound, Positions, Received, Upstreams,
+};
 use crate::verify::{verify_blocks, verify_commit_batch};
 use crate::{ObserverError, Result};
 use dagstream_proto::v1::CommitStreamResponse;
@@ -79,6 +81,8 @@ pub(crate) struct Node {
     stamps: VerifyStamps,
     /// Every block verified from the block stream, as soon as it is.
     verified: broadcast::Sender<VerifiedBlock>,
+    /// What this observer presents to its upstreams.
+    credentials: Credentials,
     epoch: Instant,
 }
 
@@ -96,6 +100,7 @@ impl Node {
         let sequencer = Sequencer::recover(store.as_ref(), config.min_checkpoint_interval_ms)?;
         let machine = SubscriberStateMachine::new(config.subscriber.clone())?;
         let tip = sequencer.tip_index();
+        let credentials = Credentials::load(&config.tls, config.auth_token_path.as_deref())?;
         Ok(Node {
             delivery: Delivery::new(resume_after, tip, config.output_queue_len),
             status: ObserverStatus {
@@ -113,6 +118,7 @@ impl Node {
             metrics,
             stamps: VerifyStamps::default(),
             verified,
+            credentials,
             epoch: Instant::now(),
         })
     }
@@ -142,9 +148,15 @@ impl Node {
         status: watch::Sender<ObserverStatus>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
+        if self.credentials.has_token() {
+            for plain in upstreams.iter().filter(|a| !a.starts_with("https://")) {
+                warn!(upstream = %plain, "the bearer token goes to this upstream in clear: use https");
+            }
+        }
         let mut upstreams = Upstreams::new(upstreams);
         let prober = tokio::spawn(upstream::probe_forever(
             upstreams.addresses.clone(),
+            self.credentials.clone(),
             upstreams.probes.clone(),
             Duration::from_millis(self.config.probe_interval_ms),
         ));
@@ -160,6 +172,7 @@ impl Node {
             let address = upstreams.addresses[index].clone();
             let connecting = upstream::connect(
                 &address,
+                &self.credentials,
                 self.committee.digest(),
                 Duration::from_millis(self.config.stall_timeout_ms),
                 self.config.block_queue_capacity,
@@ -173,6 +186,7 @@ impl Node {
                 Ok(connection) => connection,
                 Err(ConnectError::Unreachable(reason)) => {
                     warn!(upstream = %address, reason, "upstream unreachable");
+                    self.metrics.connect_failures.inc();
                     upstreams.failed();
                     continue;
                 }

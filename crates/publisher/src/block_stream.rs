@@ -355,6 +355,7 @@ mod tests {
             PublisherMetrics::new(&prometheus::Registry::new()).unwrap(),
             Arc::new(Certifier::new(dyn_source, &config)),
             watch::channel(false).1,
+            None,
         );
         let start = || StartBlockStream {
             highest_round_per_authority: vec![0; 4],

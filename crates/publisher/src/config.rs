@@ -1,7 +1,9 @@
 //! The publisher's configuration.
 
 use crate::error::{PublisherError, Result};
+use crate::security::TlsConfig;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Every tunable of the publisher, with the reason for each default.
@@ -58,6 +60,14 @@ pub struct PublisherConfig {
     /// and a decision follows its leader by a few; 1,000 rounds bounds the
     /// search on a chain where they never came.
     pub certificate_search_rounds: u64,
+    /// A file of the bearer tokens subscribers must send, one per line
+    /// (`docs/security.md`). Absent: anyone who can connect may subscribe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_tokens_path: Option<PathBuf>,
+    /// TLS on the listener, and mutual TLS with `client_ca_path`. Absent:
+    /// plaintext, for loopback and trusted networks only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for PublisherConfig {
@@ -76,6 +86,8 @@ impl Default for PublisherConfig {
             stream_queue_len: 8,
             certificate_cache_len: 4_096,
             certificate_search_rounds: 1_000,
+            auth_tokens_path: None,
+            tls: None,
         }
     }
 }

@@ -4,6 +4,7 @@ use crate::batching::CommandLimiter;
 use crate::certifier::Certifier;
 use crate::config::PublisherConfig;
 use crate::metrics::{self, PublisherMetrics};
+use crate::security::{fingerprint, Tokens};
 use crate::source::ConsensusSource;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub(crate) struct Context {
     pub(crate) certifier: Arc<Certifier>,
     /// Turns true once, when the publisher stops.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The allowed subscriber tokens; `None`: no token is required.
+    tokens: Option<Tokens>,
     /// One permit per open stream, `max_subscribers` per service.
     block_streams: Arc<Semaphore>,
     commit_streams: Arc<Semaphore>,
@@ -31,6 +34,7 @@ impl Context {
         metrics: PublisherMetrics,
         certifier: Arc<Certifier>,
         shutdown: watch::Receiver<bool>,
+        tokens: Option<Tokens>,
     ) -> Self {
         let permits = || Arc::new(Semaphore::new(config.max_subscribers));
         Context {
@@ -38,6 +42,7 @@ impl Context {
             metrics,
             certifier,
             shutdown,
+            tokens,
             block_streams: permits(),
             commit_streams: permits(),
             next_stream_id: AtomicU64::new(0),
@@ -85,12 +90,31 @@ impl Context {
 
     /// A unique name for the subscriber of a new stream, for logs and
     /// metric labels.
-    pub(crate) fn subscriber_name<T>(&self, request: &Request<T>) -> String {
+    /// Lets `request` through if it carries an allowed token (when tokens
+    /// are required), and names its subscriber for logs and metrics: its
+    /// address and stream number, then the fingerprints of its token and of
+    /// its client certificate, never the secrets. Nothing else of a request
+    /// runs before this check.
+    pub(crate) fn authorize<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        let token = match &self.tokens {
+            Some(tokens) => Some(tokens.check(request.metadata())?),
+            None => None,
+        };
         let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
-        match request.remote_addr() {
+        let mut name = match request.remote_addr() {
             Some(addr) => format!("{addr}#{id}"),
             None => format!("local#{id}"),
+        };
+        if let Some(token) = token {
+            name.push_str(&format!(" token:{token}"));
         }
+        if let Some(leaf) = request
+            .peer_certs()
+            .and_then(|certs| certs.first().cloned())
+        {
+            name.push_str(&format!(" cert:{}", fingerprint(leaf.as_ref())));
+        }
+        Ok(name)
     }
 
     fn permits(&self, service: &'static str) -> &Arc<Semaphore> {

@@ -19,6 +19,13 @@ pub enum PublisherError {
     Decode(#[from] TypesError),
     #[error("cannot serve: {reason}")]
     Serve { reason: String },
+    #[error("{}: {reason}", path.display())]
+    Security {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("cannot make certificates: {reason}")]
+    Pki { reason: String },
 }
 
 impl PublisherError {
@@ -31,6 +38,8 @@ impl PublisherError {
             PublisherError::Store(err) => err.name(),
             PublisherError::Decode(err) => err.name(),
             PublisherError::Serve { .. } => "serve",
+            PublisherError::Security { .. } => "security",
+            PublisherError::Pki { .. } => "pki",
         }
     }
 }

@@ -28,6 +28,9 @@
 //! - [`server`]: [`Publisher`], the gRPC services, limits and shutdown, and
 //!   [`PublisherHandle`], which owns its tasks and servers.
 //! - [`metrics`]: the Prometheus metrics, [`PublisherMetrics`].
+//! - [`security`]: TLS on the listener ([`TlsConfig`]) and bearer
+//!   [`Tokens`], checked before a request reaches anything else; [`pki`]:
+//!   a throwaway CA and certificates for local testing.
 //! - [`config`]: [`PublisherConfig`]; `error`: [`PublisherError`].
 //!
 //! Files import only from layers below them, so the import graph has no
@@ -37,7 +40,7 @@
 //!   ─▶ block_stream, commit_stream
 //!        ─▶ session ─▶ context ─▶ certifier ─▶ source
 //!                              ─▶ metrics ─▶ end_reason
-//!                              ─▶ batching, config ─▶ error
+//!                              ─▶ batching, config ─▶ security ─▶ error
 //! ```
 //!
 //! # Data flow
@@ -64,6 +67,8 @@ mod context;
 mod end_reason;
 mod error;
 pub mod metrics;
+pub mod pki;
+pub mod security;
 pub mod server;
 mod session;
 pub mod source;
@@ -72,5 +77,6 @@ pub use certifier::{Certificate, Certifier};
 pub use config::PublisherConfig;
 pub use error::{PublisherError, Result};
 pub use metrics::PublisherMetrics;
+pub use security::{TlsConfig, Tokens};
 pub use server::{Publisher, PublisherHandle};
 pub use source::{Accepted, ConsensusSource, StoreSource};

@@ -8,6 +8,7 @@ use crate::context::Context;
 use crate::end_reason::EndReason;
 use crate::error::{PublisherError, Result};
 use crate::metrics::{self, PublisherMetrics};
+use crate::security::{self, Tokens};
 use crate::session::{self, ResponseStream};
 use crate::source::ConsensusSource;
 use dagstream_proto::v1::block_stream_service_server::{
@@ -31,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::ServerTlsConfig;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, Instrument};
 
@@ -44,6 +46,8 @@ const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct Publisher {
     shared: Arc<Context>,
+    /// The listener's TLS, read from the config's files at start.
+    tls: Option<ServerTlsConfig>,
 }
 
 /// Owns the publisher's background tasks: the certifier, and the servers
@@ -66,6 +70,13 @@ impl Publisher {
         registry: &Registry,
     ) -> Result<PublisherHandle> {
         config.validate()?;
+        // Read now, so that a missing or bad file stops the node at start.
+        let tokens = config
+            .auth_tokens_path
+            .as_deref()
+            .map(Tokens::load)
+            .transpose()?;
+        let tls = config.tls.as_ref().map(security::server_tls).transpose()?;
         let metrics = PublisherMetrics::new(registry).map_err(|err| PublisherError::Serve {
             reason: format!("cannot register metrics: {err}"),
         })?;
@@ -96,9 +107,10 @@ impl Publisher {
             metrics,
             certifier,
             shutdown_rx,
+            tokens,
         ));
         Ok(PublisherHandle {
-            publisher: Publisher { shared },
+            publisher: Publisher { shared, tls },
             shutdown,
             certifier_task,
             servers: Vec::new(),
@@ -162,7 +174,15 @@ impl Publisher {
         // before, which the subscriber's kernel delays by up to 40 ms:
         // that was the p99 of live latency (`docs/benchmarks.md`).
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            builder = builder
+                .tls_config(tls.clone())
+                .map_err(|err| PublisherError::Serve {
+                    reason: format!("TLS: {err}"),
+                })?;
+        }
+        builder
             .http2_keepalive_interval(Some(Duration::from_millis(config.keepalive_interval_ms)))
             .http2_keepalive_timeout(Some(Duration::from_millis(config.keepalive_timeout_ms)))
             .add_service(self.block_service())
@@ -188,8 +208,8 @@ impl Publisher {
         Fut: Future<Output = EndReason> + Send + 'static,
     {
         let shared = &self.shared;
+        let subscriber = shared.authorize(&request)?;
         let permit = shared.admit(service)?;
-        let subscriber = shared.subscriber_name(&request);
         let (outbox, stream) = session::channel(
             shared.config.stream_queue_len,
             shared.config.slow_subscriber_timeout(),
@@ -296,8 +316,9 @@ impl CommitStreamService for Publisher {
 impl ChainInfoService for Publisher {
     async fn get_chain_info(
         &self,
-        _request: Request<GetChainInfoRequest>,
+        request: Request<GetChainInfoRequest>,
     ) -> Result<Response<ChainInfo>, Status> {
+        self.shared.authorize(&request)?;
         let committee = self.shared.source.committee();
         Ok(Response::new(ChainInfo {
             committee_digest: bytes::Bytes::copy_from_slice(committee.digest().as_bytes()),

@@ -8,6 +8,7 @@
 //! into requests. [`probe`] asks an upstream how far it is with one unary
 //! call, over a connection kept for probing.
 
+use super::credentials::{Credentials, Upstream};
 use crate::state_machine::Command;
 use crate::ObserverError;
 use bytes::Bytes;
@@ -24,7 +25,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
 
 /// Commit-stream responses queued from the reader: the observer verifies
 /// one at a time, so a few keep it busy.
@@ -168,13 +168,14 @@ impl From<String> for ConnectError {
 /// `block_queue_capacity` received blocks wait for the node.
 pub async fn connect(
     upstream: &str,
+    credentials: &Credentials,
     chain: Digest,
     connect_timeout: Duration,
     block_queue_capacity: usize,
     epoch: Instant,
 ) -> Result<Connection, ConnectError> {
-    let channel = Endpoint::from_shared(upstream.to_string())
-        .map_err(|err| format!("bad upstream address {upstream}: {err}"))?
+    let channel = credentials
+        .endpoint(upstream)?
         .connect_timeout(connect_timeout)
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
@@ -183,8 +184,16 @@ pub async fn connect(
         .connect()
         .await
         .map_err(|err| {
-            format!("cannot connect to {upstream}: {err} (is it running? check --upstream)")
+            // The cause (refused, TLS) is in the error's sources.
+            let mut reason = format!("cannot connect to {upstream}: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                reason.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            reason + " (is it running? check --upstream)"
         })?;
+    let channel = credentials.wrap(channel);
     if let Some(served) = served_chain(channel.clone()).await? {
         if served.as_slice() != chain.as_bytes() {
             return Err(ConnectError::WrongChain(ObserverError::WrongChain {
@@ -274,7 +283,7 @@ pub async fn connect(
 
 /// Asks the upstream which chain it serves. `Ok(None)`: it does not say
 /// (a publisher without the extension), and verification alone protects.
-async fn served_chain(channel: Channel) -> Result<Option<Vec<u8>>, String> {
+async fn served_chain(channel: Upstream) -> Result<Option<Vec<u8>>, String> {
     let mut client = ChainInfoServiceClient::new(channel);
     match tokio::time::timeout(
         CHAIN_CHECK_TIMEOUT,
@@ -299,13 +308,16 @@ pub struct Probe {
 /// A channel for probing `address`: it connects on first use, and again
 /// after a failure, so that probes reuse one connection. `None`: the
 /// address is malformed.
-pub fn probe_channel(address: &str) -> Option<Channel> {
+pub fn probe_channel(address: &str, credentials: &Credentials) -> Option<Upstream> {
     Some(
-        Endpoint::from_shared(address.to_string())
-            .ok()?
-            .connect_timeout(PROBE_TIMEOUT)
-            .timeout(PROBE_TIMEOUT)
-            .connect_lazy(),
+        credentials.wrap(
+            credentials
+                .endpoint(address)
+                .ok()?
+                .connect_timeout(PROBE_TIMEOUT)
+                .timeout(PROBE_TIMEOUT)
+                .connect_lazy(),
+        ),
     )
 }
 
@@ -313,7 +325,7 @@ pub fn probe_channel(address: &str) -> Option<Channel> {
 /// `GetChainInfo` call, and that call's round trip. A publisher that
 /// predates the field is asked through the first heartbeat of a commit
 /// stream that is never started instead. `None`: unreachable or silent.
-pub async fn probe(channel: Channel) -> Option<Probe> {
+pub async fn probe(channel: Upstream) -> Option<Probe> {
     let started = Instant::now();
     let info = ChainInfoServiceClient::new(channel.clone())
         .get_chain_info(GetChainInfoRequest {})
@@ -333,7 +345,7 @@ pub async fn probe(channel: Channel) -> Option<Probe> {
 
 /// The highest commit from the first heartbeat of a commit stream that is
 /// never started: it costs the publisher nothing but a heartbeat.
-async fn probe_by_heartbeat(channel: Channel) -> Option<CommitIndex> {
+async fn probe_by_heartbeat(channel: Upstream) -> Option<CommitIndex> {
     let (_commands, rx) = mpsc::channel::<CommitStreamRequest>(1);
     let mut stream = CommitStreamServiceClient::new(channel)
         .stream_commits(ReceiverStream::new(rx))

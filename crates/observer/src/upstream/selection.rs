@@ -4,6 +4,7 @@
 //! does I/O, through [`probe`].
 
 use super::connection::{probe, probe_channel, Probe};
+use super::credentials::Credentials;
 use crate::config::ObserverConfig;
 use dagstream_types::CommitIndex;
 use std::sync::Arc;
@@ -107,11 +108,19 @@ impl Upstreams {
 /// Probes every upstream, forever, every `interval`, each over one
 /// connection kept for the purpose. With a single upstream there is no
 /// choice to make: its open streams say how far it is, and nothing probes.
-pub async fn probe_forever(addresses: Vec<String>, probes: Probes, interval: Duration) {
+pub async fn probe_forever(
+    addresses: Vec<String>,
+    credentials: Credentials,
+    probes: Probes,
+    interval: Duration,
+) {
     if addresses.len() < 2 {
         return;
     }
-    let channels: Vec<_> = addresses.iter().map(|a| probe_channel(a)).collect();
+    let channels: Vec<_> = addresses
+        .iter()
+        .map(|a| probe_channel(a, &credentials))
+        .collect();
     loop {
         let round = channels
             .iter()
