@@ -1,7 +1,7 @@
 //! Data directories: where a node's store is, and which chain it belongs to.
 
-use anyhow::{bail, Context, Result};
-use dagstream_store::{RedbStore, SegmentStore, Store, WriteBatch};
+use anyhow::{bail, Result};
+use dagstream_store::{RedbOptions, RedbStore, SegmentStore, Store, StoreError, WriteBatch};
 use dagstream_types::Committee;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,22 +21,47 @@ pub fn store_path(data_dir: &Path) -> Option<PathBuf> {
 
 /// Opens the store of a data dir, creating a [`SegmentStore`] in a new one.
 /// A data dir made by an earlier build keeps its single-file [`RedbStore`].
+/// Either is checked on open: a damaged store is refused, never read or
+/// written, and the error says how to recover.
 pub fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>> {
-    let context = || {
-        format!(
-            "cannot open the store in {}: is a node running on this data dir?",
-            data_dir.display()
-        )
-    };
-    let legacy = data_dir.join(LEGACY_STORE_FILE);
-    if legacy.exists() && !data_dir.join(STORE_DIR).exists() {
-        tracing::info!(path = %legacy.display(), "opening a single-file store of an earlier build");
-        return Ok(Arc::new(RedbStore::open(&legacy).with_context(context)?));
-    }
-    Ok(Arc::new(
-        SegmentStore::open(&data_dir.join(STORE_DIR)).with_context(context)?,
-    ))
+    open_checked(data_dir).map_err(|err| explain(err, data_dir))
 }
+
+/// [`open_store`], with the store's own error.
+pub fn open_checked(data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    let legacy = data_dir.join(LEGACY_STORE_FILE);
+    let opened: Result<Arc<dyn Store>, StoreError> =
+        if legacy.exists() && !data_dir.join(STORE_DIR).exists() {
+            tracing::info!(path = %legacy.display(), "opening a single-file store of an earlier build");
+            let options = RedbOptions {
+                check_integrity_on_open: true,
+                ..RedbOptions::default()
+            };
+            RedbStore::open_with(&legacy, &options).map(|s| Arc::new(s) as Arc<dyn Store>)
+        } else {
+            SegmentStore::open(&data_dir.join(STORE_DIR)).map(|s| Arc::new(s) as Arc<dyn Store>)
+        };
+    opened
+}
+
+/// A store error at open, with what to do about it.
+pub fn explain(err: StoreError, data_dir: &Path) -> anyhow::Error {
+    match err {
+        StoreError::Damaged { .. } | StoreError::Corrupt { .. } => anyhow::anyhow!(
+            "{err}. To recover, run `dagstream store repair --data-dir {dir}`: it moves the \
+             damaged store aside, and the node starts over from its genesis (an observer \
+             re-syncs from its upstreams, and its --output file goes on from its last line; \
+             a validator makes the same chain again)",
+            dir = data_dir.display()
+        ),
+        other => anyhow::Error::new(other)
+            .context(format!("cannot open the store in {}", data_dir.display())),
+    }
+}
+/// Meta key set in the fresh store that `dagstream store repair` makes: its
+/// node starts over from genesis, so an observer's `--output` file may be
+/// ahead of it.
+pub const RESYNC_KEY: &str = "store/resync";
 
 /// Meta key of the committee digest of the chain a store holds.
 const CHAIN_KEY: &str = "chain/genesis";

@@ -68,18 +68,32 @@ fn show(store: &dyn Store, index: CommitIndex, json: bool, interval_ms: u64) -> 
     Ok(())
 }
 
-fn verify(store: &dyn Store, committee: Option<&Committee>, json: bool) -> Result<()> {
+/// What [`check_chain`] verified.
+pub struct ChainReport {
+    /// The commits held, `None` for a store without any.
+    pub range: Option<(CommitIndex, CommitIndex)>,
+    pub highest_round: Option<u64>,
+    pub blocks_checked: u64,
+}
+
+/// Reads the whole chain a store holds and checks it: every commit follows
+/// the one before, and every block is there, hashes to its ref and (with
+/// the committee) carries a valid signature.
+pub fn check_chain(store: &dyn Store, committee: Option<&Committee>) -> Result<ChainReport> {
     let range = store.commit_range()?;
     let highest_round = store.highest_block_round()?;
+    let mut report = ChainReport {
+        range,
+        highest_round,
+        blocks_checked: 0,
+    };
     let Some((lowest, highest)) = range else {
-        println!("empty store: no commits; highest block round {highest_round:?}");
-        return Ok(());
+        return Ok(report);
     };
     let limits = BlockLimits::default();
     // The commit before `lowest` may be pruned: the first one read is
     // trusted as the start, and every one after it must follow it.
     let mut previous: Option<TrustedCommit> = None;
-    let mut blocks_checked = 0u64;
     let mut next = lowest;
     while next <= highest {
         let chunk = store.scan_commits(next, CHUNK)?;
@@ -110,12 +124,25 @@ fn verify(store: &dyn Store, committee: Option<&Committee>, json: bool) -> Resul
                 if block.reference() != *reference {
                     bail!("block {reference:?} of commit {index} does not hash to its ref");
                 }
-                blocks_checked += 1;
+                report.blocks_checked += 1;
             }
             next = index + 1;
             previous = Some(commit);
         }
     }
+    Ok(report)
+}
+
+fn verify(store: &dyn Store, committee: Option<&Committee>, json: bool) -> Result<()> {
+    let ChainReport {
+        range,
+        highest_round,
+        blocks_checked,
+    } = check_chain(store, committee)?;
+    let Some((lowest, highest)) = range else {
+        println!("empty store: no commits; highest block round {highest_round:?}");
+        return Ok(());
+    };
     let signatures = if committee.is_some() {
         "checked"
     } else {

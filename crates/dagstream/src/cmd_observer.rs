@@ -113,7 +113,14 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
         None => None,
     };
     let resume_after = output.as_ref().map_or(tip, |o| o.last_index);
-    if resume_after > tip {
+    let resyncing = store.read_meta(chain::RESYNC_KEY)?.is_some();
+    if resume_after > tip && resyncing {
+        tracing::info!(
+            resume_after,
+            tip,
+            "re-syncing a repaired store: output resumes after the file's last commit"
+        );
+    } else if resume_after > tip {
         bail!(
             "--output ends at commit {resume_after}, past this data dir's last commit {tip}: \
              it belongs to another data dir"

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - `cmd_genesis`, `cmd_validator`, `cmd_observer`, `cmd_inspect`,
-//!   `cmd_tls`: one module per subcommand (`cmd_tls` also holds the TLS and
+//!   `cmd_store`, `cmd_tls`: one module per subcommand (`cmd_tls` also holds the TLS and
 //!   token flags of the node commands).
 //! - `config`: the TOML node configuration (`--config`,
 //!   `config print-default`).
@@ -18,6 +18,7 @@ mod cmd_demo;
 mod cmd_genesis;
 mod cmd_inspect;
 mod cmd_observer;
+mod cmd_store;
 mod cmd_tls;
 mod cmd_validator;
 mod config;
@@ -190,10 +191,26 @@ enum Command {
         #[arg(long = "host", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
         hosts: Vec<String>,
     },
+    /// A data dir's store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Check the store (index integrity, the whole chain); if it is
+    /// damaged, move it aside so that the node starts over from its
+    /// genesis.
+    Repair {
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -325,6 +342,9 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Tls { out, hosts } => cmd_tls::run(&out, &hosts),
+        Command::Store {
+            command: StoreCommand::Repair { data_dir },
+        } => cmd_store::run(&data_dir),
         Command::Config {
             command: ConfigCommand::PrintDefault,
         } => {

@@ -55,6 +55,29 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Waits for the process to exit on its own: its exit code and stderr.
+    fn wait_exit(mut self) -> (i32, String) {
+        let mut child = self.0.take().unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code().expect("exited, not killed");
+            }
+            assert!(Instant::now() < deadline, "the process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (code, stderr)
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(child) = self.0.as_mut() {
@@ -582,4 +605,100 @@ fn mutual_tls_and_tokens_between_processes() {
     assert!(stderr.contains("bearer token is required"), "{stderr}");
     let (code, stderr) = observer.terminate();
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// Writes noise over every other page of a redb file after its first.
+fn damage(file: &Path) {
+    use std::os::unix::fs::FileExt;
+    let pages = std::fs::metadata(file).unwrap().len() / 4096;
+    let handle = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    for page in (1..pages).step_by(2) {
+        let noise: Vec<u8> = (0..4096u64)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8 ^ page as u8)
+            .collect();
+        handle.write_all_at(&noise, page * 4096).unwrap();
+    }
+}
+
+/// An observer's index damaged while it was stopped: `inspect` and the
+/// observer refuse it with the way out, `store repair` moves it aside, and
+/// the observer re-syncs with its output file gap-free and duplicate-free.
+#[test]
+fn a_damaged_store_is_refused_then_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let validator_dir = dir.path().join("validator");
+    let observer_dir = dir.path().join("observer");
+    let output_file = dir.path().join("commits.jsonl");
+    let (listen, v_metrics, o_metrics) = (free_port(), free_port(), free_port());
+    let _validator = Node::spawn(&[
+        "validator",
+        "--data-dir",
+        validator_dir.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--history-rounds",
+        "150",
+        "--metrics-listen",
+        &v_metrics,
+    ]);
+    wait_status(&v_metrics, "the validator", |s| {
+        s["highest_round"].as_u64() >= Some(150)
+    });
+    let upstream = format!("http://{listen}");
+    let observer_args = [
+        "observer",
+        "--data-dir",
+        observer_dir.to_str().unwrap(),
+        "--genesis",
+        validator_dir.to_str().unwrap(),
+        "--upstream",
+        &upstream,
+        "--metrics-listen",
+        &o_metrics,
+        "--output",
+        output_file.to_str().unwrap(),
+    ];
+    let observer = Node::spawn(&observer_args);
+    wait_status(&o_metrics, "the observer to catch up", |s| {
+        s["highest_local_commit"].as_u64() >= Some(100)
+    });
+    let (code, stderr) = observer.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    let before = lines(&output_file).len() as u64;
+
+    damage(&observer_dir.join("store/index.redb"));
+    let inspect = run(&["inspect", "--data-dir", observer_dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&inspect.stderr);
+    assert_eq!(inspect.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
+    assert!(stderr.contains("dagstream store repair"), "{stderr}");
+    let (code, stderr) = Node::spawn(&observer_args).wait_exit();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
+
+    let repair = run(&["store", "repair", "--data-dir", observer_dir.to_str().unwrap()]);
+    assert!(repair.status.success(), "{repair:?}");
+    assert!(String::from_utf8_lossy(&repair.stdout).contains("was damaged"));
+    let aside: Vec<_> = std::fs::read_dir(&observer_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("store.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+
+    let observer = Node::spawn(&observer_args);
+    wait_status(&o_metrics, "the observer to re-sync", |s| {
+        s["highest_local_commit"].as_u64() >= Some(before + 20)
+    });
+    let (code, stderr) = observer.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    let indexes: Vec<u64> = lines(&output_file)
+        .iter()
+        .map(|l| l["index"].as_u64().unwrap())
+        .collect();
+    assert!(indexes.len() as u64 > before);
+    assert_eq!(indexes, (1..=indexes.len() as u64).collect::<Vec<_>>());
+    // The new store is sound.
+    let repair = run(&["store", "repair", "--data-dir", observer_dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&repair.stdout).contains("is sound"));
 }

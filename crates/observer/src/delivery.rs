@@ -40,12 +40,16 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// A consumer that has processed every commit up to `resume_after`
-    /// (capped at `tip`, the highest persisted commit). At most `capacity`
-    /// persisted commits wait for it in memory.
+    /// A consumer that has processed every commit up to `resume_after`,
+    /// which may be past `tip`, the highest persisted commit: delivery then
+    /// starts once the store passes it. At most `capacity` persisted commits
+    /// wait for it in memory.
     pub fn new(resume_after: CommitIndex, tip: CommitIndex, capacity: usize) -> Self {
         Delivery {
-            delivered: resume_after.min(tip),
+            // A consumer may be ahead of the store (an observer
+            // re-syncing a repaired store): commits up to where it is are
+            // persisted but not delivered again.
+            delivered: resume_after,
             recent: VecDeque::with_capacity(capacity),
             capacity,
             checkpoints: CheckpointLookup::default(),

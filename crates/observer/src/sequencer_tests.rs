@@ -219,9 +219,13 @@ fn delivery_and_sequencing_resume_from_the_store() {
     resumed.commits(&chain.commits[half - 2..]).unwrap();
     assert_eq!(outline(&resumed.delivered), expected(chain, 3));
 
-    // A consumer ahead of the store is capped at the store's tip.
-    let fresh = Delivery::new(1_000, 7, 4);
-    assert_eq!(fresh.delivered(), 7);
+    // A consumer ahead of the store (a repaired store re-syncing from
+    // genesis) is not handed again what it has: delivery starts after it.
+    let mut ahead = Pipeline::new(Arc::new(MemStore::new()), 5, 4);
+    assert_eq!(ahead.delivery.delivered(), 5);
+    assert!(!ahead.delivery.pending(3));
+    ahead.commits(&chain.commits).unwrap();
+    assert_eq!(outline(&ahead.delivered), expected(chain, 5));
 }
 
 #[test]

@@ -25,6 +25,14 @@ pub enum StoreError {
     /// written by something else.
     #[error("corrupt {what} in store: {reason}")]
     Corrupt { what: &'static str, reason: String },
+    /// Another process has the store open: a node runs on its data dir.
+    #[error("{path} is in use by another process: is a node running on this data dir?")]
+    InUse { path: String },
+    /// The integrity check on open found pages that do not match their
+    /// checksums: the file was damaged outside the store. Nothing is read
+    /// from it, nor written to it.
+    #[error("{path} is damaged ({reason}): the store refuses to use it")]
+    Damaged { path: String, reason: String },
     /// A batch's commits do not continue the commit sequence. The whole batch
     /// was rejected.
     #[error("commit {got} does not continue the commit sequence, expected commit {expected}")]
@@ -41,6 +49,8 @@ impl StoreError {
             StoreError::Database { .. } => "database",
             StoreError::Io { .. } => "io",
             StoreError::Corrupt { .. } => "corrupt",
+            StoreError::InUse { .. } => "in_use",
+            StoreError::Damaged { .. } => "damaged",
             StoreError::NonContiguousCommit { .. } => "non_contiguous_commit",
         }
     }

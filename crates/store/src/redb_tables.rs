@@ -14,8 +14,8 @@
 
 use crate::{Result, StoreError, WriteBatch};
 use ::redb::{
-    Builder, Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table,
-    TableDefinition, WriteTransaction,
+    Builder, Database, DatabaseError, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable,
+    StorageError, Table, TableDefinition, WriteTransaction,
 };
 use bytes::Bytes;
 use dagstream_types::{BlockRef, CommitIndex, Digest, Round, TrustedCommit};
@@ -55,7 +55,16 @@ pub(crate) fn open_database(
         .set_cache_size(cache_size_bytes)
         .set_check_integrity_on_open(check_integrity_on_open)
         .create(path)
-        .map_err(db_error("open"))
+        .map_err(|err| match err {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+                path: path.display().to_string(),
+            },
+            DatabaseError::Storage(StorageError::Corrupted(reason)) => StoreError::Damaged {
+                path: path.display().to_string(),
+                reason,
+            },
+            other => db_error("open")(other),
+        })
 }
 
 pub(crate) fn create_dir(path: &Path) -> Result<()> {

@@ -91,7 +91,14 @@ impl Default for SegmentOptions {
             // The index holds 64 bytes per block and the commits (a few KB
             // each); the pages read again are those of recent rounds.
             index_cache_bytes: 64 << 20,
-            check_integrity_on_open: false,
+            // On: a plain open trusts the file, and redb panics on pages
+            // damaged outside it (a test wrote random pages into an index:
+            // `inspect` panicked, a node went on writing). The check reads
+            // the whole index, about 1.6 ms per MB on this machine
+            // (`docs/benchmarks.md`): the index is small next to the
+            // segments, whose blocks are checked against their digests on
+            // every read instead.
+            check_integrity_on_open: true,
         }
     }
 }

@@ -528,17 +528,8 @@ fn redb_refuses_a_second_open_of_the_same_file() {
     let path = dir.path().join("store.redb");
     let _first = open(&path);
     let err = RedbStore::open(&path).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Database {
-                operation: "open",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(err.name(), "database");
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+    assert_eq!(err.name(), "in_use");
 }
 
 #[test]

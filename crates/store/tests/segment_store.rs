@@ -103,6 +103,34 @@ fn blocks_go_to_segments_that_pruning_deletes() {
     assert_eq!(segment_files(dir.path()).len(), 4);
 }
 
+/// Pages of random bytes written into the index (a disk fault, a stray
+/// `dd`): the store refuses to open, naming the file, instead of trusting
+/// it (a plain redb open panicked on the first read of such a file).
+#[test]
+fn a_damaged_index_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    write_rounds(&store, 40);
+    drop(store);
+    let index = dir.path().join("index.redb");
+    let pages = std::fs::metadata(&index).unwrap().len() / 4096;
+    assert!(pages > 4, "an index of {pages} pages");
+    let file = OpenOptions::new().write(true).open(&index).unwrap();
+    // Deterministic "random" bytes over every other page after the first.
+    for page in (1..pages).step_by(2) {
+        let noise: Vec<u8> = (0..4096u64)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8 ^ page as u8)
+            .collect();
+        file.write_all_at(&noise, page * 4096).unwrap();
+    }
+    drop(file);
+    let err = SegmentStore::open_with(dir.path(), &options()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Damaged { path, .. } if path.ends_with("index.redb")),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_damaged_block_is_corrupt_not_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,16 +227,8 @@ fn a_second_open_of_the_same_store_fails() {
     let dir = tempfile::tempdir().unwrap();
     let _first = open(dir.path());
     let err = SegmentStore::open_with(dir.path(), &options()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Database {
-                operation: "open",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(&err, StoreError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("is a node running on this data dir?"));
 }
 
 #[test]
