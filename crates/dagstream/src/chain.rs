@@ -30,17 +30,18 @@ pub fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>> {
 /// [`open_store`], with the store's own error.
 pub fn open_checked(data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
     let legacy = data_dir.join(LEGACY_STORE_FILE);
-    let opened: Result<Arc<dyn Store>, StoreError> =
-        if legacy.exists() && !data_dir.join(STORE_DIR).exists() {
-            tracing::info!(path = %legacy.display(), "opening a single-file store of an earlier build");
-            let options = RedbOptions {
-                check_integrity_on_open: true,
-                ..RedbOptions::default()
-            };
-            RedbStore::open_with(&legacy, &options).map(|s| Arc::new(s) as Arc<dyn Store>)
-        } else {
-            SegmentStore::open(&data_dir.join(STORE_DIR)).map(|s| Arc::new(s) as Arc<dyn Store>)
+    let opened: Result<Arc<dyn Store>, StoreError> = if legacy.exists()
+        && !data_dir.join(STORE_DIR).exists()
+    {
+        tracing::info!(path = %legacy.display(), "opening a single-file store of an earlier build");
+        let options = RedbOptions {
+            check_integrity_on_open: true,
+            ..RedbOptions::default()
         };
+        RedbStore::open_with(&legacy, &options).map(|s| Arc::new(s) as Arc<dyn Store>)
+    } else {
+        SegmentStore::open(&data_dir.join(STORE_DIR)).map(|s| Arc::new(s) as Arc<dyn Store>)
+    };
     opened
 }
 

@@ -41,9 +41,7 @@ pub fn repair(data_dir: &Path) -> Result<Repair> {
     let damage = match chain::open_checked(data_dir) {
         Err(err @ StoreError::InUse { .. }) => bail!("{err} Stop the node first."),
         Err(err @ (StoreError::Damaged { .. } | StoreError::Corrupt { .. })) => err.to_string(),
-        Err(other) => {
-            return Err(other).with_context(|| format!("cannot open {}", path.display()))
-        }
+        Err(other) => return Err(other).with_context(|| format!("cannot open {}", path.display())),
         Ok(store) => match check_chain(store.as_ref(), committee.as_ref()) {
             Ok(_) => return Ok(Repair::Sound),
             Err(err) => format!("{err:#}"),

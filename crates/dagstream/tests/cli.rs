@@ -676,7 +676,12 @@ fn a_damaged_store_is_refused_then_repaired() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("is damaged"), "{stderr}");
 
-    let repair = run(&["store", "repair", "--data-dir", observer_dir.to_str().unwrap()]);
+    let repair = run(&[
+        "store",
+        "repair",
+        "--data-dir",
+        observer_dir.to_str().unwrap(),
+    ]);
     assert!(repair.status.success(), "{repair:?}");
     assert!(String::from_utf8_lossy(&repair.stdout).contains("was damaged"));
     let aside: Vec<_> = std::fs::read_dir(&observer_dir)
@@ -699,6 +704,11 @@ fn a_damaged_store_is_refused_then_repaired() {
     assert!(indexes.len() as u64 > before);
     assert_eq!(indexes, (1..=indexes.len() as u64).collect::<Vec<_>>());
     // The new store is sound.
-    let repair = run(&["store", "repair", "--data-dir", observer_dir.to_str().unwrap()]);
+    let repair = run(&[
+        "store",
+        "repair",
+        "--data-dir",
+        observer_dir.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&repair.stdout).contains("is sound"));
 }

@@ -41,10 +41,10 @@ pub struct Delivery {
 
 impl Delivery {
     /// A consumer that has processed every commit up to `resume_after`,
-    /// which may be past `tip`, the highest persisted commit: delivery then
-    /// starts once the store passes it. At most `capacity` persisted commits
-    /// wait for it in memory.
-    pub fn new(resume_after: CommitIndex, tip: CommitIndex, capacity: usize) -> Self {
+    /// which may be past the highest persisted commit: delivery then starts
+    /// once the store passes it. At most `capacity` persisted commits wait
+    /// for it in memory.
+    pub fn new(resume_after: CommitIndex, capacity: usize) -> Self {
         Delivery {
             // A consumer may be ahead of the store (an observer
             // re-syncing a repaired store): commits up to where it is are

@@ -102,7 +102,7 @@ impl Node {
         let tip = sequencer.tip_index();
         let credentials = Credentials::load(&config.tls, config.auth_token_path.as_deref())?;
         Ok(Node {
-            delivery: Delivery::new(resume_after, tip, config.output_queue_len),
+            delivery: Delivery::new(resume_after, config.output_queue_len),
             status: ObserverStatus {
                 local_highest_commit: tip,
                 checkpoint: sequencer.open_checkpoint().map(|o| o.sequence),

@@ -86,7 +86,7 @@ impl Pipeline {
         let committee = chain().committee.clone();
         let deriver = Deriver::recover(committee, store.as_ref()).unwrap();
         let sequencer = Sequencer::recover(store.as_ref(), INTERVAL_MS).unwrap();
-        let delivery = Delivery::new(resume_after, sequencer.tip_index(), queue_len);
+        let delivery = Delivery::new(resume_after, queue_len);
         Pipeline {
             store,
             deriver,

@@ -228,7 +228,9 @@ fn a_second_open_of_the_same_store_fails() {
     let _first = open(dir.path());
     let err = SegmentStore::open_with(dir.path(), &options()).unwrap_err();
     assert!(matches!(&err, StoreError::InUse { .. }), "{err}");
-    assert!(err.to_string().contains("is a node running on this data dir?"));
+    assert!(err
+        .to_string()
+        .contains("is a node running on this data dir?"));
 }
 
 #[test]
