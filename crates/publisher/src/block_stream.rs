@@ -75,7 +75,8 @@ impl Cursor {
     /// Reads the source again from the lowest round the subscriber may lack.
     fn rewind(&mut self, floor: Round) {
         let lowest = self.sent.iter().copied().min().unwrap_or(0).max(floor);
-        self.backlog = Some(BlockRef::round_start(lowest + 1));
+        // A subscriber that has every round up to u64::MAX lacks nothing.
+        self.backlog = lowest.checked_add(1).map(BlockRef::round_start);
     }
 
     /// Takes `block` if the subscriber does not have it yet.

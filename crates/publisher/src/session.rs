@@ -73,6 +73,21 @@ impl<T> Stream for ResponseStream<T> {
     }
 }
 
+/// The answer to a request that could not be read because of what the
+/// subscriber sent: bytes that do not decode (`INVALID_ARGUMENT`), or a
+/// message over the size limit (`OUT_OF_RANGE`, as tonic reports it).
+/// `None` for the subscriber going away (a reset, a broken connection),
+/// where there is nobody to answer.
+fn malformed(status: &Status) -> Option<Status> {
+    match status.code() {
+        tonic::Code::Internal if status.message().contains("decode") => Some(
+            Status::invalid_argument(format!("malformed request: {}", status.message())),
+        ),
+        tonic::Code::OutOfRange => Some(status.clone()),
+        _ => None,
+    }
+}
+
 /// How a stream ends for a subscriber that did not make room in time.
 pub(crate) fn too_slow() -> Status {
     Status::resource_exhausted("subscriber too slow")
@@ -304,7 +319,13 @@ pub async fn run<K: StreamKind>(
                         commands_open = false;
                         continue;
                     }
-                    Err(_) => break EndReason::ClientClosed,
+                    Err(status) => match malformed(&status) {
+                        Some(answer) => {
+                            outbox.fail(answer);
+                            break EndReason::InvalidArgument;
+                        }
+                        None => break EndReason::ClientClosed,
+                    },
                 };
                 if !limiter.allow(std::time::Instant::now()) {
                     outbox.fail(Status::resource_exhausted(format!(
