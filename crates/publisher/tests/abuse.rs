@@ -8,7 +8,9 @@ mod common;
 use bytes::{Buf, BufMut, Bytes};
 use common::{start_validator, test_config, BlockStream, CommitStream, TestValidator};
 use dagstream_proto::v1::chain_info_service_client::ChainInfoServiceClient;
-use dagstream_proto::v1::GetChainInfoRequest;
+use dagstream_proto::v1::{
+    block_stream_request, BlockStreamRequest, GetChainInfoRequest, StopBlockStream,
+};
 use dagstream_publisher::PublisherConfig;
 use std::time::Duration;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -76,9 +78,14 @@ async fn idle_streams_and_command_loops_do_not_disturb_a_good_subscriber() {
 
     // A command loop is cut by the rate limit.
     let mut looping = BlockStream::open(validator.channel().await).await.unwrap();
+    // Until the publisher cuts it, which closes the request side.
+    let stop = BlockStreamRequest {
+        command: Some(block_stream_request::Command::Stop(StopBlockStream {})),
+    };
     for _ in 0..100 {
-        looping.start(vec![0; 4], 0).await;
-        looping.stop().await;
+        if looping.commands.send(stop.clone()).await.is_err() {
+            break;
+        }
     }
     let status = loop {
         match looping.next().await {
