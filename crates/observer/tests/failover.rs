@@ -10,6 +10,7 @@ use dagstream_observer::checkpoint::Checkpointer;
 use dagstream_observer::{start, ObserverConfig};
 use dagstream_publisher::{Publisher, PublisherConfig};
 use dagstream_store::MemStore;
+use dagstream_test_utils::proxy::{Fault, FaultProxy};
 use dagstream_test_utils::TestCommittee;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,48 @@ async fn the_observer_fails_over_to_a_second_validator_with_no_gap() {
     assert_eq!(received, second.commits(400));
     observer.stop().await.unwrap();
     drop(ticker);
+    second.stop().await;
+}
+
+/// The link to the upstream in use goes silent without closing (a black
+/// hole: no reset, no FIN, no heartbeat): the stall timeout notices, and
+/// the observer goes on from the second upstream with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_upstream_is_left_by_its_stall_timeout() {
+    let history = 200;
+    let clock = TestClock::at(history * INTERVAL_MS);
+    let first = validator_on_clock(history, Some(clock.clone())).await;
+    let second = validator_on_clock(history, Some(clock.clone())).await;
+    let proxy = FaultProxy::start(first.handle.addr).await;
+    let ticker = clock.tick(INTERVAL_MS, Duration::from_millis(20));
+    let (committee, _) = committee_and_keys();
+    let config = ObserverConfig {
+        stall_timeout_ms: 1_000,
+        ..ObserverConfig::default()
+    };
+    let (observer, mut commits) = start(
+        committee,
+        Arc::new(MemStore::new()),
+        vec![proxy.endpoint(), second.endpoint()],
+        config,
+        0,
+    )
+    .unwrap();
+    let mut received = consume(&mut commits, 0, 250).await;
+    assert_eq!(observer.status().active_upstream, Some(proxy.endpoint()));
+
+    proxy.set(Fault::BlackHole);
+    received.extend(consume(&mut commits, 250, 400).await);
+    wait_status(&observer, "the second upstream", |s| {
+        s.active_upstream == Some(second.endpoint())
+    })
+    .await;
+    assert!(observer.status().connections >= 2);
+    assert_eq!(received, second.commits(400));
+    observer.stop().await.unwrap();
+    drop(ticker);
+    drop(proxy);
+    first.stop().await;
     second.stop().await;
 }
 

@@ -17,6 +17,8 @@
 //! - [`clock`]: [`TestClock`], a validator clock the test moves.
 //! - [`client`]: one open block or commit stream, for tests and benches.
 //! - [`baseline`]: raw loopback TCP, the same-run baseline of benchmarks.
+//! - [`proxy`]: [`FaultProxy`](proxy::FaultProxy), a TCP proxy that delays,
+//!   throttles, cuts or black-holes a connection on the test's command.
 //! - [`store`]: [`HookedStore`](store::HookedStore), an in-memory store
 //!   whose writes and block reads a test can watch or hold.
 //! - [`validator`]: [`TestValidator`], a publisher serving a [`TestChain`]
@@ -46,6 +48,7 @@ pub mod chain;
 pub mod client;
 pub mod clock;
 pub mod committee;
+pub mod proxy;
 pub mod seed;
 pub mod store;
 pub mod validator;
