@@ -172,27 +172,60 @@ impl Decoder for RawCodec {
     }
 }
 
-/// One raw call of `method` on the commit stream service with `message` as
-/// its only request: the status the stream ends with.
-async fn raw_call(channel: Channel, message: Bytes) -> Status {
+const COMMITS: &str = "/dagstream.v1.CommitStreamService/StreamCommits";
+const BLOCKS: &str = "/dagstream.v1.BlockStreamService/StreamBlocks";
+
+/// One raw call of stream method `path` with `message` as its only
+/// request: the first response (data or a heartbeat), or the status that
+/// ended the stream.
+async fn raw_call(channel: Channel, path: &'static str, message: Bytes) -> Result<Bytes, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/dagstream.v1.CommitStreamService/StreamCommits",
-    );
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
     let request = tonic::Request::new(tokio_stream::iter([message]));
-    let mut responses = match grpc.streaming(request, path, RawCodec).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return status,
-    };
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), responses.message()).await {
-            Ok(Ok(Some(_))) => continue,
-            Ok(Ok(None)) => panic!("the stream ended without an error"),
-            Ok(Err(status)) => return status,
-            Err(_) => panic!("no answer to a bad request"),
-        }
+    let mut responses = grpc.streaming(request, path, RawCodec).await?.into_inner();
+    match tokio::time::timeout(Duration::from_secs(30), responses.message()).await {
+        Ok(Ok(Some(first))) => Ok(first),
+        Ok(Ok(None)) => panic!("the stream ended without an error"),
+        Ok(Err(status)) => Err(status),
+        Err(_) => panic!("no answer to a request"),
     }
+}
+
+/// Arbitrary bytes as a request of either stream: a response (the bytes
+/// happened to make a valid command) or one of the documented refusals,
+/// never an internal error.
+#[test]
+fn arbitrary_requests_get_a_response_or_a_specific_refusal() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let validator = runtime.block_on(async {
+        let validator = start_validator(10, test_config()).await;
+        validator.wait_certified().await;
+        validator
+    });
+    let channel = runtime.block_on(validator.channel());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(96));
+    let requests = (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..48));
+    runner
+        .run(&requests, |(blocks, bytes)| {
+            let path = if blocks { BLOCKS } else { COMMITS };
+            let answer = runtime.block_on(raw_call(channel.clone(), path, Bytes::from(bytes)));
+            if let Err(status) = answer {
+                prop_assert!(
+                    matches!(status.code(), Code::InvalidArgument | Code::OutOfRange),
+                    "{:?}",
+                    status
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    runtime.block_on(validator.stop());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +238,9 @@ async fn garbage_and_oversized_requests_are_refused() {
 
     // Bytes that are not a protobuf message.
     let garbage = Bytes::from_static(&[0xff; 64]);
-    let status = raw_call(validator.channel().await, garbage).await;
+    let status = raw_call(validator.channel().await, COMMITS, garbage)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
         status.message().starts_with("malformed request"),
@@ -225,7 +260,9 @@ async fn garbage_and_oversized_requests_are_refused() {
     }
     oversized.put_u8(len as u8);
     oversized.put_slice(&body);
-    let status = raw_call(validator.channel().await, oversized.freeze()).await;
+    let status = raw_call(validator.channel().await, COMMITS, oversized.freeze())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
 
     // Neither disturbed anyone else.

@@ -407,6 +407,19 @@ proptest! {
         let _ = f.verify(bytes.into());
     }
 
+    /// Arbitrary bytes never panic the commit decoder, and a rejection is
+    /// always the decoder's own error. Lengths are bounded by the input:
+    /// a huge length prefix is refused, not allocated.
+    #[test]
+    fn arbitrary_commit_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        if let Err(err) = TrustedCommit::decode(bytes.into()) {
+            prop_assert!(
+                matches!(err, TypesError::Malformed { .. } | TypesError::TrailingBytes { .. }),
+                "{err:?}"
+            );
+        }
+    }
+
     /// Changing any one byte of a valid block makes it invalid: every byte is
     /// covered by the signature or by a structural check.
     #[test]
