@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    committee_and_keys, consume, validator, validator_on_clock, wait_status, TestClock, INTERVAL_MS,
+    committee_and_keys, consume, stale_validator, validator, validator_on_clock, wait_status,
+    TestClock, INTERVAL_MS,
 };
 use dagstream_observer::checkpoint::Checkpointer;
 use dagstream_observer::{start, ObserverConfig};
@@ -89,6 +90,41 @@ async fn a_black_holed_upstream_is_left_by_its_stall_timeout() {
     drop(proxy);
     first.stop().await;
     second.stop().await;
+}
+
+/// An upstream that is valid but never advances (a stuck node, or one
+/// withholding the tip): probes see another upstream ahead, and the
+/// observer moves to it with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_upstream_that_never_advances_is_left_for_one_ahead() {
+    let stale = stale_validator(150).await;
+    let live = validator(150).await;
+    let stuck_at = stale.chain.certified();
+    let (committee, _) = committee_and_keys();
+    let config = ObserverConfig {
+        probe_interval_ms: 200,
+        ..ObserverConfig::default()
+    };
+    let (observer, mut commits) = start(
+        committee,
+        Arc::new(MemStore::new()),
+        vec![stale.endpoint(), live.endpoint()],
+        config,
+        0,
+    )
+    .unwrap();
+    // The stale upstream is first in the list, so it is followed first.
+    let mut received = consume(&mut commits, 0, 50).await;
+    let until = stuck_at + 80;
+    received.extend(consume(&mut commits, 50, until).await);
+    wait_status(&observer, "the upstream ahead", |s| {
+        s.active_upstream == Some(live.endpoint())
+    })
+    .await;
+    assert_eq!(received, live.commits(until));
+    observer.stop().await.unwrap();
+    stale.stop().await;
+    live.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ use dagstream_proto::v1::{
     CommitStreamResponse, StartCommitStream,
 };
 use dagstream_store::MemStore;
+use dagstream_types::VerifiedBlock;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,6 +171,22 @@ async fn every_forgery_is_rejected_and_the_observer_fails_over() {
     // Certifiers without quorum.
     let mut unquorate = honest.clone();
     unquorate.certifier_blocks.truncate(2);
+    // Certifiers validly signed by the committee's own keys, for the next
+    // epoch: votes of another committee do not certify this chain.
+    let (_, keys) = committee_and_keys();
+    let mut other_epoch = honest.clone();
+    other_epoch.certifier_blocks = honest
+        .certifier_blocks
+        .iter()
+        .map(|bytes| {
+            let block = VerifiedBlock::decode_trusted(bytes.clone()).unwrap();
+            let mut moved = block.block().clone();
+            moved.epoch += 1;
+            VerifiedBlock::sign(moved, &keys.keys()[block.author() as usize])
+                .serialized()
+                .clone()
+        })
+        .collect();
 
     let cases = [
         (
@@ -198,6 +215,13 @@ async fn every_forgery_is_rejected_and_the_observer_fails_over() {
             Fake {
                 block: None,
                 batch: unquorate,
+            },
+        ),
+        (
+            "bad_certifier",
+            Fake {
+                block: None,
+                batch: other_epoch,
             },
         ),
     ];

@@ -30,6 +30,19 @@ pub fn committee_and_keys() -> (Arc<Committee>, CommitteeKeys) {
     (committee, keys)
 }
 
+/// A validator of the same chain that stops at `history` rounds: valid,
+/// answering, sending heartbeats, and never advancing.
+pub async fn stale_validator(history: usize) -> dagstream_test_utils::TestValidator {
+    let committee = TestCommittee::new(AUTHORITIES, COMMITTEE_SEED);
+    let mut chain = TestChain::in_memory(&committee).keep_blocks(false);
+    chain.produce(history);
+    let config = PublisherConfig {
+        heartbeat_interval_ms: 200,
+        ..PublisherConfig::default()
+    };
+    dagstream_test_utils::TestValidator::start(chain, config).await
+}
+
 /// A validator with `history` rounds, then producing on a clock that runs
 /// five times faster than real time.
 pub async fn validator(history: u64) -> Validator {
