@@ -712,3 +712,35 @@ fn a_damaged_store_is_refused_then_repaired() {
     ]);
     assert!(String::from_utf8_lossy(&repair.stdout).contains("is sound"));
 }
+
+/// The short version of `scripts/kill_loop.py`: validator and observers
+/// SIGKILLed at random and restarted; every observer's store verifies and
+/// its output is the validator's chain, each commit once.
+#[test]
+fn a_short_kill_loop_loses_nothing() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kill_loop.py");
+    let mut command = Command::new("python3");
+    command.args([
+        script,
+        "--bin",
+        BIN,
+        "--kills",
+        "6",
+        "--observers",
+        "2",
+        "--min-interval",
+        "0.2",
+        "--max-interval",
+        "0.8",
+    ]);
+    if let Ok(seed) = std::env::var("DAGSTREAM_TEST_SEED") {
+        command.args(["--seed", &seed]);
+    }
+    let output = command.output().expect("python3 runs the kill loop");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["survived"], 6, "{stdout}");
+    assert_eq!(summary["kills"], 6);
+}
