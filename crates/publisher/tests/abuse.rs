@@ -275,3 +275,50 @@ async fn garbage_and_oversized_requests_are_refused() {
     assert_eq!(info.into_inner().committee_digest.len(), 32);
     validator.stop().await;
 }
+
+/// Raw TCP abuse: connections that send garbage, and connections that send
+/// the HTTP/2 preface and then nothing, while a good subscriber follows the
+/// chain. The garbage ones are closed by the publisher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_connections_are_closed_and_silent_ones_harm_no_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut validator = start_validator(20, test_config()).await;
+    validator.wait_certified().await;
+    let mut good = CommitStream::open(validator.channel().await).await.unwrap();
+    good.start(0, 0).await;
+    let mut next = 1;
+    follow(&mut good, &mut next, validator.chain.certified()).await;
+
+    let mut garbage = Vec::new();
+    let mut silent = Vec::new();
+    for i in 0..200u32 {
+        let mut socket = tokio::net::TcpStream::connect(validator.addr())
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            let noise: Vec<u8> = (0..512u32)
+                .map(|b| (b.wrapping_mul(31) ^ i) as u8)
+                .collect();
+            socket.write_all(&noise).await.unwrap();
+            garbage.push(socket);
+        } else {
+            socket
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                .await
+                .unwrap();
+            silent.push(socket);
+        }
+    }
+    validator.chain.produce(10);
+    follow(&mut good, &mut next, validator.chain.certified()).await;
+    // Each garbage connection is answered with at most an error, then closed.
+    for mut socket in garbage {
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut sink))
+            .await
+            .expect("the publisher closes a garbage connection");
+        assert!(read.is_err() || sink.len() < 4096, "{} bytes", sink.len());
+    }
+    drop(silent);
+    validator.stop().await;
+}
