@@ -7,6 +7,7 @@ use crate::{chain, http, report, shutdown};
 use anyhow::{bail, Context, Result};
 use dagstream_observer::{start_with_metrics, ObserverMetrics, ObserverStatus};
 use dagstream_publisher::Publisher;
+use dagstream_store::WriteBatch;
 use dagstream_types::{CommitIndex, Committee, Genesis};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prometheus::Registry;
@@ -113,13 +114,22 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
         None => None,
     };
     let resume_after = output.as_ref().map_or(tip, |o| o.last_index);
-    let resyncing = store.read_meta(chain::RESYNC_KEY)?.is_some();
+    // An empty value is a cleared marker.
+    let resyncing = store
+        .read_meta(chain::RESYNC_KEY)?
+        .is_some_and(|marker| !marker.is_empty());
     if resume_after > tip && resyncing {
         tracing::info!(
             resume_after,
             tip,
             "re-syncing a repaired store: output resumes after the file's last commit"
         );
+    } else if resyncing {
+        // Caught up with the file: from now on an output file ahead of the
+        // store is an error again.
+        let mut cleared = WriteBatch::new();
+        cleared.put_meta(chain::RESYNC_KEY, Vec::new());
+        store.write(cleared)?;
     } else if resume_after > tip {
         bail!(
             "--output ends at commit {resume_after}, past this data dir's last commit {tip}: \

@@ -711,6 +711,24 @@ fn a_damaged_store_is_refused_then_repaired() {
         observer_dir.to_str().unwrap(),
     ]);
     assert!(String::from_utf8_lossy(&repair.stdout).contains("is sound"));
+
+    // Once the store has passed the file, the re-sync mark is cleared, and
+    // an output file ahead of the store is refused again.
+    let observer = Node::spawn(&observer_args);
+    wait_status(&o_metrics, "the observer to restart", |s| {
+        s["highest_local_commit"].as_u64() >= Some(indexes.len() as u64)
+    });
+    let (code, stderr) = observer.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&output_file)
+        .unwrap();
+    file.write_all(b"{\"index\": 99999}\n").unwrap();
+    drop(file);
+    let (code, stderr) = Node::spawn(&observer_args).wait_exit();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("belongs to another data dir"), "{stderr}");
 }
 
 /// The short version of `scripts/kill_loop.py`: validator and observers
