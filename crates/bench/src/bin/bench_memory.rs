@@ -3,11 +3,11 @@
 //! and never read.
 //!
 //! ```text
-//! cargo run --release -p dagstream-validator --example bench_memory -- [SECONDS] [STALLED] [PROFILE]
+//! cargo run --release -p dagstream-bench --bin bench_memory -- [SECONDS] [STALLED] [PROFILE]
 //! ```
 //!
 //! SECONDS (default 600) of PROFILE (default `mainnet`: 100 authorities,
-//! 75 ms rounds, 5,000 TPS), from genesis, into a redb store in a temporary
+//! 75 ms rounds, 5,000 TPS), from genesis, into a segment store in a temporary
 //! directory, as `dagstream validator` runs. STALLED (default 0)
 //! subscribers each open a commit stream at commit 0 after the first minute
 //! and never read; the publisher cuts them as too slow after its
@@ -23,14 +23,16 @@
 //! bounded caches hold, then the RSS growth from minute 2 to the end: the
 //! validator's memory must level off, whatever the chain's length.
 
+use dagstream_bench::live::producer;
+use dagstream_proto::v1::commit_stream_service_client::CommitStreamServiceClient;
+use dagstream_proto::v1::{commit_stream_request, CommitStreamRequest, StartCommitStream};
 use dagstream_publisher::{ConsensusSource, PublisherConfig};
-use dagstream_sim::{generate, GenesisParams, Profile};
+use dagstream_sim::Profile;
 use dagstream_store::{SegmentStore, Store};
-use dagstream_test_utils::client::{connect, CommitStream};
-use dagstream_types::{unix_time_ms, BlockLimits, Committee, DEFAULT_GC_DEPTH_ROUNDS};
-use dagstream_validator::{start, system_clock, Producer};
+use dagstream_validator::{start, system_clock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_stream::wrappers::ReceiverStream;
 
 #[cfg(not(feature = "bench-system-allocator"))]
 #[global_allocator]
@@ -80,11 +82,24 @@ const STALL_MODE: &str = "--stall";
 async fn stall(endpoint: &str, count: usize, seconds: u64) {
     let mut streams = Vec::with_capacity(count);
     for _ in 0..count {
-        let stream = CommitStream::open(connect(endpoint).await)
+        let (commands, requests) = tokio::sync::mpsc::channel(1);
+        commands
+            .send(CommitStreamRequest {
+                command: Some(commit_stream_request::Command::Start(StartCommitStream {
+                    last_commit_index: 0,
+                    preferred_batch_size: 0,
+                })),
+            })
+            .await
+            .expect("the request queue is open");
+        let responses = CommitStreamServiceClient::connect(endpoint.to_string())
+            .await
+            .expect("the validator accepts connections")
+            .stream_commits(ReceiverStream::new(requests))
             .await
             .expect("a commit stream");
-        stream.start(0, 0).await;
-        streams.push(stream);
+        // Kept, never read.
+        streams.push((commands, responses));
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
 }
@@ -105,25 +120,10 @@ async fn main() {
         .map_or(Ok(Profile::Mainnet), |a| a.parse())
         .expect("PROFILE: small, mainnet or stress");
 
-    let (genesis, keys) = generate(&GenesisParams {
-        authorities: profile.authorities(),
-        round_interval_ms: profile.round_interval_ms(),
-        genesis_time_ms: unix_time_ms(),
-        gc_depth_rounds: DEFAULT_GC_DEPTH_ROUNDS,
-        seed: 0,
-    });
-    let committee = Arc::new(Committee::new(genesis).expect("a generated genesis is valid"));
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store: Arc<dyn Store> =
         Arc::new(SegmentStore::open(&dir.path().join("store")).expect("a new store"));
-    let producer = Producer::new(
-        committee,
-        keys,
-        profile.sim_config(0),
-        &BlockLimits::default(),
-        store,
-    )
-    .expect("a producer at genesis");
+    let (_, producer) = producer(profile, store).expect("a producer at genesis");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let registry = prometheus::Registry::new();
     let config = PublisherConfig::default();
