@@ -2,10 +2,14 @@
 //! how fast they deliver, measured side by side with peer systems on the
 //! same machine in the same run.
 //!
-//! The one benchmark here is `bench_live` (`src/bin/bench_live.rs`,
-//! documented in `docs/benchmarks.md`): a validator at the mainnet profile
-//! with N subscribers in the same process, so that publish and receive
-//! times come from one monotonic clock.
+//! Two benchmarks, documented in `docs/benchmarks.md`:
+//! - `bench_live` (`src/bin/bench_live.rs`): a validator at the mainnet
+//!   profile with N subscribers in the same process, so that publish and
+//!   receive times come from one monotonic clock;
+//! - `bench_memory` (`src/bin/bench_memory.rs`): a validator's RSS over
+//!   minutes, with subscribers that never read in a child process, on
+//!   mimalloc or (feature `bench-system-allocator`) the system's
+//!   allocator.
 //!
 //! # Layout
 //! - [`live`]: the dagstream runs. A validator on its own runtime, its
