@@ -166,7 +166,6 @@ impl Publisher {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        let config = &self.shared.config;
         let local = listener.local_addr().ok();
         info!(address = ?local, "publisher serving");
         // No Nagle: a response that fits in a few segments goes out at
@@ -174,6 +173,28 @@ impl Publisher {
         // before, which the subscriber's kernel delays by up to 40 ms:
         // that was the p99 of live latency (`docs/benchmarks.md`).
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        self.serve_incoming(incoming, shutdown).await
+    }
+
+    /// [`Publisher::serve`] over any stream of connections: a simulated
+    /// network, an in-memory pipe, a socket type of the embedder's. TLS,
+    /// when configured, applies to them too.
+    pub async fn serve_incoming<I, IO, IE>(
+        &self,
+        incoming: I,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()>
+    where
+        I: futures::Stream<Item = Result<IO, IE>>,
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let config = &self.shared.config;
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &self.tls {
             builder = builder
