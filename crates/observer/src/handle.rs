@@ -5,6 +5,7 @@ use crate::delivery::DeliveredSubDag;
 use crate::metrics::ObserverMetrics;
 use crate::node::Node;
 use crate::status::ObserverStatus;
+use crate::upstream::Transport;
 use crate::{ObserverError, Result};
 use dagstream_publisher::StoreSource;
 use dagstream_store::Store;
@@ -105,6 +106,28 @@ pub fn start_with_metrics(
     resume_after: CommitIndex,
     metrics: ObserverMetrics,
 ) -> Result<(ObserverHandle, mpsc::Receiver<DeliveredSubDag>)> {
+    start_with_transport(
+        committee,
+        store,
+        upstreams,
+        config,
+        resume_after,
+        metrics,
+        Transport::Tcp,
+    )
+}
+
+/// [`start_with_metrics`], reaching the upstreams over `transport`: a
+/// simulated network, an in-memory pipe, or the embedder's own sockets.
+pub fn start_with_transport(
+    committee: Arc<Committee>,
+    store: Arc<dyn Store>,
+    upstreams: Vec<String>,
+    config: ObserverConfig,
+    resume_after: CommitIndex,
+    metrics: ObserverMetrics,
+    transport: Transport,
+) -> Result<(ObserverHandle, mpsc::Receiver<DeliveredSubDag>)> {
     config.validate()?;
     if upstreams.is_empty() {
         return Err(ObserverError::InvalidConfig {
@@ -123,6 +146,7 @@ pub fn start_with_metrics(
         metrics,
         verified.clone(),
     )?;
+    node.use_transport(transport);
     let (status_tx, status) = watch::channel(ObserverStatus::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     // The observer buffers up to `output_queue_len` itself; the channel

@@ -6,7 +6,10 @@
 //! - [`upstream`]: [`upstream::selection`] picks the upstream to follow
 //!   (probes, backoff, cool-down of a faulty one);
 //!   [`upstream::connection`], the only file that speaks gRPC, opens both
-//!   streams, reads them into bounded queues and sends commands.
+//!   streams, reads them into bounded queues and sends commands;
+//!   [`upstream::credentials`] holds TLS and the token, and
+//!   [`upstream::transport`] how connections are made (TCP, or the
+//!   embedder's [`Connector`], for [`start_with_transport`]).
 //! - [`state_machine`]: the design's subscriber-controlled modes
 //!   (BlocksOnly, CommitsOnly, Overlap, paused) and graceful degradation,
 //!   free of I/O: the commands that `connection` sends.
@@ -64,9 +67,9 @@ mod verify_tests;
 pub use config::{ObserverConfig, UpstreamTls};
 pub use delivery::DeliveredSubDag;
 pub use error::{ObserverError, Result};
-pub use handle::{start, start_with_metrics, ObserverHandle};
+pub use handle::{start, start_with_metrics, start_with_transport, ObserverHandle};
 pub use metrics::ObserverMetrics;
 pub use state_machine::{Command, Mode, Observation, SubscriberConfig, SubscriberStateMachine};
 pub use status::ObserverStatus;
 pub use upstream::connection::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
-pub use upstream::Credentials;
+pub use upstream::{Connector, Credentials, Transport};

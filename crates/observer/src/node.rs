@@ -26,7 +26,7 @@ use crate::sequencer::Sequencer;
 use crate::state_machine::{Command, Degradation, Observation, SubscriberStateMachine};
 use crate::status::ObserverStatus;
 use crate::upstream::{
-    self, ConnectError, Connection, Credentials, Inbound, Positions, Received, Upstreams,
+    self, ConnectError, Connection, Credentials, Inbound, Positions, Received, Transport, Upstreams,
 };
 use crate::verify::{verify_blocks, verify_commit_batch};
 use crate::{ObserverError, Result};
@@ -83,6 +83,8 @@ pub(crate) struct Node {
     verified: broadcast::Sender<VerifiedBlock>,
     /// What this observer presents to its upstreams.
     credentials: Credentials,
+    /// How it connects to them.
+    transport: Transport,
     epoch: Instant,
 }
 
@@ -119,8 +121,14 @@ impl Node {
             stamps: VerifyStamps::default(),
             verified,
             credentials,
+            transport: Transport::Tcp,
             epoch: Instant::now(),
         })
+    }
+
+    /// Reaches the upstreams over `transport` instead of TCP.
+    pub(crate) fn use_transport(&mut self, transport: Transport) {
+        self.transport = transport;
     }
 
     fn tip_index(&self) -> CommitIndex {
@@ -157,6 +165,7 @@ impl Node {
         let prober = tokio::spawn(upstream::probe_forever(
             upstreams.addresses.clone(),
             self.credentials.clone(),
+            self.transport.clone(),
             upstreams.probes.clone(),
             Duration::from_millis(self.config.probe_interval_ms),
         ));
@@ -173,6 +182,7 @@ impl Node {
             let connecting = upstream::connect(
                 &address,
                 &self.credentials,
+                &self.transport,
                 self.committee.digest(),
                 Duration::from_millis(self.config.stall_timeout_ms),
                 self.config.block_queue_capacity,

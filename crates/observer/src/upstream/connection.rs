@@ -9,6 +9,7 @@
 //! call, over a connection kept for probing.
 
 use super::credentials::{Credentials, Upstream};
+use super::transport::Transport;
 use crate::state_machine::Command;
 use crate::ObserverError;
 use bytes::Bytes;
@@ -169,30 +170,29 @@ impl From<String> for ConnectError {
 pub async fn connect(
     upstream: &str,
     credentials: &Credentials,
+    transport: &Transport,
     chain: Digest,
     connect_timeout: Duration,
     block_queue_capacity: usize,
     epoch: Instant,
 ) -> Result<Connection, ConnectError> {
-    let channel = credentials
+    let endpoint = credentials
         .endpoint(upstream)?
         .connect_timeout(connect_timeout)
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|err| {
-            // The cause (refused, TLS) is in the error's sources.
-            let mut reason = format!("cannot connect to {upstream}: {err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                reason.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            reason + " (is it running? check --upstream)"
-        })?;
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    let channel = transport.connect(endpoint).await.map_err(|err| {
+        // The cause (refused, TLS) is in the error's sources.
+        let mut reason = format!("cannot connect to {upstream}: {err}");
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            reason.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        reason + " (is it running? check --upstream)"
+    })?;
     let channel = credentials.wrap(channel);
     if let Some(served) = served_chain(channel.clone()).await? {
         if served.as_slice() != chain.as_bytes() {
@@ -308,17 +308,17 @@ pub struct Probe {
 /// A channel for probing `address`: it connects on first use, and again
 /// after a failure, so that probes reuse one connection. `None`: the
 /// address is malformed.
-pub fn probe_channel(address: &str, credentials: &Credentials) -> Option<Upstream> {
-    Some(
-        credentials.wrap(
-            credentials
-                .endpoint(address)
-                .ok()?
-                .connect_timeout(PROBE_TIMEOUT)
-                .timeout(PROBE_TIMEOUT)
-                .connect_lazy(),
-        ),
-    )
+pub fn probe_channel(
+    address: &str,
+    credentials: &Credentials,
+    transport: &Transport,
+) -> Option<Upstream> {
+    let endpoint = credentials
+        .endpoint(address)
+        .ok()?
+        .connect_timeout(PROBE_TIMEOUT)
+        .timeout(PROBE_TIMEOUT);
+    Some(credentials.wrap(transport.connect_lazy(endpoint)))
 }
 
 /// Probes one upstream over `channel`: its highest commit, from one unary

@@ -5,6 +5,7 @@
 
 use super::connection::{probe, probe_channel, Probe};
 use super::credentials::Credentials;
+use super::transport::Transport;
 use crate::config::ObserverConfig;
 use dagstream_types::CommitIndex;
 use std::sync::Arc;
@@ -111,6 +112,7 @@ impl Upstreams {
 pub async fn probe_forever(
     addresses: Vec<String>,
     credentials: Credentials,
+    transport: Transport,
     probes: Probes,
     interval: Duration,
 ) {
@@ -119,7 +121,7 @@ pub async fn probe_forever(
     }
     let channels: Vec<_> = addresses
         .iter()
-        .map(|a| probe_channel(a, &credentials))
+        .map(|a| probe_channel(a, &credentials, &transport))
         .collect();
     loop {
         let round = channels
