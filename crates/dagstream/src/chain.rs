@@ -1,7 +1,9 @@
 //! Data directories: where a node's store is, and which chain it belongs to.
 
 use anyhow::{bail, Result};
-use dagstream_store::{RedbOptions, RedbStore, SegmentStore, Store, StoreError, WriteBatch};
+use dagstream_store::{
+    RedbOptions, RedbStore, SegmentOptions, SegmentStore, Store, StoreError, WriteBatch,
+};
 use dagstream_types::Committee;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,23 +26,34 @@ pub fn store_path(data_dir: &Path) -> Option<PathBuf> {
 /// Either is checked on open: a damaged store is refused, never read or
 /// written, and the error says how to recover.
 pub fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>> {
-    open_checked(data_dir).map_err(|err| explain(err, data_dir))
+    open_checked(data_dir, false).map_err(|err| explain(err, data_dir))
 }
 
-/// [`open_store`], with the store's own error.
-pub fn open_checked(data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+/// [`open_store`], with the store's own error. `whole`: check the index
+/// whatever its size (a node's start skips the check of a very large one;
+/// see [`SegmentOptions::max_checked_index_bytes`]).
+pub fn open_checked(data_dir: &Path, whole: bool) -> Result<Arc<dyn Store>, StoreError> {
     let legacy = data_dir.join(LEGACY_STORE_FILE);
     let opened: Result<Arc<dyn Store>, StoreError> = if legacy.exists()
         && !data_dir.join(STORE_DIR).exists()
     {
         tracing::info!(path = %legacy.display(), "opening a single-file store of an earlier build");
+        // The single file holds the blocks too: the same size limit as a
+        // segment store's index keeps a start from taking minutes.
+        let size = std::fs::metadata(&legacy).map_or(0, |m| m.len());
         let options = RedbOptions {
-            check_integrity_on_open: true,
+            check_integrity_on_open: whole
+                || size <= SegmentOptions::default().max_checked_index_bytes,
             ..RedbOptions::default()
         };
         RedbStore::open_with(&legacy, &options).map(|s| Arc::new(s) as Arc<dyn Store>)
     } else {
-        SegmentStore::open(&data_dir.join(STORE_DIR)).map(|s| Arc::new(s) as Arc<dyn Store>)
+        let mut options = SegmentOptions::default();
+        if whole {
+            options.max_checked_index_bytes = u64::MAX;
+        }
+        SegmentStore::open_with(&data_dir.join(STORE_DIR), &options)
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
     };
     opened
 }

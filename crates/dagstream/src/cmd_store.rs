@@ -38,7 +38,7 @@ pub fn repair(data_dir: &Path) -> Result<Repair> {
         .ok()
         .map(Committee::new)
         .transpose()?;
-    let damage = match chain::open_checked(data_dir) {
+    let damage = match chain::open_checked(data_dir, true) {
         Err(err @ StoreError::InUse { .. }) => bail!("{err} Stop the node first."),
         Err(err @ (StoreError::Damaged { .. } | StoreError::Corrupt { .. })) => err.to_string(),
         Err(other) => return Err(other).with_context(|| format!("cannot open {}", path.display())),

@@ -78,6 +78,10 @@ pub struct SegmentOptions {
     /// Verify the checksum of every index page when opening (see
     /// [`RedbOptions`](crate::RedbOptions)).
     pub check_integrity_on_open: bool,
+    /// Skip that check when the index is larger than this: the check reads
+    /// the whole file, and a start must not take minutes. `u64::MAX`:
+    /// always check, as `dagstream store repair` does.
+    pub max_checked_index_bytes: u64,
 }
 
 impl Default for SegmentOptions {
@@ -99,6 +103,12 @@ impl Default for SegmentOptions {
             // segments, whose blocks are checked against their digests on
             // every read instead.
             check_integrity_on_open: true,
+            // 4 GiB is about 6.5 s of checking (`docs/benchmarks.md`), and
+            // some hours of history at the mainnet profile, whose index
+            // grows by 10 to 20 GB a day while nothing prunes it. Past it a
+            // start skips the check; a suspected disk fault calls for
+            // `dagstream store repair`, which checks whatever the size.
+            max_checked_index_bytes: 4 << 30,
         }
     }
 }
@@ -128,10 +138,12 @@ impl SegmentStore {
     pub fn open_with(dir: &Path, options: &SegmentOptions) -> Result<SegmentStore> {
         let segments_dir = dir.join("segments");
         redb_tables::create_dir(&segments_dir)?;
+        let index_path = dir.join("index.redb");
+        let index_bytes = std::fs::metadata(&index_path).map_or(0, |m| m.len());
         let index = redb_tables::open_database(
-            &dir.join("index.redb"),
+            &index_path,
             options.index_cache_bytes,
-            options.check_integrity_on_open,
+            options.check_integrity_on_open && index_bytes <= options.max_checked_index_bytes,
         )?;
         redb_tables::init(&index, &[BLOCK_INDEX, SEGMENTS], FORMAT_VERSION, COMMIT)?;
 
