@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    committee_and_keys, consume, stale_validator, validator, validator_on_clock, wait_status,
-    TestClock, INTERVAL_MS,
+    committee_and_keys, consume, fresh_observer, stale_validator, validator, validator_on_clock,
+    wait_status, TestClock, INTERVAL_MS,
 };
 use dagstream_observer::checkpoint::Checkpointer;
 use dagstream_observer::{start, ObserverConfig};
@@ -25,15 +25,10 @@ async fn the_observer_fails_over_to_a_second_validator_with_no_gap() {
     let first = validator_on_clock(history, Some(clock.clone())).await;
     let second = validator_on_clock(history, Some(clock.clone())).await;
     let ticker = clock.tick(INTERVAL_MS, Duration::from_millis(20));
-    let (committee, _) = committee_and_keys();
-    let (observer, mut commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
+    let (observer, mut commits) = fresh_observer(
         vec![first.endpoint(), second.endpoint()],
         ObserverConfig::default(),
-        0,
-    )
-    .unwrap();
+    );
     let mut received = consume(&mut commits, 0, 250).await;
     assert_eq!(observer.status().active_upstream, Some(first.endpoint()));
 
@@ -61,19 +56,11 @@ async fn a_black_holed_upstream_is_left_by_its_stall_timeout() {
     let second = validator_on_clock(history, Some(clock.clone())).await;
     let proxy = FaultProxy::start(first.handle.addr).await;
     let ticker = clock.tick(INTERVAL_MS, Duration::from_millis(20));
-    let (committee, _) = committee_and_keys();
     let config = ObserverConfig {
         stall_timeout_ms: 1_000,
         ..ObserverConfig::default()
     };
-    let (observer, mut commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
-        vec![proxy.endpoint(), second.endpoint()],
-        config,
-        0,
-    )
-    .unwrap();
+    let (observer, mut commits) = fresh_observer(vec![proxy.endpoint(), second.endpoint()], config);
     let mut received = consume(&mut commits, 0, 250).await;
     assert_eq!(observer.status().active_upstream, Some(proxy.endpoint()));
 
@@ -100,19 +87,11 @@ async fn a_valid_upstream_that_never_advances_is_left_for_one_ahead() {
     let stale = stale_validator(150).await;
     let live = validator(150).await;
     let stuck_at = stale.chain.certified();
-    let (committee, _) = committee_and_keys();
     let config = ObserverConfig {
         probe_interval_ms: 200,
         ..ObserverConfig::default()
     };
-    let (observer, mut commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
-        vec![stale.endpoint(), live.endpoint()],
-        config,
-        0,
-    )
-    .unwrap();
+    let (observer, mut commits) = fresh_observer(vec![stale.endpoint(), live.endpoint()], config);
     // The stale upstream is first in the list, so it is followed first.
     let mut received = consume(&mut commits, 0, 50).await;
     let until = stuck_at + 80;
@@ -130,17 +109,9 @@ async fn a_valid_upstream_that_never_advances_is_left_for_one_ahead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_relays_to_another_observer() {
     let validator = validator(150).await;
-    let (committee, _) = committee_and_keys();
 
     // Observer A follows the validator and serves what it verified.
-    let (a, mut a_commits) = start(
-        committee.clone(),
-        Arc::new(MemStore::new()),
-        vec![validator.endpoint()],
-        ObserverConfig::default(),
-        0,
-    )
-    .unwrap();
+    let (a, mut a_commits) = fresh_observer(vec![validator.endpoint()], ObserverConfig::default());
     let mut relay = Publisher::start(
         a.source(),
         PublisherConfig {
@@ -156,14 +127,7 @@ async fn an_observer_relays_to_another_observer() {
     let a_reader = tokio::spawn(async move { while a_commits.recv().await.is_some() {} });
 
     // Observer B follows only A.
-    let (b, mut b_commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
-        vec![relay_endpoint],
-        ObserverConfig::default(),
-        0,
-    )
-    .unwrap();
+    let (b, mut b_commits) = fresh_observer(vec![relay_endpoint], ObserverConfig::default());
     let received = consume(&mut b_commits, 0, 250).await;
     assert_eq!(received, validator.commits(250));
 
@@ -211,19 +175,11 @@ async fn the_observer_leaves_an_upstream_that_falls_behind() {
     let stuck = validator_on_clock(history, Some(TestClock::at(history * INTERVAL_MS))).await;
     let live = validator(history).await;
     let stuck_tip = stuck.store.last_commit_index().unwrap();
-    let (committee, _) = committee_and_keys();
     let config = ObserverConfig {
         probe_interval_ms: 200,
         ..ObserverConfig::default()
     };
-    let (observer, mut commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
-        vec![stuck.endpoint(), live.endpoint()],
-        config,
-        0,
-    )
-    .unwrap();
+    let (observer, mut commits) = fresh_observer(vec![stuck.endpoint(), live.endpoint()], config);
     // Commits past the stuck validator's tip can only come from the other.
     let received = consume(&mut commits, 0, stuck_tip + 150).await;
     assert_eq!(received, live.commits(stuck_tip + 150));
@@ -238,15 +194,7 @@ async fn an_observer_at_the_tip_of_a_quiet_validator_is_caught_up() {
     let history = 150;
     let quiet = validator_on_clock(history, Some(TestClock::at(history * INTERVAL_MS))).await;
     let tip = quiet.store.last_commit_index().unwrap();
-    let (committee, _) = committee_and_keys();
-    let (observer, mut commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
-        vec![quiet.endpoint()],
-        ObserverConfig::default(),
-        0,
-    )
-    .unwrap();
+    let (observer, mut commits) = fresh_observer(vec![quiet.endpoint()], ObserverConfig::default());
     assert_eq!(consume(&mut commits, 0, tip).await, quiet.commits(tip));
     wait_status(&observer, "caught up", |s| s.caught_up).await;
     let status = observer.status();
@@ -344,21 +292,13 @@ async fn probes_open_no_streams() {
     let mut a = validator_on_clock(history, Some(clock.clone())).await;
     let b = validator_on_clock(history, Some(clock)).await;
     a.tick(INTERVAL_MS, common::TICK);
-    let (committee, _) = committee_and_keys();
     let config = ObserverConfig {
         // Fifty probe rounds a second: the old stream probes would have
         // opened and closed dozens of commit streams during this test.
         probe_interval_ms: 20,
         ..ObserverConfig::default()
     };
-    let (observer, mut commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
-        vec![a.endpoint(), b.endpoint()],
-        config,
-        0,
-    )
-    .unwrap();
+    let (observer, mut commits) = fresh_observer(vec![a.endpoint(), b.endpoint()], config);
     let tip = a.store.last_commit_index().unwrap();
     consume(&mut commits, 0, tip + 40).await;
     assert_eq!(observer.status().connections, 1);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{committee_and_keys, consume, modes, validator, wait_status};
+use common::{committee_and_keys, consume, fresh_observer, modes, validator, wait_status};
 use dagstream_observer::{start, Mode, ObserverConfig, SubscriberConfig};
 use dagstream_store::{MemStore, SegmentStore, Store};
 use std::sync::Arc;
@@ -12,15 +12,8 @@ async fn a_fresh_observer_catches_up_through_every_mode() {
     let validator = validator(5_150).await;
     let history = validator.store.last_commit_index().unwrap();
     assert!(history >= 5_000, "{history} commits of history");
-    let (committee, _) = committee_and_keys();
-    let (observer, mut commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
-        vec![validator.endpoint()],
-        ObserverConfig::default(),
-        0,
-    )
-    .unwrap();
+    let (observer, mut commits) =
+        fresh_observer(vec![validator.endpoint()], ObserverConfig::default());
 
     let received = consume(&mut commits, 0, history + 50).await;
     wait_status(&observer, "back to BlocksOnly", |s| {
@@ -73,7 +66,6 @@ async fn a_restarted_observer_resumes_with_nothing_lost_or_repeated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_consumer_pauses_blocks_and_loses_nothing() {
     let validator = validator(20).await;
-    let (committee, _) = committee_and_keys();
     let config = ObserverConfig {
         subscriber: SubscriberConfig {
             pause_blocks_queue_size: 40,
@@ -84,14 +76,7 @@ async fn a_stalled_consumer_pauses_blocks_and_loses_nothing() {
         output_queue_len: 4,
         ..ObserverConfig::default()
     };
-    let (observer, mut commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
-        vec![validator.endpoint()],
-        config,
-        0,
-    )
-    .unwrap();
+    let (observer, mut commits) = fresh_observer(vec![validator.endpoint()], config);
     let mut received = consume(&mut commits, 0, 10).await;
     // The consumer stops reading: the observer stops processing, blocks
     // queue up, and the block stream is paused.

@@ -5,8 +5,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::{committee_and_keys, consume, validator, wait_status};
-use dagstream_observer::{start, ObserverConfig};
+use common::{committee_and_keys, consume, fresh_observer, validator, wait_status};
+use dagstream_observer::ObserverConfig;
 use dagstream_proto::v1::block_stream_service_server::{
     BlockStreamService, BlockStreamServiceServer,
 };
@@ -18,10 +18,8 @@ use dagstream_proto::v1::{
     commit_stream_request, BlockStreamRequest, BlockStreamResponse, CommitStreamRequest,
     CommitStreamResponse, StartCommitStream,
 };
-use dagstream_store::MemStore;
 use dagstream_types::VerifiedBlock;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -189,20 +187,12 @@ async fn an_equivocating_block_changes_nothing_in_the_sequence() {
         batch: honest,
     })
     .await;
-    let (committee, _) = committee_and_keys();
     let config = ObserverConfig {
         // The fake sends nothing after its batch: leave it soon.
         degrade_after_ms: 1_000,
         ..ObserverConfig::default()
     };
-    let (observer, mut commits) = start(
-        committee,
-        Arc::new(MemStore::new()),
-        vec![fake_endpoint, validator.endpoint()],
-        config,
-        0,
-    )
-    .unwrap();
+    let (observer, mut commits) = fresh_observer(vec![fake_endpoint, validator.endpoint()], config);
     // Subscribed before the node can have connected: it sees every block
     // verified from the block stream.
     let mut verified = observer.subscribe_verified();
@@ -303,15 +293,10 @@ async fn every_forgery_is_rejected_and_the_observer_fails_over() {
     ];
     for (expected, fake) in cases {
         let (fake_endpoint, server) = serve(fake).await;
-        let (committee, _) = committee_and_keys();
-        let (observer, mut commits) = start(
-            committee,
-            Arc::new(MemStore::new()),
+        let (observer, mut commits) = fresh_observer(
             vec![fake_endpoint.clone(), validator.endpoint()],
             ObserverConfig::default(),
-            0,
-        )
-        .unwrap();
+        );
         wait_status(&observer, expected, |s| s.last_fault.is_some()).await;
         let fault = observer.status().last_fault.unwrap();
         assert!(

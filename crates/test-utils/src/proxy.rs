@@ -94,6 +94,19 @@ impl Drop for FaultProxy {
     }
 }
 
+/// Waits while the link is black-holed: the fault to forward under, or
+/// `None` once the link is cut or the proxy is gone.
+async fn open_link(fault: &mut watch::Receiver<Fault>) -> Option<Fault> {
+    loop {
+        let now = *fault.borrow_and_update();
+        match now {
+            Fault::Cut => return None,
+            Fault::BlackHole => fault.changed().await.ok()?,
+            other => return Some(other),
+        }
+    }
+}
+
 /// Copies `from` to `to` under the current fault, until either side closes
 /// or the fault is [`Fault::Cut`].
 async fn pump(
@@ -105,17 +118,8 @@ async fn pump(
     loop {
         // While black-holed, read nothing: the sender's window fills and
         // it stalls, as behind a dead link that still holds the TCP state.
-        let current = loop {
-            let current = *fault.borrow_and_update();
-            match current {
-                Fault::Cut => return,
-                Fault::BlackHole => {
-                    if fault.changed().await.is_err() {
-                        return;
-                    }
-                }
-                other => break other,
-            }
+        let Some(current) = open_link(&mut fault).await else {
+            return;
         };
         let read = tokio::select! {
             read = from.read(&mut buffer) => read,
@@ -140,17 +144,8 @@ async fn pump(
         }
         // A fault switched on while this chunk was held applies to it: a
         // black hole holds it until it closes.
-        loop {
-            let now = *fault.borrow();
-            match now {
-                Fault::Cut => return,
-                Fault::BlackHole => {
-                    if fault.changed().await.is_err() {
-                        return;
-                    }
-                }
-                _ => break,
-            }
+        if open_link(&mut fault).await.is_none() {
+            return;
         }
         if to.write_all(&buffer[..n]).await.is_err() {
             return;

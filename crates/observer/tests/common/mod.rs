@@ -69,6 +69,23 @@ pub async fn validator_on_clock(history: u64, clock: Option<TestClock>) -> Valid
     validator
 }
 
+/// An observer of the test committee on a new in-memory store, following
+/// `upstreams` from commit 0.
+pub fn fresh_observer(
+    upstreams: Vec<String>,
+    config: dagstream_observer::ObserverConfig,
+) -> (ObserverHandle, mpsc::Receiver<DeliveredSubDag>) {
+    let (committee, _) = committee_and_keys();
+    dagstream_observer::start(
+        committee,
+        Arc::new(dagstream_store::MemStore::new()),
+        upstreams,
+        config,
+        0,
+    )
+    .expect("the observer starts")
+}
+
 /// Reads commits until `until` is reached, checking the order as it goes,
 /// and that checkpoints follow each other without a gap.
 pub async fn consume(
