@@ -91,15 +91,19 @@ impl Context {
     /// A unique name for the subscriber of a new stream, for logs and
     /// metric labels.
     /// Lets `request` through if it carries an allowed token (when tokens
-    /// are required), and names its subscriber for logs and metrics: its
-    /// address and stream number, then the fingerprints of its token and of
-    /// its client certificate, never the secrets. Nothing else of a request
-    /// runs before this check.
-    pub(crate) fn authorize<T>(&self, request: &Request<T>) -> Result<String, Status> {
-        let token = match &self.tokens {
-            Some(tokens) => Some(tokens.check(request.metadata())?),
-            None => None,
-        };
+    /// are required): the token's fingerprint, if it carried one. Nothing
+    /// else of a request runs before this check.
+    pub(crate) fn authenticate<T>(&self, request: &Request<T>) -> Result<Option<String>, Status> {
+        self.tokens
+            .as_ref()
+            .map(|tokens| tokens.check(request.metadata()))
+            .transpose()
+    }
+
+    /// Names a stream's subscriber for logs and metrics: its address and
+    /// stream number, then the fingerprints of its token and of its client
+    /// certificate, never the secrets.
+    pub(crate) fn subscriber_name<T>(&self, request: &Request<T>, token: Option<String>) -> String {
         let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
         let mut name = match request.remote_addr() {
             Some(addr) => format!("{addr}#{id}"),
@@ -114,7 +118,7 @@ impl Context {
         {
             name.push_str(&format!(" cert:{}", fingerprint(leaf.as_ref())));
         }
-        Ok(name)
+        name
     }
 
     fn permits(&self, service: &'static str) -> &Arc<Semaphore> {

@@ -229,8 +229,9 @@ impl Publisher {
         Fut: Future<Output = EndReason> + Send + 'static,
     {
         let shared = &self.shared;
-        let subscriber = shared.authorize(&request)?;
+        let token = shared.authenticate(&request)?;
         let permit = shared.admit(service)?;
+        let subscriber = shared.subscriber_name(&request, token);
         let (outbox, stream) = session::channel(
             shared.config.stream_queue_len,
             shared.config.slow_subscriber_timeout(),
@@ -339,7 +340,7 @@ impl ChainInfoService for Publisher {
         &self,
         request: Request<GetChainInfoRequest>,
     ) -> Result<Response<ChainInfo>, Status> {
-        self.shared.authorize(&request)?;
+        self.shared.authenticate(&request)?;
         let committee = self.shared.source.committee();
         Ok(Response::new(ChainInfo {
             committee_digest: bytes::Bytes::copy_from_slice(committee.digest().as_bytes()),
