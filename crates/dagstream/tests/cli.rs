@@ -29,34 +29,14 @@ impl Node {
     }
 
     /// SIGTERM, then the exit code and stderr.
-    fn terminate(mut self) -> (i32, String) {
-        let mut child = self.0.take().unwrap();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
+    fn terminate(self) -> (i32, String) {
+        let pid = self.0.as_ref().unwrap().id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + PATIENCE;
-        let code = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status.code().expect("exited, not killed");
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        (code, stderr)
+        self.wait_exit()
     }
-}
 
-impl Node {
-    /// Waits for the process to exit on its own: its exit code and stderr.
+    /// Waits for the process to exit: its exit code and stderr.
     fn wait_exit(mut self) -> (i32, String) {
         let mut child = self.0.take().unwrap();
         let deadline = Instant::now() + PATIENCE;
@@ -676,14 +656,17 @@ fn a_damaged_store_is_refused_then_repaired() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("is damaged"), "{stderr}");
 
-    let repair = run(&[
-        "store",
-        "repair",
-        "--data-dir",
-        observer_dir.to_str().unwrap(),
-    ]);
-    assert!(repair.status.success(), "{repair:?}");
-    assert!(String::from_utf8_lossy(&repair.stdout).contains("was damaged"));
+    let repair = || {
+        run(&[
+            "store",
+            "repair",
+            "--data-dir",
+            observer_dir.to_str().unwrap(),
+        ])
+    };
+    let repaired = repair();
+    assert!(repaired.status.success(), "{repaired:?}");
+    assert!(String::from_utf8_lossy(&repaired.stdout).contains("was damaged"));
     let aside: Vec<_> = std::fs::read_dir(&observer_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -704,13 +687,7 @@ fn a_damaged_store_is_refused_then_repaired() {
     assert!(indexes.len() as u64 > before);
     assert_eq!(indexes, (1..=indexes.len() as u64).collect::<Vec<_>>());
     // The new store is sound.
-    let repair = run(&[
-        "store",
-        "repair",
-        "--data-dir",
-        observer_dir.to_str().unwrap(),
-    ]);
-    assert!(String::from_utf8_lossy(&repair.stdout).contains("is sound"));
+    assert!(String::from_utf8_lossy(&repair().stdout).contains("is sound"));
 
     // Once the store has passed the file, the re-sync mark is cleared, and
     // an output file ahead of the store is refused again.

@@ -17,14 +17,31 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-/// Reads the commit stream until commit `until`, checking that indexes go
-/// 1, 2, 3, … with no gap and no repeat.
-async fn follow(stream: &mut CommitStream, next: &mut u64, until: u64) {
-    while *next <= until {
-        let response = stream.next().await.unwrap();
-        for commit in &response.commits {
-            assert_eq!(commit.commit_index, *next, "the sequence broke");
-            *next += 1;
+/// The well-behaved subscriber: a commit stream from commit 1, whose
+/// indexes must go 1, 2, 3, … with no gap and no repeat.
+struct GoodSubscriber {
+    stream: CommitStream,
+    next: u64,
+}
+
+impl GoodSubscriber {
+    /// Opens the stream and reads what `validator` has certified so far.
+    async fn follow(validator: &TestValidator) -> GoodSubscriber {
+        let stream = CommitStream::open(validator.channel().await).await.unwrap();
+        stream.start(0, 0).await;
+        let mut good = GoodSubscriber { stream, next: 1 };
+        good.keep_up(validator).await;
+        good
+    }
+
+    /// Reads until the last commit `validator` has certified.
+    async fn keep_up(&mut self, validator: &TestValidator) {
+        while self.next <= validator.chain.certified() {
+            let response = self.stream.next().await.unwrap();
+            for commit in &response.commits {
+                assert_eq!(commit.commit_index, self.next, "the sequence broke");
+                self.next += 1;
+            }
         }
     }
 }
@@ -47,10 +64,7 @@ async fn idle_streams_and_command_loops_do_not_disturb_a_good_subscriber() {
     };
     let mut validator = start_validator(30, config).await;
     validator.wait_certified().await;
-    let mut good = CommitStream::open(validator.channel().await).await.unwrap();
-    good.start(0, 0).await;
-    let mut next = 1;
-    follow(&mut good, &mut next, validator.chain.certified()).await;
+    let mut good = GoodSubscriber::follow(&validator).await;
 
     // 1,000 streams over 10 connections, started and never read. The first
     // 49 more take the remaining slots; the rest are turned away.
@@ -97,8 +111,8 @@ async fn idle_streams_and_command_loops_do_not_disturb_a_good_subscriber() {
 
     // Meanwhile the chain goes on, and the good subscriber keeps up.
     validator.chain.produce(40);
-    follow(&mut good, &mut next, validator.chain.certified()).await;
-    assert_eq!(next, validator.chain.certified() + 1);
+    good.keep_up(&validator).await;
+    assert_eq!(good.next, validator.chain.certified() + 1);
     drop(idle);
     validator.stop().await;
 }
@@ -232,9 +246,7 @@ fn arbitrary_requests_get_a_response_or_a_specific_refusal() {
 async fn garbage_and_oversized_requests_are_refused() {
     let mut validator = start_validator(20, test_config()).await;
     validator.wait_certified().await;
-    let mut good = CommitStream::open(validator.channel().await).await.unwrap();
-    good.start(0, 0).await;
-    let mut next = 1;
+    let mut good = GoodSubscriber::follow(&validator).await;
 
     // Bytes that are not a protobuf message.
     let garbage = Bytes::from_static(&[0xff; 64]);
@@ -267,7 +279,7 @@ async fn garbage_and_oversized_requests_are_refused() {
 
     // Neither disturbed anyone else.
     validator.chain.produce(10);
-    follow(&mut good, &mut next, validator.chain.certified()).await;
+    good.keep_up(&validator).await;
     let info = ChainInfoServiceClient::new(validator.channel().await)
         .get_chain_info(GetChainInfoRequest {})
         .await
@@ -284,10 +296,7 @@ async fn garbage_connections_are_closed_and_silent_ones_harm_no_one() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut validator = start_validator(20, test_config()).await;
     validator.wait_certified().await;
-    let mut good = CommitStream::open(validator.channel().await).await.unwrap();
-    good.start(0, 0).await;
-    let mut next = 1;
-    follow(&mut good, &mut next, validator.chain.certified()).await;
+    let mut good = GoodSubscriber::follow(&validator).await;
 
     let mut garbage = Vec::new();
     let mut silent = Vec::new();
@@ -310,7 +319,7 @@ async fn garbage_connections_are_closed_and_silent_ones_harm_no_one() {
         }
     }
     validator.chain.produce(10);
-    follow(&mut good, &mut next, validator.chain.certified()).await;
+    good.keep_up(&validator).await;
     // Each garbage connection is answered with at most an error, then closed.
     for mut socket in garbage {
         let mut sink = Vec::new();
