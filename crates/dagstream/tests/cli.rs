@@ -1,5 +1,6 @@
 //! The real `dagstream` binary, run as processes on loopback ports.
 
+use dagstream_test_utils::store::damage_pages;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -587,19 +588,6 @@ fn mutual_tls_and_tokens_between_processes() {
     assert_eq!(code, 0, "{stderr}");
 }
 
-/// Writes noise over every other page of a redb file after its first.
-fn damage(file: &Path) {
-    use std::os::unix::fs::FileExt;
-    let pages = std::fs::metadata(file).unwrap().len() / 4096;
-    let handle = std::fs::OpenOptions::new().write(true).open(file).unwrap();
-    for page in (1..pages).step_by(2) {
-        let noise: Vec<u8> = (0..4096u64)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8 ^ page as u8)
-            .collect();
-        handle.write_all_at(&noise, page * 4096).unwrap();
-    }
-}
-
 /// An observer's index damaged while it was stopped: `inspect` and the
 /// observer refuse it with the way out, `store repair` moves it aside, and
 /// the observer re-syncs with its output file gap-free and duplicate-free.
@@ -646,7 +634,7 @@ fn a_damaged_store_is_refused_then_repaired() {
     assert_eq!(code, 0, "{stderr}");
     let before = lines(&output_file).len() as u64;
 
-    damage(&observer_dir.join("store/index.redb"));
+    damage_pages(&observer_dir.join("store/index.redb"));
     let inspect = run(&["inspect", "--data-dir", observer_dir.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&inspect.stderr);
     assert_eq!(inspect.status.code(), Some(1), "{stderr}");

@@ -5,6 +5,7 @@ mod common;
 
 use common::{block, commit};
 use dagstream_store::{SegmentOptions, SegmentStore, Store, StoreError, WriteBatch};
+use dagstream_test_utils::store::damage_pages;
 use dagstream_types::{BlockRef, CommitIndex, Digest, VerifiedBlock};
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -112,18 +113,8 @@ fn a_damaged_index_is_refused_at_open() {
     let store = open(dir.path());
     write_rounds(&store, 40);
     drop(store);
-    let index = dir.path().join("index.redb");
-    let pages = std::fs::metadata(&index).unwrap().len() / 4096;
+    let pages = damage_pages(&dir.path().join("index.redb"));
     assert!(pages > 4, "an index of {pages} pages");
-    let file = OpenOptions::new().write(true).open(&index).unwrap();
-    // Deterministic "random" bytes over every other page after the first.
-    for page in (1..pages).step_by(2) {
-        let noise: Vec<u8> = (0..4096u64)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8 ^ page as u8)
-            .collect();
-        file.write_all_at(&noise, page * 4096).unwrap();
-    }
-    drop(file);
     let err = SegmentStore::open_with(dir.path(), &options()).unwrap_err();
     assert!(
         matches!(&err, StoreError::Damaged { path, .. } if path.ends_with("index.redb")),

@@ -20,7 +20,8 @@
 //! - [`proxy`]: [`FaultProxy`](proxy::FaultProxy), a TCP proxy that delays,
 //!   throttles, cuts or black-holes a connection on the test's command.
 //! - [`store`]: [`HookedStore`](store::HookedStore), an in-memory store
-//!   whose writes and block reads a test can watch or hold.
+//!   whose writes and block reads a test can watch or hold, and
+//!   [`damage_pages`](store::damage_pages), a disk fault on a store's file.
 //! - [`validator`]: [`TestValidator`], a publisher serving a [`TestChain`]
 //!   on a loopback port while the test produces rounds, and
 //!   [`ClockedValidator`], the validator node producing by a [`TestClock`].

@@ -75,3 +75,24 @@ impl<H: StoreHooks> Store for HookedStore<H> {
         self.inner.prune(below_commit, below_round)
     }
 }
+
+/// Damages a file as a disk fault or a stray write would: deterministic
+/// noise over every other 4 KiB page after the first. Returns the number of
+/// pages of the file.
+pub fn damage_pages(file: &std::path::Path) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let pages = std::fs::metadata(file).expect("the file exists").len() / 4096;
+    let handle = std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .expect("the file opens for writing");
+    for page in (1..pages).step_by(2) {
+        let noise: Vec<u8> = (0..4096u64)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8 ^ page as u8)
+            .collect();
+        handle
+            .write_all_at(&noise, page * 4096)
+            .expect("the page is written");
+    }
+    pages
+}
