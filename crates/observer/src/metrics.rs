@@ -7,7 +7,7 @@ use prometheus::{
     Registry,
 };
 use std::collections::VecDeque;
-use std::time::Instant;
+use tokio::time::Instant;
 
 #[derive(Clone)]
 pub struct ObserverMetrics {

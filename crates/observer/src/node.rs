@@ -35,9 +35,12 @@ use dagstream_publisher::StoreSource;
 use dagstream_store::Store;
 use dagstream_types::{CommitIndex, CommittedSubDag, Committee, VerifiedBlock};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Every decision (stall, state machine, backoff, cool-down) is timed by
+// the runtime's clock, so that a simulation in virtual time replays them.
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 /// Most received blocks verified in one step. Two rounds of a
@@ -174,6 +177,7 @@ impl Node {
             let (index, wait) = upstreams.pick(Instant::now(), &self.config);
             if !wait.is_zero() {
                 tokio::select! {
+                    biased;
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return Ok(()),
                 }
@@ -189,6 +193,7 @@ impl Node {
                 self.epoch,
             );
             let connection = tokio::select! {
+                biased;
                 connection = connecting => connection,
                 _ = shutdown.changed() => return self.settle().await,
             };
@@ -361,6 +366,8 @@ impl Node {
         }
         let last_closed = self.sequencer.last_closed_checkpoint();
         self.status.local_highest_commit = self.persisted();
+        self.status.block_queue_len = observation.block_queue_len;
+        self.status.output_backlog = self.persisted().saturating_sub(self.delivery.delivered());
         self.status.caught_up =
             observation.upstream_highest_commit == Some(self.persisted()) && last_closed.is_some();
         self.status.last_closed_checkpoint = last_closed.map(|c| c.sequence);

@@ -29,6 +29,13 @@ pub struct ObserverStatus {
     pub last_fault: Option<String>,
     /// Upstream sessions opened so far.
     pub connections: u64,
+    /// Received blocks waiting for verification, at most
+    /// `block_queue_capacity`.
+    pub block_queue_len: usize,
+    /// Persisted commits the consumer has not taken yet. The node takes no
+    /// input once `output_queue_len` wait, so this passes that bound by at
+    /// most what one step sequences.
+    pub output_backlog: u64,
 }
 
 /// Most mode changes kept in [`ObserverStatus::mode_trace`]: enough to see

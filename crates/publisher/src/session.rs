@@ -327,7 +327,7 @@ pub async fn run<K: StreamKind>(
                         None => break EndReason::ClientClosed,
                     },
                 };
-                if !limiter.allow(std::time::Instant::now()) {
+                if !limiter.allow(Instant::now().into_std()) {
                     outbox.fail(Status::resource_exhausted(format!(
                         "more than {} commands per second",
                         shared.config.max_commands_per_second

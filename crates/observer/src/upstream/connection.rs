@@ -22,9 +22,12 @@ use dagstream_proto::v1::{
     StopBlockStream, StopCommitStream,
 };
 use dagstream_types::{CommitIndex, Digest, Round};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// The runtime's clock: real time in production, virtual time in a
+// simulation, where a stall timeout must fire by the simulated clock.
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Commit-stream responses queued from the reader: the observer verifies

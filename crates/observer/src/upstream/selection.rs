@@ -9,11 +9,21 @@ use super::transport::Transport;
 use crate::config::ObserverConfig;
 use dagstream_types::CommitIndex;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Most doublings of the backoff delay: 2^16 times the first delay is far
 /// past any sensible cap, and bounding the shift keeps it from overflowing.
 const MAX_DOUBLINGS: u32 = 16;
+
+/// SplitMix64's finalizer: spreads a time, which in a simulation moves in
+/// whole milliseconds, over all 64 bits.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
 
 /// The latest probe of each upstream, shared with the prober task.
 pub type Probes = Arc<std::sync::Mutex<Vec<Option<Probe>>>>;
@@ -25,6 +35,10 @@ pub struct Upstreams {
     failures: u32,
     faulty_until: Vec<Option<Instant>>,
     pub probes: Probes,
+    /// When this selection began: the backoff's jitter comes from the time
+    /// since, so it is the runtime's clock that varies it (and a simulation
+    /// in virtual time replays it).
+    created: Instant,
 }
 
 impl Upstreams {
@@ -37,6 +51,7 @@ impl Upstreams {
             failures: 0,
             faulty_until,
             probes,
+            created: Instant::now(),
         }
     }
 
@@ -70,10 +85,8 @@ impl Upstreams {
                 .min(config.backoff_max_ms);
             // Jitter of up to a quarter, so that observers that lost the
             // same upstream do not reconnect in lockstep.
-            let entropy = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos() as u64);
-            let jitter = entropy % (backoff / 4 + 1);
+            let since = now.saturating_duration_since(self.created).as_nanos() as u64;
+            let jitter = mix(since) % (backoff / 4 + 1);
             wait = wait.max(Duration::from_millis(backoff - jitter));
         }
         (candidate, wait)

@@ -1,0 +1,116 @@
+//! The simulation's seeds: a fixed set that CI runs, a replay of one, and
+//! any number on request.
+//!
+//! - `cargo test -p dagstream-chaos --test seeds`: seeds 0 to 49, in
+//!   groups that the test harness runs in parallel.
+//! - `DAGSTREAM_SIM_SEED=N cargo test -p dagstream-chaos --test seeds replay -- --ignored --nocapture`:
+//!   seed N, with its plan and report printed.
+//! - `DAGSTREAM_SIM_SEEDS=FROM..TO` (or a count, from 0) with `many -- --ignored`: more seeds.
+
+use dagstream_chaos::{run, Plan, Report, Shape, SEEDS_ENV, SEED_ENV};
+use std::ops::Range;
+
+/// Runs `seeds`, panicking on the first failure with its replay command.
+fn run_all(seeds: Range<u64>) -> Vec<Report> {
+    seeds
+        .map(|seed| run(seed).unwrap_or_else(|failure| panic!("{failure}")))
+        .collect()
+}
+
+/// Checks what every report must show beyond the invariants `run` checks
+/// as it goes.
+fn check(reports: &[Report]) {
+    for report in reports {
+        assert!(
+            report.target > 0,
+            "seed {}: no chain to follow",
+            report.seed
+        );
+        assert!(
+            report.delivered.iter().all(|&n| n >= report.target),
+            "{report:?}"
+        );
+    }
+}
+
+#[test]
+fn seeds_0_to_9() {
+    check(&run_all(0..10));
+}
+
+#[test]
+fn seeds_10_to_19() {
+    check(&run_all(10..20));
+}
+
+#[test]
+fn seeds_20_to_29() {
+    check(&run_all(20..30));
+}
+
+#[test]
+fn seeds_30_to_39() {
+    check(&run_all(30..40));
+}
+
+#[test]
+fn seeds_40_to_49() {
+    check(&run_all(40..50));
+}
+
+/// A seed's run is the same run every time: the same report.
+#[test]
+fn a_seed_replays_the_same_run() {
+    assert_eq!(run_all(3..4), run_all(3..4));
+}
+
+/// The Byzantine upstream is found out: with it the only upstream that
+/// claims a higher tip, every observer tries it and blames it for a bad
+/// block, and still follows the honest chain.
+#[test]
+fn the_byzantine_upstream_is_blamed() {
+    let shape = Shape {
+        faults: (0, 0),
+        ..Shape::default()
+    };
+    let report = dagstream_chaos::run_shaped(100, &shape).unwrap_or_else(|f| panic!("{f}"));
+    for fault in &report.last_fault {
+        let fault = fault.as_deref().unwrap_or("none");
+        assert!(
+            fault.starts_with("bad_block: http://byzantine:9000")
+                || fault.starts_with("bad_certifier: http://byzantine:9000"),
+            "{fault}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "replays the seed in DAGSTREAM_SIM_SEED"]
+fn replay() {
+    let seed: u64 = std::env::var(SEED_ENV)
+        .unwrap_or_else(|_| panic!("set {SEED_ENV}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{SEED_ENV} is not a u64"));
+    print!("{}", Plan::generate(seed, &Shape::default()));
+    let report = run(seed).unwrap_or_else(|failure| panic!("{failure}"));
+    println!("{report:#?}");
+}
+
+#[test]
+#[ignore = "runs the seeds in DAGSTREAM_SIM_SEEDS (FROM..TO, or a count)"]
+fn many() {
+    let text = std::env::var(SEEDS_ENV).unwrap_or_else(|_| "200".into());
+    let seeds = match text.split_once("..") {
+        Some((from, to)) => from.parse().expect("FROM is a u64")..to.parse().expect("TO is a u64"),
+        None => 0..text.parse().expect("a count of seeds"),
+    };
+    let started = std::time::Instant::now();
+    let reports = run_all(seeds.clone());
+    check(&reports);
+    let faults: usize = reports.iter().map(|r| r.faults).sum();
+    println!(
+        "{} seeds ({seeds:?}), {faults} faults, all invariants held, in {:.1} s",
+        reports.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
