@@ -8,6 +8,7 @@
 
 use dagstream_observer::{ObserverConfig, ObserverStatus};
 use dagstream_sim::Simulator;
+use dagstream_store::Store;
 use dagstream_types::{CommitIndex, CommitRef, Round};
 use std::cell::RefCell;
 use std::fmt;
@@ -94,6 +95,9 @@ impl fmt::Display for Violation {
 pub struct Output {
     /// Every commit processed, in the order processed.
     pub commits: Vec<CommitRef>,
+    /// The highest commit of the observer's store checked against the
+    /// chain.
+    pub persisted_checked: CommitIndex,
     /// The latest status the consumer saw, and how many it saw.
     pub status: ObserverStatus,
     pub statuses_seen: u64,
@@ -111,6 +115,9 @@ pub type Shared = Rc<RefCell<Checker>>;
 
 pub struct Checker {
     reference: Reference,
+    /// Every delivery and status seen, with its time: two runs of one seed
+    /// that end with the same trace took the same course.
+    trace: blake3::Hasher,
     pub outputs: Vec<Output>,
     pub violations: Vec<Violation>,
     block_queue_capacity: usize,
@@ -121,6 +128,7 @@ impl Checker {
     pub fn new(reference: Reference, observers: usize, config: &ObserverConfig) -> Shared {
         Rc::new(RefCell::new(Checker {
             reference,
+            trace: blake3::Hasher::new(),
             outputs: (0..observers).map(|_| Output::default()).collect(),
             violations: Vec::new(),
             block_queue_capacity: config.block_queue_capacity,
@@ -139,6 +147,7 @@ impl Checker {
     /// The consumer of `observer` processed `commit`: it must be the next
     /// commit of the honest chain, index and digest.
     pub fn delivered(&mut self, at_ms: u64, observer: usize, commit: CommitRef) {
+        self.record(&[0, at_ms, observer as u64, commit.index]);
         let expected_index = self.outputs[observer].last_index() + 1;
         if commit.index != expected_index {
             let what = if commit.index < expected_index {
@@ -161,9 +170,45 @@ impl Checker {
         self.outputs[observer].commits.push(commit);
     }
 
+    /// The commits `observer` persisted since the last look must be the
+    /// chain's, index and digest: its store holds a prefix of the chain.
+    pub fn persisted(&mut self, at_ms: u64, observer: usize, store: &dyn Store) {
+        let checked = self.outputs[observer].persisted_checked;
+        let read = store.last_commit_index().and_then(|tip| {
+            let new = tip.saturating_sub(checked) as usize;
+            store.scan_commits(checked + 1, new)
+        });
+        let commits = match read {
+            Ok(commits) => commits,
+            Err(err) => return self.violated(at_ms, observer, format!("store: {err}")),
+        };
+        for commit in commits {
+            let expected = self
+                .reference
+                .commit(self.outputs[observer].persisted_checked + 1);
+            if commit.reference() != expected {
+                let what = format!(
+                    "persisted {:?} where the chain has {expected:?}",
+                    commit.reference()
+                );
+                return self.violated(at_ms, observer, what);
+            }
+            self.outputs[observer].persisted_checked = expected.index;
+        }
+    }
+
     /// The consumer of `observer` saw `status`: its queues must be within
     /// their bounds.
     pub fn status(&mut self, at_ms: u64, observer: usize, status: ObserverStatus) {
+        self.record(&[
+            1,
+            at_ms,
+            observer as u64,
+            status.local_highest_commit,
+            status.connections,
+            status.block_queue_len as u64,
+            status.output_backlog,
+        ]);
         if status.block_queue_len > self.block_queue_capacity {
             let what = format!(
                 "{} blocks queued, over the capacity of {}",
@@ -183,8 +228,142 @@ impl Checker {
         output.statuses_seen += 1;
     }
 
+    fn record(&mut self, values: &[u64]) {
+        for value in values {
+            self.trace.update(&value.to_le_bytes());
+        }
+    }
+
+    /// The digest of everything seen so far, in order.
+    pub fn trace(&self) -> String {
+        self.trace.finalize().to_hex()[..16].to_string()
+    }
+
     /// The commits certified once round `round` is produced.
     pub fn certified_at_round(&mut self, round: Round) -> CommitIndex {
         self.reference.certified_at_round(round)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dagstream_store::MemStore;
+    use dagstream_test_utils::{TestChain, TestCommittee};
+    use std::sync::Arc;
+
+    fn checker() -> (Shared, Vec<CommitRef>) {
+        let committee = TestCommittee::new(4, 1);
+        let config = dagstream_sim::SimConfig {
+            seed: 1,
+            ..Default::default()
+        };
+        let mut reference = Reference::new(committee.simulator(config));
+        let chain = (1..=5).map(|i| reference.commit(i)).collect();
+        (
+            Checker::new(reference, 1, &ObserverConfig::default()),
+            chain,
+        )
+    }
+
+    fn violations(checker: &Shared) -> Vec<String> {
+        let checker = checker.borrow();
+        checker.violations.iter().map(|v| v.what.clone()).collect()
+    }
+
+    #[test]
+    fn the_chain_in_order_passes() {
+        let (checker, chain) = checker();
+        for commit in &chain {
+            checker.borrow_mut().delivered(10, 0, *commit);
+        }
+        assert_eq!(violations(&checker), Vec::<String>::new());
+        assert_eq!(checker.borrow().outputs[0].last_index(), 5);
+    }
+
+    #[test]
+    fn a_repeat_a_gap_and_a_foreign_commit_are_each_caught() {
+        let (checker, chain) = checker();
+        let mut foreign = chain[1];
+        foreign.digest = chain[0].digest;
+        let delivered = [chain[0], chain[0], foreign, chain[4]];
+        for commit in delivered {
+            checker.borrow_mut().delivered(10, 0, commit);
+        }
+        assert_eq!(
+            violations(&checker),
+            [
+                "commit 1 delivered again".to_string(),
+                format!("delivered {foreign:?}, the chain has {:?}", chain[1]),
+                "commit 5 delivered after 2: a gap".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn queues_over_their_bounds_are_caught() {
+        let (checker, _) = checker();
+        let config = ObserverConfig::default();
+        let within = ObserverStatus {
+            block_queue_len: config.block_queue_capacity,
+            output_backlog: config.output_queue_len as u64 + MAX_COMMITS_PER_STEP,
+            ..ObserverStatus::default()
+        };
+        checker.borrow_mut().status(10, 0, within.clone());
+        assert_eq!(violations(&checker), Vec::<String>::new());
+        let over = ObserverStatus {
+            block_queue_len: within.block_queue_len + 1,
+            output_backlog: within.output_backlog + 1,
+            ..within
+        };
+        checker.borrow_mut().status(11, 0, over);
+        assert_eq!(
+            violations(&checker),
+            [
+                "1001 blocks queued, over the capacity of 1000",
+                "513 commits wait for the consumer, over the bound of 512",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_store_is_checked_against_the_chain() {
+        let (checker, _) = checker();
+        let config = dagstream_sim::SimConfig {
+            seed: 1,
+            ..Default::default()
+        };
+        let honest = Arc::new(MemStore::new());
+        let mut chain = TestChain::new(&TestCommittee::new(4, 1), config.clone(), honest.clone());
+        chain.produce(20);
+        checker.borrow_mut().persisted(10, 0, honest.as_ref());
+        assert_eq!(violations(&checker), Vec::<String>::new());
+        assert_eq!(
+            checker.borrow().outputs[0].persisted_checked,
+            chain.last_commit_index()
+        );
+        // Another committee's chain: its first commit is not the chain's.
+        let (checker, _) = self::checker();
+        let forged = Arc::new(MemStore::new());
+        TestChain::new(&TestCommittee::new(4, 2), config, forged.clone()).produce(20);
+        checker.borrow_mut().persisted(10, 0, forged.as_ref());
+        let found = violations(&checker);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("persisted C1("), "{found:?}");
+    }
+
+    #[test]
+    fn the_certified_tip_lags_the_decided_one_by_a_round() {
+        let (checker, _) = checker();
+        let mut checker = checker.borrow_mut();
+        assert_eq!(checker.certified_at_round(1), 0);
+        let mut sim = TestCommittee::new(4, 1).simulator(dagstream_sim::SimConfig {
+            seed: 1,
+            ..Default::default()
+        });
+        for round in 2..40 {
+            sim.produce_round().unwrap();
+            assert_eq!(checker.certified_at_round(round), sim.last_commit_index());
+        }
     }
 }

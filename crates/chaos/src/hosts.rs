@@ -148,6 +148,9 @@ pub struct Observer {
     pub checker: Shared,
     /// Until when (simulated ms) the consumer reads nothing.
     pub stalled_until: Rc<Cell<u64>>,
+    /// How many commits before its last one the consumer resumes after a
+    /// restart: 0, but for a test of the checks.
+    pub resume_behind: u64,
 }
 
 impl Observer {
@@ -156,7 +159,8 @@ impl Observer {
     /// goes to the checker. Ends only with the host, or on the observer's
     /// own fatal error.
     pub async fn run(self) -> turmoil::Result {
-        let resume_after = self.checker.borrow().outputs[self.index].last_index();
+        let processed = self.checker.borrow().outputs[self.index].last_index();
+        let resume_after = processed.saturating_sub(self.resume_behind);
         let store: Arc<dyn Store> = self.store.clone();
         let (handle, mut commits) = start_with_transport(
             self.committee,

@@ -45,10 +45,14 @@
 //! # Determinism
 //! The plan, the chain, every node's clock and the network's latencies
 //! come from the seed. Hosts run on one thread each, ticked in a fixed
-//! order; the node's own `select!`s are biased. The blocking pool (block
-//! verification, store writes) runs on real threads, but a current-thread
-//! runtime with a paused clock does not move time while such a task runs,
-//! so its result is seen at the same simulated instant.
+//! order; the nodes' own `select!`s are biased, and their synchronous
+//! work (signature checks, store reads and writes) runs inline
+//! ([`Offload::Inline`](dagstream_publisher::Offload)) rather than on the
+//! blocking pool, whose threads would finish at instants no seed decides.
+//! A seed's run is then the same run every time: the same deliveries at
+//! the same simulated instants (a test checks this on six seeds). What
+//! is left outside the seed is the order in which libraries' own unbiased
+//! `select!`s poll; no run has shown it to matter.
 //!
 //! ```no_run
 //! let report = dagstream_chaos::run(7).unwrap_or_else(|failure| panic!("{failure}"));
@@ -61,4 +65,6 @@ pub mod plan;
 pub mod run;
 
 pub use plan::{Fault, Plan, Shape};
-pub use run::{replay_command, run, run_shaped, Failure, Report, CATCH_UP_MS, SEEDS_ENV, SEED_ENV};
+pub use run::{
+    replay_command, run, run_with, Failure, Options, Report, CATCH_UP_MS, SEEDS_ENV, SEED_ENV,
+};

@@ -72,11 +72,17 @@ impl Event {
     }
 }
 
-/// Every fault of one seed, by start time.
+/// Every fault of one seed, by start time, and the latency of each link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub seed: u64,
     pub events: Vec<Event>,
+    /// The latency of each link between an observer and an honest
+    /// upstream, `[observer][upstream]`, outside a spike. Fixed per link:
+    /// latencies drawn per packet would be drawn in the order packets are
+    /// sent, and a crash sends its resets in the order the runtime drops
+    /// its tasks, which no seed decides.
+    pub link_latency_ms: Vec<Vec<u64>>,
 }
 
 /// The kinds of fault, drawn with equal weight.
@@ -84,6 +90,10 @@ const KINDS: u64 = 5;
 
 /// The shortest fault: shorter ones would rarely outlast a round.
 const MIN_FAULT_MS: u64 = 200;
+
+/// Latency of a link outside a spike, at least and at most: one data
+/// centre to a neighbouring one.
+pub const LINK_MS: (u64, u64) = (1, 5);
 
 /// Latency of a spike, at least and at most: from a slow link to one past
 /// the observer's stall timeout.
@@ -121,7 +131,18 @@ impl Plan {
             })
             .collect();
         events.sort_by_key(|e| e.at_ms);
-        Plan { seed, events }
+        let link_latency_ms = (0..shape.observers)
+            .map(|_| {
+                (0..shape.honest_upstreams)
+                    .map(|_| LINK_MS.0 + rng.below(LINK_MS.1 - LINK_MS.0 + 1))
+                    .collect()
+            })
+            .collect();
+        Plan {
+            seed,
+            events,
+            link_latency_ms,
+        }
     }
 
     /// When the last fault ends: from then on nothing is wrong but the
@@ -134,6 +155,11 @@ impl Plan {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "plan of seed {}:", self.seed)?;
+        writeln!(
+            f,
+            "  link latencies (ms, observer by upstream): {:?}",
+            self.link_latency_ms
+        )?;
         for event in &self.events {
             writeln!(
                 f,
@@ -180,6 +206,11 @@ mod tests {
                 assert!(observer < shape.observers && upstream < shape.honest_upstreams);
             }
             assert!(plan.healed_ms() <= shape.fault_window_ms + shape.max_fault_ms);
+            assert_eq!(plan.link_latency_ms.len(), shape.observers);
+            for links in &plan.link_latency_ms {
+                assert_eq!(links.len(), shape.honest_upstreams);
+                assert!(links.iter().all(|ms| (LINK_MS.0..=LINK_MS.1).contains(ms)));
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use crate::check::{Checker, Reference, Shared};
 use crate::hosts::{Observer, Validator, PORT};
 use crate::plan::{Event, Fault, Plan, Shape};
 use dagstream_observer::ObserverConfig;
-use dagstream_publisher::PublisherConfig;
+use dagstream_publisher::{Offload, PublisherConfig};
 use dagstream_sim::SimConfig;
 use dagstream_store::MemStore;
 use dagstream_test_utils::TestCommittee;
@@ -38,8 +38,10 @@ const BYZANTINE_AHEAD_MS: u64 = 10_000;
 /// timer resolve to it.
 const TICK: Duration = Duration::from_millis(1);
 
-/// Latency of every link outside a spike: 1 to 5 ms.
-const LATENCY_MS: (u64, u64) = (1, 5);
+/// Latency of the links the plan does not name (to the Byzantine
+/// upstream, between validators): fixed, like every link's (see
+/// [`Plan::link_latency_ms`]).
+const OTHER_LINK_MS: u64 = 2;
 
 /// How long after the last fault heals every observer must have caught up.
 pub const CATCH_UP_MS: u64 = 20_000;
@@ -67,6 +69,9 @@ pub struct Report {
     /// Integrity faults each observer's last incarnation blamed on an
     /// upstream, as the last one it saw.
     pub last_fault: Vec<Option<String>>,
+    /// The digest of every delivery and status the checks saw, with its
+    /// time: equal in two runs that took the same course.
+    pub trace: String,
 }
 
 /// Why a seed failed.
@@ -86,9 +91,11 @@ impl fmt::Display for Failure {
 }
 
 /// The observers' configuration in the simulation: the defaults, with the
-/// timeouts of a seconds-long run instead of a months-long one.
+/// timeouts of a seconds-long run instead of a months-long one, and the
+/// synchronous work inline so that it happens at a simulated instant.
 pub fn observer_config() -> ObserverConfig {
     ObserverConfig {
+        offload: Offload::Inline,
         stall_timeout_ms: 2_000,
         faulty_cooldown_ms: 5_000,
         backoff_max_ms: 2_000,
@@ -100,6 +107,7 @@ pub fn observer_config() -> ObserverConfig {
 
 fn publisher_config() -> PublisherConfig {
     PublisherConfig {
+        offload: Offload::Inline,
         // A dead connection's streams are reaped after a few seconds.
         keepalive_interval_ms: 1_000,
         keepalive_timeout_ms: 2_000,
@@ -117,13 +125,24 @@ fn observer(index: usize) -> String {
 
 const BYZANTINE: &str = "byzantine";
 
-/// Runs `seed` with the default [`Shape`].
-pub fn run(seed: u64) -> Result<Report, Failure> {
-    run_shaped(seed, &Shape::default())
+/// How a run is set up, beyond its seed.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub shape: Shape,
+    /// A consumer that restarts resumes this many commits before the last
+    /// one it processed: 0, as the contract asks, unless a test checks
+    /// that the repeats this causes are caught.
+    pub resume_behind: u64,
 }
 
-/// Runs `seed` with `shape`.
-pub fn run_shaped(seed: u64, shape: &Shape) -> Result<Report, Failure> {
+/// Runs `seed` with the default [`Options`].
+pub fn run(seed: u64) -> Result<Report, Failure> {
+    run_with(seed, &Options::default())
+}
+
+/// Runs `seed` with `options`.
+pub fn run_with(seed: u64, options: &Options) -> Result<Report, Failure> {
+    let shape = &options.shape;
     let plan = Plan::generate(seed, shape);
     let fail = |reason: String| Failure {
         seed,
@@ -151,8 +170,8 @@ pub fn run_shaped(seed: u64, shape: &Shape) -> Result<Report, Failure> {
     let mut sim = turmoil::Builder::new()
         .simulation_duration(Duration::from_millis(healed_ms + CATCH_UP_MS + 1_000))
         .tick_duration(TICK)
-        .min_message_latency(Duration::from_millis(LATENCY_MS.0))
-        .max_message_latency(Duration::from_millis(LATENCY_MS.1))
+        .min_message_latency(Duration::from_millis(OTHER_LINK_MS))
+        .max_message_latency(Duration::from_millis(OTHER_LINK_MS))
         .epoch(std::time::UNIX_EPOCH)
         .rng_seed(seed)
         .build();
@@ -181,15 +200,19 @@ pub fn run_shaped(seed: u64, shape: &Shape) -> Result<Report, Failure> {
     let stalls: Vec<Rc<Cell<u64>>> = (0..shape.observers)
         .map(|_| Rc::new(Cell::new(0)))
         .collect();
+    let stores: Vec<Arc<MemStore>> = (0..shape.observers)
+        .map(|_| Arc::new(MemStore::new()))
+        .collect();
     for (index, stalled_until) in stalls.iter().enumerate() {
         let host = Observer {
             index,
             committee: genesis.committee.clone(),
             upstreams: addresses.clone(),
             config: config.clone(),
-            store: Arc::new(MemStore::new()),
+            store: stores[index].clone(),
             checker: checker.clone(),
             stalled_until: stalled_until.clone(),
+            resume_behind: options.resume_behind,
         };
         sim.host(observer(index), move || host.clone().run());
         // Each observer lists the upstreams in another order.
@@ -204,7 +227,12 @@ pub fn run_shaped(seed: u64, shape: &Shape) -> Result<Report, Failure> {
         .collect();
     actions.sort_by_key(|&(at, starts, _)| (at, starts));
     let mut actions = actions.into_iter().peekable();
-    let base = Duration::from_millis(LATENCY_MS.1);
+    let link = |o: usize, u: usize| Duration::from_millis(plan.link_latency_ms[o][u]);
+    for o in 0..shape.observers {
+        for u in 0..shape.honest_upstreams {
+            sim.set_link_latency(observer(o), honest(u), link(o, u));
+        }
+    }
     let mut target = None;
     loop {
         let now_ms = sim.elapsed().as_millis() as u64;
@@ -241,7 +269,7 @@ pub fn run_shaped(seed: u64, shape: &Shape) -> Result<Report, Failure> {
                         ..
                     },
                     false,
-                ) => sim.set_link_latency(observer(o), honest(u), base),
+                ) => sim.set_link_latency(observer(o), honest(u), link(o, u)),
                 (Fault::CrashUpstream { upstream }, true) => sim.crash(honest(upstream)),
                 (Fault::CrashUpstream { upstream }, false) => sim.bounce(honest(upstream)),
                 (Fault::CrashObserver { observer: o }, true) => sim.crash(observer(o)),
@@ -256,6 +284,9 @@ pub fn run_shaped(seed: u64, shape: &Shape) -> Result<Report, Failure> {
             return Err(fail(format!("a host failed: {err}")));
         }
         let mut checker = checker.borrow_mut();
+        for (index, store) in stores.iter().enumerate() {
+            checker.persisted(now_ms, index, store.as_ref());
+        }
         if let Some(first) = checker.violations.first() {
             return Err(fail(first.to_string()));
         }
@@ -284,6 +315,7 @@ pub fn run_shaped(seed: u64, shape: &Shape) -> Result<Report, Failure> {
                     .iter()
                     .map(|o| o.status.last_fault.clone())
                     .collect(),
+                trace: checker.trace(),
             });
         }
         if now_ms > healed_ms + CATCH_UP_MS {

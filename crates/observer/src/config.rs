@@ -3,6 +3,7 @@
 
 use crate::state_machine::SubscriberConfig;
 use crate::{ObserverError, Result};
+use dagstream_publisher::Offload;
 use dagstream_types::BlockLimits;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -65,6 +66,11 @@ pub struct ObserverConfig {
     /// TLS towards `https://` upstreams; `http://` ones are plaintext.
     #[serde(skip_serializing_if = "UpstreamTls::is_unset")]
     pub tls: UpstreamTls,
+    /// Where blocks and commit batches are verified and batches written:
+    /// the blocking pool, or inline for a deterministic simulation. Not a
+    /// file setting.
+    #[serde(skip)]
+    pub offload: Offload,
 }
 
 /// TLS towards `https://` upstreams (`[observer.tls]`).
@@ -107,6 +113,7 @@ impl Default for ObserverConfig {
             max_upstream_lag: 50,
             auth_token_path: None,
             tls: UpstreamTls::default(),
+            offload: Offload::default(),
         }
     }
 }

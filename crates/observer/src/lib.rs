@@ -65,6 +65,7 @@ pub mod verify;
 mod verify_tests;
 
 pub use config::{ObserverConfig, UpstreamTls};
+pub use dagstream_publisher::Offload;
 pub use delivery::DeliveredSubDag;
 pub use error::{ObserverError, Result};
 pub use handle::{start, start_with_metrics, start_with_transport, ObserverHandle};

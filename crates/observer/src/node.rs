@@ -115,7 +115,7 @@ impl Node {
             },
             committee,
             store,
-            persister: Persister::new(source),
+            persister: Persister::new(source, config.offload),
             config,
             machine,
             deriver,
@@ -430,7 +430,13 @@ impl Node {
                 Inbound::Ended(reason) => ended = Some(SessionEnd::Failed(reason)),
             }
         }
-        let verified = match verify_blocks(&self.committee, self.config.block_limits, blocks).await
+        let verified = match verify_blocks(
+            &self.committee,
+            self.config.block_limits,
+            blocks,
+            self.config.offload,
+        )
+        .await
         {
             Ok(verified) => verified,
             Err(source) => return Ok(Some(SessionEnd::Faulty(ObserverError::BadBlock { source }))),
@@ -469,11 +475,12 @@ impl Node {
         };
         let committee = self.committee.clone();
         let limits = self.config.block_limits;
-        let verified = tokio::task::spawn_blocking(move || {
-            verify_commit_batch(&committee, &limits, previous.as_ref(), &response)
-        })
-        .await
-        .expect("commit verification does not panic");
+        let verified = self
+            .config
+            .offload
+            .spawn(move || verify_commit_batch(&committee, &limits, previous.as_ref(), &response))
+            .await
+            .expect("commit verification does not panic");
         match verified {
             Ok(sub_dags) => self.sequence(sub_dags, Instant::now()).await.map(|()| None),
             Err(err) => faulty(err),

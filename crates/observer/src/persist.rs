@@ -1,5 +1,6 @@
 //! Persistence behind verification: a sequenced batch is written on the
-//! blocking pool while the node verifies the next one.
+//! blocking pool (or where [`Offload`] says) while the node verifies the
+//! next one.
 //!
 //! At most one write is in flight. The node hands each batch over
 //! ([`Persister::start`]) only after the previous one is durable
@@ -12,7 +13,7 @@
 use crate::delivery::DeliveredSubDag;
 use crate::sequencer::Sequenced;
 use crate::Result;
-use dagstream_publisher::StoreSource;
+use dagstream_publisher::{Offload, StoreSource};
 use dagstream_types::CommitIndex;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 /// Writes sequenced batches through the relay source, one at a time.
 pub(crate) struct Persister {
     source: Arc<StoreSource>,
+    offload: Offload,
     in_flight: Option<InFlight>,
 }
 
@@ -29,9 +31,10 @@ struct InFlight {
 }
 
 impl Persister {
-    pub fn new(source: Arc<StoreSource>) -> Persister {
+    pub fn new(source: Arc<StoreSource>, offload: Offload) -> Persister {
         Persister {
             source,
+            offload,
             in_flight: None,
         }
     }
@@ -52,7 +55,7 @@ impl Persister {
         debug_assert!(self.in_flight.is_none(), "one write at a time");
         let source = self.source.clone();
         let batch = sequenced.batch;
-        let write = tokio::task::spawn_blocking(move || Ok(source.write(batch)?));
+        let write = self.offload.spawn(move || Ok(source.write(batch)?));
         self.in_flight = Some(InFlight {
             write,
             sub_dags: sequenced.sub_dags,
@@ -107,7 +110,7 @@ mod tests {
         let store = Arc::new(HookedStore::new(Gate(Mutex::new(gate))));
         let source = Arc::new(StoreSource::new(store.clone(), fixture.committee.clone()).unwrap());
         let mut sequencer = Sequencer::recover(store.as_ref(), 200).unwrap();
-        let mut persister = Persister::new(source);
+        let mut persister = Persister::new(source, Offload::default());
         assert!(persister.finish().await.unwrap().is_empty());
 
         let sequenced = sequencer.sequence(commits.clone(), store.as_ref());

@@ -14,6 +14,7 @@
 use crate::{ObserverError, Result};
 use bytes::Bytes;
 use dagstream_proto::v1::{CommitStreamResponse, CommittedSubDagData};
+use dagstream_publisher::Offload;
 use dagstream_types::{
     BlockLimits, BlockRef, Commit, CommitIndex, CommittedSubDag, Committee, Digest,
     StakeAggregator, TrustedCommit, TypesError, VerifiedBlock,
@@ -29,12 +30,13 @@ const MAX_VERIFY_CHUNKS: usize = 4;
 const MIN_CHUNK_BLOCKS: usize = 32;
 
 /// Verifies received blocks in full (signature, limits, structure) on the
-/// blocking pool, in parallel chunks whose signatures are checked in
+/// blocking pool (or where `offload` says), in parallel chunks whose signatures are checked in
 /// batches, and returns them in their order.
 pub async fn verify_blocks(
     committee: &Arc<Committee>,
     limits: BlockLimits,
     blocks: Vec<Bytes>,
+    offload: Offload,
 ) -> std::result::Result<Vec<VerifiedBlock>, TypesError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunks = (blocks.len() / MIN_CHUNK_BLOCKS).clamp(1, MAX_VERIFY_CHUNKS.min(cores));
@@ -44,9 +46,7 @@ pub async fn verify_blocks(
         .map(|chunk| {
             let chunk = chunk.to_vec();
             let committee = committee.clone();
-            tokio::task::spawn_blocking(move || {
-                VerifiedBlock::verify_batch(chunk, &committee, &limits)
-            })
+            offload.spawn(move || VerifiedBlock::verify_batch(chunk, &committee, &limits))
         })
         .collect();
     let mut verified = Vec::with_capacity(blocks.len());

@@ -94,9 +94,9 @@ impl Cursor {
                 let certified = *self.certified.borrow_and_update();
                 if self.next <= certified {
                     let (shared, next, preferred) = (shared.clone(), self.next, self.preferred);
-                    self.building = Some(tokio::task::spawn_blocking(move || {
-                        build(&shared, next, preferred, certified)
-                    }));
+                    let offload = shared.config.offload;
+                    self.building =
+                        Some(offload.spawn(move || build(&shared, next, preferred, certified)));
                     continue;
                 }
             }

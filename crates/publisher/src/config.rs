@@ -1,6 +1,7 @@
 //! The publisher's configuration.
 
 use crate::error::{PublisherError, Result};
+use crate::offload::Offload;
 use crate::security::TlsConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -68,6 +69,10 @@ pub struct PublisherConfig {
     /// plaintext, for loopback and trusted networks only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// Where batches are read from the store: the blocking pool, or inline
+    /// for a deterministic simulation. Not a file setting.
+    #[serde(skip)]
+    pub offload: Offload,
 }
 
 impl Default for PublisherConfig {
@@ -88,6 +93,7 @@ impl Default for PublisherConfig {
             certificate_search_rounds: 1_000,
             auth_tokens_path: None,
             tls: None,
+            offload: Offload::default(),
         }
     }
 }

@@ -31,7 +31,8 @@
 //! - [`security`]: TLS on the listener ([`TlsConfig`]) and bearer
 //!   [`Tokens`], checked before a request reaches anything else; [`pki`]:
 //!   a throwaway CA and certificates for local testing.
-//! - [`config`]: [`PublisherConfig`]; `error`: [`PublisherError`].
+//! - [`config`]: [`PublisherConfig`]; `error`: [`PublisherError`];
+//!   [`offload`]: where synchronous work runs ([`Offload`]).
 //!
 //! Files import only from layers below them, so the import graph has no
 //! cycle:
@@ -41,6 +42,7 @@
 //!        ─▶ session ─▶ context ─▶ certifier ─▶ source
 //!                              ─▶ metrics ─▶ end_reason
 //!                              ─▶ batching, config ─▶ security ─▶ error
+//!                                           └─▶ offload
 //! ```
 //!
 //! # Data flow
@@ -67,6 +69,7 @@ mod context;
 mod end_reason;
 mod error;
 pub mod metrics;
+pub mod offload;
 pub mod pki;
 pub mod security;
 pub mod server;
@@ -77,6 +80,7 @@ pub use certifier::{Certificate, Certifier};
 pub use config::PublisherConfig;
 pub use error::{PublisherError, Result};
 pub use metrics::PublisherMetrics;
+pub use offload::Offload;
 pub use security::{TlsConfig, Tokens};
 pub use server::{Publisher, PublisherHandle};
 pub use source::{Accepted, ConsensusSource, StoreSource};
