@@ -1,5 +1,5 @@
 //! The fault plan: what goes wrong, where and when, as a pure function of
-//! the seed. Nothing here touches the network; [`crate::run`] applies it.
+//! the seed. Nothing here touches the network: the run loop (`run.rs`) applies it.
 
 use dagstream_sim::rng::SeededStream;
 use std::fmt;
