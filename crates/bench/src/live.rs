@@ -552,6 +552,7 @@ mod tests {
                 ancestors: vec![],
                 transactions: vec![],
                 commit_votes: vec![],
+                system_messages: vec![],
             },
             &key,
         );

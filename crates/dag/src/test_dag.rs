@@ -210,6 +210,7 @@ impl RoundBuilder<'_> {
                     ancestors: ancestors.into_values().collect(),
                     transactions: vec![],
                     commit_votes: vec![],
+                    system_messages: vec![],
                 },
                 &b.keys[author as usize],
             );

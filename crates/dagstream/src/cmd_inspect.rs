@@ -1,22 +1,30 @@
 //! `dagstream inspect`: a store's range, an offline check of its whole
-//! commit chain, and any commit by index.
+//! commit chain, any commit by index, and any checkpoint of an observer's
+//! store with its certificate.
 
 use crate::{chain, report};
 use anyhow::{bail, Context, Result};
-use dagstream_observer::checkpoint::{CheckpointLookup, Checkpointer};
+use dagstream_observer::checkpoint::{load_certificate, load_open, load_summary, CheckpointLookup};
 use dagstream_store::Store;
-use dagstream_types::{BlockLimits, CommitIndex, Committee, Genesis, TrustedCommit, VerifiedBlock};
+use dagstream_types::checkpoint::extend_contents;
+use dagstream_types::{
+    BlockLimits, CommitIndex, Committee, Digest, Genesis, TrustedCommit, VerifiedBlock,
+};
+use serde_json::json;
 use std::path::Path;
 
 /// Commits read per scan: bounds memory whatever the chain's length.
 const CHUNK: usize = 1_000;
 
-pub fn run(
-    data_dir: &Path,
-    commit: Option<CommitIndex>,
-    json: bool,
-    checkpoint_interval_ms: u64,
-) -> Result<()> {
+/// What to show of a store.
+pub enum Target {
+    /// Its range, with the whole chain verified.
+    Chain,
+    Commit(CommitIndex),
+    Checkpoint(u64),
+}
+
+pub fn run(data_dir: &Path, target: Target, json: bool) -> Result<()> {
     if chain::store_path(data_dir).is_none() {
         bail!(
             "no store in {}: is it a dagstream data dir?",
@@ -29,13 +37,16 @@ pub fn run(
         .ok()
         .map(Committee::new)
         .transpose()?;
-    match commit {
-        Some(index) => show(store.as_ref(), index, json, checkpoint_interval_ms),
-        None => verify(store.as_ref(), committee.as_ref(), json),
+    match target {
+        Target::Commit(index) => show(store.as_ref(), index, json),
+        Target::Checkpoint(sequence) => {
+            show_checkpoint(store.as_ref(), committee.as_ref(), sequence, json)
+        }
+        Target::Chain => verify(store.as_ref(), committee.as_ref(), json),
     }
 }
 
-fn show(store: &dyn Store, index: CommitIndex, json: bool, interval_ms: u64) -> Result<()> {
+fn show(store: &dyn Store, index: CommitIndex, json: bool) -> Result<()> {
     let commit = store
         .read_commit(index)?
         .with_context(|| format!("commit {index} is not in this store"))?;
@@ -48,11 +59,11 @@ fn show(store: &dyn Store, index: CommitIndex, json: bool, interval_ms: u64) -> 
     }
     // An observer's store says which checkpoint holds the commit; for a
     // validator's, it follows from the timestamps of commits 1..=index.
-    let checkpoint = if Checkpointer::load_open(store)?.is_some() {
+    let checkpoint = if load_open(store)?.is_some() {
         Some(CheckpointLookup::default().sequence_of(store, index)?)
     } else {
         match store.commit_range()? {
-            Some((1, _)) => report::checkpointer_at(store, interval_ms, index)?
+            Some((1, _)) => report::checkpoints_at(store, index)?
                 .open()
                 .map(|open| open.sequence),
             _ => None,
@@ -169,6 +180,83 @@ fn verify(store: &dyn Store, committee: Option<&Committee>, json: bool) -> Resul
             "chain verified: {} commits, {blocks_checked} blocks; digests chained; signatures {signatures}",
             highest - lowest + 1
         );
+    }
+    Ok(())
+}
+
+/// Shows closed checkpoint `sequence` of an observer's store, its commits
+/// and its signers, and verifies it: its content digest against the
+/// stored commits, its link to the checkpoint before, and its certificate
+/// against the committee (when the data dir holds the genesis).
+fn show_checkpoint(
+    store: &dyn Store,
+    committee: Option<&Committee>,
+    sequence: u64,
+    json: bool,
+) -> Result<()> {
+    if load_open(store)?.is_none() {
+        bail!("this store keeps no checkpoints: only an observer's does");
+    }
+    let summary = load_summary(store, sequence)?
+        .with_context(|| format!("checkpoint {sequence} is not closed in this store"))?;
+    let mut commits = Vec::new();
+    let mut contents = Digest::ZERO;
+    for index in summary.first_commit..=summary.last_commit {
+        let commit = store
+            .read_commit(index)?
+            .with_context(|| format!("commit {index} of checkpoint {sequence} is missing"))?;
+        contents = extend_contents(&contents, &commit.digest());
+        commits.push(json!({"index": index, "digest": commit.digest().to_string()}));
+    }
+    if contents != summary.content_digest {
+        bail!("checkpoint {sequence}: its commits do not hash to its content digest");
+    }
+    if let Some(previous) = sequence.checked_sub(1) {
+        if let Some(before) = load_summary(store, previous)? {
+            if before.digest() != summary.previous_digest {
+                bail!("checkpoint {sequence} does not chain to checkpoint {previous}");
+            }
+        }
+    }
+    let certificate = load_certificate(store, sequence)?;
+    if let (Some(certificate), Some(committee)) = (&certificate, committee) {
+        if certificate.summary != summary {
+            bail!("the certificate of checkpoint {sequence} is over another summary");
+        }
+        certificate
+            .verify(committee)
+            .with_context(|| format!("the certificate of checkpoint {sequence} is invalid"))?;
+    }
+    let signers: Option<Vec<u32>> = certificate
+        .as_ref()
+        .map(|c| c.signatures.iter().map(|(author, _)| *author).collect());
+    let value = json!({
+        "sequence": sequence,
+        "epoch": summary.epoch,
+        "digest": summary.digest().to_string(),
+        "first_commit": summary.first_commit,
+        "last_commit": summary.last_commit,
+        "timestamp_ms": summary.timestamp_ms,
+        "content_digest": summary.content_digest.to_string(),
+        "previous_digest": summary.previous_digest.to_string(),
+        "commits": commits,
+        "certified": certificate.is_some(),
+        "signers": signers,
+        "certificate_checked": certificate.is_some() && committee.is_some(),
+    });
+    if json {
+        println!("{}", serde_json::to_string(&value)?);
+        return Ok(());
+    }
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    match (&certificate, committee) {
+        (None, _) => println!("checkpoint {sequence}: contents verified; not certified yet"),
+        (Some(_), Some(_)) => {
+            println!("checkpoint {sequence}: contents and certificate verified")
+        }
+        (Some(_), None) => println!(
+            "checkpoint {sequence}: contents verified; certificate not checked (no genesis.json in the data dir)"
+        ),
     }
     Ok(())
 }

@@ -161,16 +161,19 @@ enum Command {
         #[command(flatten)]
         serve: cmd_tls::ServeSecurity,
     },
-    /// Show a data dir's range, verify its chain, or show one commit.
+    /// Show a data dir's range, verify its chain, or show one commit or
+    /// checkpoint.
     Inspect {
         #[arg(long)]
         data_dir: PathBuf,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "checkpoint")]
         commit: Option<u64>,
+        /// Show a checkpoint of an observer's store, its commits and
+        /// signers, and verify it and its certificate.
+        #[arg(long)]
+        checkpoint: Option<u64>,
         #[arg(long)]
         json: bool,
-        #[arg(long)]
-        config: Option<PathBuf>,
     },
     /// See the design work: a validator with history and three observers
     /// (catching up, slow consumer, restarted), a live dashboard, checks,
@@ -314,16 +317,15 @@ fn run(command: Command) -> Result<()> {
         Command::Inspect {
             data_dir,
             commit,
+            checkpoint,
             json,
-            config,
         } => {
-            let config = config::NodeConfig::load(config.as_deref())?;
-            cmd_inspect::run(
-                &data_dir,
-                commit,
-                json,
-                config.observer.min_checkpoint_interval_ms,
-            )
+            let target = match (commit, checkpoint) {
+                (Some(index), _) => cmd_inspect::Target::Commit(index),
+                (None, Some(sequence)) => cmd_inspect::Target::Checkpoint(sequence),
+                (None, None) => cmd_inspect::Target::Chain,
+            };
+            cmd_inspect::run(&data_dir, target, json)
         }
         Command::Demo {
             duration_secs,

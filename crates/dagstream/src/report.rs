@@ -4,8 +4,8 @@
 //! checkpoint keys (a validator's).
 
 use anyhow::Result;
-use dagstream_observer::checkpoint::Checkpointer;
 use dagstream_store::Store;
+use dagstream_types::CheckpointBuilder;
 use dagstream_types::{CommitIndex, CommittedSubDag, TrustedCommit};
 use serde_json::{json, Value};
 
@@ -35,22 +35,19 @@ pub fn sub_dag_json(sub_dag: &CommittedSubDag, checkpoint: Option<u64>) -> Value
 /// read (commits are small, blocks are not read).
 const CHECKPOINT_SCAN: usize = 10_000;
 
-/// The checkpointer's state after commit `through`, from the stored
-/// commits' timestamps: for stores that keep no checkpoints (an
-/// observer's store says, see `CheckpointLookup`).
-pub fn checkpointer_at(
-    store: &dyn Store,
-    interval_ms: u64,
-    through: CommitIndex,
-) -> Result<Checkpointer> {
-    let mut checkpointer = Checkpointer::new(interval_ms, None);
+/// The checkpoints formed through commit `through`, from the stored
+/// commits: for stores that keep no checkpoints (an observer's store
+/// says, see `CheckpointLookup`). Only sequences are read from it, so the
+/// epoch is left at 0.
+pub fn checkpoints_at(store: &dyn Store, through: CommitIndex) -> Result<CheckpointBuilder> {
+    let mut checkpointer = CheckpointBuilder::new(0);
     let mut next = 1;
     while next <= through {
         let chunk = store.scan_commits(next, CHECKPOINT_SCAN.min((through - next + 1) as usize))?;
         let Some(last) = chunk.last() else { break };
         next = last.index() + 1;
         for commit in &chunk {
-            checkpointer.place(commit.index(), commit.timestamp_ms());
+            checkpointer.place(commit.index(), commit.digest(), commit.timestamp_ms());
         }
     }
     Ok(checkpointer)

@@ -25,9 +25,6 @@ pub struct ObserverConfig {
     /// stops processing input. 256 commits keep a consumer busy for seconds
     /// while bounding memory.
     pub output_queue_len: usize,
-    /// Checkpoint interval of the design's certification context: 200 ms,
-    /// about three commits of a 75 ms round.
-    pub min_checkpoint_interval_ms: u64,
     /// Reconnections tried at once after a failure, before backing off.
     /// Three ride out a restart of the upstream or a dropped connection
     /// without delay, and then stop hammering one that is down.
@@ -102,7 +99,6 @@ impl Default for ObserverConfig {
             stall_timeout_ms: 5_000,
             block_queue_capacity: 1_000,
             output_queue_len: 256,
-            min_checkpoint_interval_ms: 200,
             immediate_retries: 3,
             backoff_initial_ms: 100,
             backoff_max_ms: 10_000,
@@ -174,9 +170,10 @@ mod tests {
                 r#""stop_commit_sync_lag":0,"pause_blocks_queue_size":500,"#,
                 r#""resume_blocks_queue_size":50,"evaluation_interval_ms":100},"#,
                 r#""stall_timeout_ms":5000,"block_queue_capacity":1000,"output_queue_len":256,"#,
-                r#""min_checkpoint_interval_ms":200,"immediate_retries":3,"#,
+                r#""immediate_retries":3,"#,
                 r#""backoff_initial_ms":100,"backoff_max_ms":10000,"faulty_cooldown_ms":60000,"#,
-                r#""block_limits":{"max_transactions_per_block":10000,"max_block_bytes":2097152},"#,
+                r#""block_limits":{"max_transactions_per_block":10000,"max_block_bytes":2097152,"#,
+                r#""max_system_messages_per_block":256},"#,
                 r#""degrade_after_ms":30000,"#,
                 r#""probe_interval_ms":2000,"max_upstream_lag":50}"#
             )

@@ -22,8 +22,11 @@
 //!   included; a repeat must match what was persisted.
 //! - `persist`: each batch written on the blocking pool while the node
 //!   verifies the next, one write in flight.
-//! - [`checkpoint`]: deterministic grouping of commits into checkpoints,
-//!   and their stored form.
+//! - [`checkpoint`]: the stored form of checkpoints (their grouping is the
+//!   chain's `CheckpointBuilder`) and certificates.
+//! - [`certify`]: checkpoint signatures collected from the blocks of
+//!   either stream, free of I/O, until 2f+1 stake signs the summary the
+//!   sequencer formed; certificates go with the next write.
 //! - [`delivery`]: persisted commits to the consumer, in order, each once,
 //!   each with its checkpoint ([`DeliveredSubDag`]).
 //! - `node`: the loop that wires the stages, one task owning all state;
@@ -35,7 +38,8 @@
 //! ```text
 //! selection ─▶ connection ─block stream──▶ verify_blocks ─▶ derive ──────────┐
 //!                  ▲      └commit stream─▶ verify_commit_batch ─────────────┤
-//!                  │ Start/Stop                                              ▼
+//!                  │ Start/Stop          (blocks of both ─▶ certify ◀─ closed)│
+//!                  │                                            │certificates ▼
 //!   state_machine ◀┴─ lag, queue length ─────────────── sequencer ─▶ persist: one atomic
 //!                                                                     write in flight
 //!                                                                     (StoreSource: store,
@@ -43,6 +47,9 @@
 //!                                  consumer ◀─ delivery ◀── durable ────────┘
 //! ```
 
+pub mod certify;
+#[cfg(test)]
+mod certify_tests;
 pub mod checkpoint;
 pub mod config;
 pub mod delivery;

@@ -1,5 +1,6 @@
 //! The observer's Prometheus metrics, registered on a registry passed in.
 
+use crate::certify::{Certified, Outcome};
 use crate::Mode;
 use dagstream_types::CommitIndex;
 use prometheus::{
@@ -44,6 +45,17 @@ pub struct ObserverMetrics {
     /// authority that proposed it) to its hand-over to the consumer, by
     /// this node's wall clock: the end-to-end lag, clock skew included.
     pub commit_lag_seconds: Histogram,
+    /// Highest certified checkpoint.
+    pub highest_certified_checkpoint: IntGauge,
+    /// Checkpoint signatures found in blocks, by outcome (`counted`,
+    /// `early`, `ignored`, `other_summary`, `forged`).
+    pub checkpoint_signatures: IntCounterVec,
+    /// Rounds from a checkpoint's closing commit's decision to the block
+    /// that completed its certificate.
+    pub certification_rounds: Histogram,
+    /// Block-time milliseconds from a checkpoint's closing commit to the
+    /// block that completed its certificate, in seconds.
+    pub certification_seconds: Histogram,
 }
 
 impl ObserverMetrics {
@@ -64,6 +76,10 @@ impl ObserverMetrics {
         registry.register(Box::new(metrics.receive_to_verify.clone()))?;
         registry.register(Box::new(metrics.verify_to_deliver.clone()))?;
         registry.register(Box::new(metrics.commit_lag_seconds.clone()))?;
+        registry.register(Box::new(metrics.highest_certified_checkpoint.clone()))?;
+        registry.register(Box::new(metrics.checkpoint_signatures.clone()))?;
+        registry.register(Box::new(metrics.certification_rounds.clone()))?;
+        registry.register(Box::new(metrics.certification_seconds.clone()))?;
         Ok(metrics)
     }
 
@@ -144,6 +160,32 @@ impl ObserverMetrics {
                 // milliseconds, catching up is seconds to minutes.
                 .buckets(exponential_buckets(0.001, 2.0, 17)?),
             )?,
+            highest_certified_checkpoint: IntGauge::new(
+                "dagstream_observer_highest_certified_checkpoint",
+                "Highest checkpoint certified by 2f+1 stake",
+            )?,
+            checkpoint_signatures: IntCounterVec::new(
+                Opts::new(
+                    "dagstream_observer_checkpoint_signatures_total",
+                    "Checkpoint signatures found in blocks, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            certification_rounds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dagstream_observer_certification_rounds",
+                    "Rounds from a checkpoint's closing decision to its certificate",
+                )
+                // Healthy: 0 to 2; a struggling committee: tens.
+                .buckets(vec![0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 32.0, 64.0]),
+            )?,
+            certification_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dagstream_observer_certification_seconds",
+                    "Block time from a checkpoint's closing commit to its certificate",
+                )
+                .buckets(latency_buckets()?),
+            )?,
         };
         // Known labels exist from the start, at zero.
         for reason in ["failed", "faulty", "degraded"] {
@@ -152,7 +194,35 @@ impl ObserverMetrics {
         for error in crate::error::INTEGRITY_ERROR_NAMES {
             metrics.faults.with_label_values(&[error]);
         }
+        for outcome in ["counted", "early", "ignored", "other_summary", "forged"] {
+            metrics.checkpoint_signatures.with_label_values(&[outcome]);
+        }
         Ok(metrics)
+    }
+
+    /// Counts what became of checkpoint signatures.
+    pub(crate) fn signatures(&self, outcomes: &[Outcome]) {
+        for outcome in outcomes {
+            let label = match outcome {
+                Outcome::Counted => "counted",
+                Outcome::Early => "early",
+                Outcome::Ignored => "ignored",
+                Outcome::OtherSummary => "other_summary",
+                Outcome::Forged => "forged",
+            };
+            self.checkpoint_signatures.with_label_values(&[label]).inc();
+        }
+    }
+
+    /// Observes newly certified checkpoints.
+    pub(crate) fn certified(&self, certified: &[Certified], highest: Option<u64>) {
+        for done in certified {
+            self.certification_rounds.observe(done.rounds as f64);
+            self.certification_seconds.observe(done.ms as f64 / 1_000.0);
+        }
+        if let Some(highest) = highest {
+            self.highest_certified_checkpoint.set(highest as i64);
+        }
     }
 
     pub(crate) fn set_mode(&self, mode: Mode, paused: bool) {

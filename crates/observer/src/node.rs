@@ -9,14 +9,18 @@
 //! - verifies received blocks ([`verify_blocks`]) and derives commits from
 //!   them ([`Deriver`]);
 //! - verifies commit batches against its own chain ([`verify_commit_batch`]);
-//! - sequences both ([`Sequencer`]) and writes each batch atomically
-//!   through the relay source ([`Persister`]) while it verifies the next;
+//! - collects the checkpoint signatures in every verified block, of either
+//!   stream ([`Certifier`]);
+//! - sequences both ([`Sequencer`]), certifies the checkpoints they close,
+//!   and writes each batch atomically through the relay source
+//!   ([`Persister`]) while it verifies the next;
 //! - queues the commits each write made durable for the consumer
 //!   ([`Delivery`]).
 //!
 //! A slow consumer stops the task from taking input, so the block queue
 //! grows and the state machine pauses blocks: nothing is dropped.
 
+use crate::certify::Certifier;
 use crate::config::ObserverConfig;
 use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
@@ -77,6 +81,7 @@ pub(crate) struct Node {
     machine: SubscriberStateMachine,
     deriver: Deriver,
     sequencer: Sequencer,
+    certifier: Certifier,
     persister: Persister,
     delivery: Delivery,
     status: ObserverStatus,
@@ -102,7 +107,8 @@ impl Node {
         verified: broadcast::Sender<VerifiedBlock>,
     ) -> Result<Node> {
         let deriver = Deriver::recover(committee.clone(), store.as_ref())?;
-        let sequencer = Sequencer::recover(store.as_ref(), config.min_checkpoint_interval_ms)?;
+        let sequencer = Sequencer::recover(store.as_ref(), committee.epoch())?;
+        let certifier = Certifier::recover(committee.clone(), store.as_ref())?;
         let machine = SubscriberStateMachine::new(config.subscriber.clone())?;
         let tip = sequencer.tip_index();
         let credentials = Credentials::load(&config.tls, config.auth_token_path.as_deref())?;
@@ -111,6 +117,7 @@ impl Node {
             status: ObserverStatus {
                 local_highest_commit: tip,
                 checkpoint: sequencer.open_checkpoint().map(|o| o.sequence),
+                highest_certified_checkpoint: certifier.highest_certified(),
                 ..ObserverStatus::default()
             },
             committee,
@@ -120,6 +127,7 @@ impl Node {
             machine,
             deriver,
             sequencer,
+            certifier,
             metrics,
             stamps: VerifyStamps::default(),
             verified,
@@ -371,6 +379,7 @@ impl Node {
         self.status.caught_up =
             observation.upstream_highest_commit == Some(self.persisted()) && last_closed.is_some();
         self.status.last_closed_checkpoint = last_closed.map(|c| c.sequence);
+        self.status.highest_certified_checkpoint = self.certifier.highest_certified();
         let _ = status.send(self.status.clone());
         Ok(None)
     }
@@ -447,6 +456,10 @@ impl Node {
             let waited = verified_at.saturating_duration_since(arrived);
             self.metrics.receive_to_verify.observe(waited.as_secs_f64());
         }
+        for block in &verified {
+            let outcomes = self.certifier.observe(block);
+            self.metrics.signatures(&outcomes);
+        }
         if self.verified.receiver_count() > 0 {
             for block in &verified {
                 // A receiver that lags loses the oldest: not an error here.
@@ -454,7 +467,7 @@ impl Node {
             }
         }
         let commits = self.deriver.add_blocks(verified)?;
-        self.sequence(commits, verified_at).await?;
+        self.sequence(commits, verified_at, false).await?;
         Ok(ended)
     }
 
@@ -482,29 +495,45 @@ impl Node {
             .await
             .expect("commit verification does not panic");
         match verified {
-            Ok(sub_dags) => self.sequence(sub_dags, Instant::now()).await.map(|()| None),
+            Ok(sub_dags) => self
+                .sequence(sub_dags, Instant::now(), true)
+                .await
+                .map(|()| None),
             Err(err) => faulty(err),
         }
     }
 
-    /// Sequences commits and starts writing the new ones in one atomic
-    /// write (which also announces them to relayed subscribers), once the
-    /// previous write is durable.
+    /// Sequences commits, certifies the checkpoints they close (with the
+    /// signatures in their blocks, if they came on the commit stream,
+    /// `received`), and starts writing the new commits and certificates in
+    /// one atomic write (which also announces the commits to relayed
+    /// subscribers), once the previous write is durable.
     async fn sequence(
         &mut self,
         sub_dags: Vec<CommittedSubDag>,
         verified_at: Instant,
+        received: bool,
     ) -> Result<()> {
         self.stamps
             .record(sub_dags.iter().map(|s| s.index()), verified_at);
         // The sequencer compares repeats with the store, and counts what it
         // sequenced as written.
         self.settle().await?;
-        let Some(sequenced) = self.sequencer.sequence(sub_dags, self.store.as_ref())? else {
+        let sequenced = self.sequencer.sequence(sub_dags, self.store.as_ref())?;
+        if sequenced.is_none() && !self.certifier.has_certified() {
             return Ok(());
-        };
+        }
+        let mut sequenced = sequenced.unwrap_or_default();
+        let outcomes = self.certifier.on_sequenced(&sequenced, received);
+        self.metrics.signatures(&outcomes);
+        let certified = self.certifier.take_certified(&mut sequenced.batch);
+        let highest = self.certifier.highest_certified();
+        self.metrics.certified(&certified, highest);
+        self.status.highest_certified_checkpoint = highest;
         self.status.checkpoint = self.sequencer.open_checkpoint().map(|o| o.sequence);
-        self.persister.start(sequenced);
+        if !sequenced.batch.is_empty() {
+            self.persister.start(sequenced);
+        }
         Ok(())
     }
 

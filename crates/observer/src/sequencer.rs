@@ -8,11 +8,14 @@
 //! the store to compare repeats and never writes: the node writes the
 //! batch.
 
-use crate::checkpoint::{Checkpoint, Checkpointer, OpenCheckpoint, OPEN_CHECKPOINT_KEY};
+use crate::checkpoint::{load_open, summary_key, OPEN_CHECKPOINT_KEY};
 use crate::delivery::DeliveredSubDag;
 use crate::{ObserverError, Result};
 use dagstream_store::{Store, WriteBatch};
-use dagstream_types::{CommitIndex, CommittedSubDag, Digest, TrustedCommit};
+use dagstream_types::{
+    CheckpointBuilder, CheckpointSummary, CommitIndex, CommittedSubDag, Digest, Epoch,
+    OpenCheckpoint, Round, TrustedCommit,
+};
 
 /// What the sequencer does with a commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,31 +52,40 @@ pub fn decide(
 }
 
 /// Commits to persist, in one atomic write.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Sequenced {
     /// The commits, their blocks, and the checkpoint keys.
     pub batch: WriteBatch,
     /// The same commits with their checkpoints, for the consumer.
     pub sub_dags: Vec<DeliveredSubDag>,
+    /// The checkpoints these commits closed, in order.
+    pub closed: Vec<ClosedCheckpoint>,
+}
+
+/// A checkpoint the sequencer closed, and the commit that closed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClosedCheckpoint {
+    pub summary: CheckpointSummary,
+    /// The round of the closing commit's leader.
+    pub leader_round: Round,
+    /// The closing commit's timestamp.
+    pub timestamp_ms: u64,
 }
 
 /// The chain's tip and checkpoints, as persisted.
 #[derive(Clone, Debug)]
 pub struct Sequencer {
     tip: Option<TrustedCommit>,
-    checkpointer: Checkpointer,
-    last_closed: Option<Checkpoint>,
+    checkpoints: CheckpointBuilder,
+    last_closed: Option<CheckpointSummary>,
 }
 
 impl Sequencer {
-    /// Continues the chain in `store`.
-    pub fn recover(store: &dyn Store, checkpoint_interval_ms: u64) -> Result<Self> {
+    /// Continues the chain in `store`, of a committee of `epoch`.
+    pub fn recover(store: &dyn Store, epoch: Epoch) -> Result<Self> {
         Ok(Sequencer {
             tip: store.last_commit()?,
-            checkpointer: Checkpointer::new(
-                checkpoint_interval_ms,
-                Checkpointer::load_open(store)?,
-            ),
+            checkpoints: CheckpointBuilder::resume(epoch, load_open(store)?),
             last_closed: None,
         })
     }
@@ -87,13 +99,13 @@ impl Sequencer {
         self.tip.as_ref().map_or(0, |c| c.index())
     }
 
-    pub fn open_checkpoint(&self) -> Option<OpenCheckpoint> {
-        self.checkpointer.open()
+    pub fn open_checkpoint(&self) -> Option<&OpenCheckpoint> {
+        self.checkpoints.open()
     }
 
     /// The newest checkpoint closed since this sequencer started.
-    pub fn last_closed_checkpoint(&self) -> Option<Checkpoint> {
-        self.last_closed
+    pub fn last_closed_checkpoint(&self) -> Option<&CheckpointSummary> {
+        self.last_closed.as_ref()
     }
 
     /// The commit that a commit-stream batch starting at `first` must chain
@@ -158,32 +170,36 @@ impl Sequencer {
         if to_persist.is_empty() {
             return Ok(None);
         }
-        let mut batch = WriteBatch::new();
-        let mut delivered = Vec::with_capacity(to_persist.len());
+        let mut sequenced = Sequenced::default();
         for sub_dag in to_persist {
-            let (checkpoint, closed) = self
-                .checkpointer
-                .place(sub_dag.index(), sub_dag.commit.timestamp_ms());
+            let commit = &sub_dag.commit;
+            let placed =
+                self.checkpoints
+                    .place(commit.index(), commit.digest(), commit.timestamp_ms());
             for block in &sub_dag.blocks {
-                batch.add_block(block);
+                sequenced.batch.add_block(block);
             }
-            batch.add_commit(sub_dag.commit.clone());
-            if let Some(closed) = closed {
-                batch.put_meta(Checkpoint::key(closed.sequence), closed.encode());
-                self.last_closed = Some(closed);
+            sequenced.batch.add_commit(commit.clone());
+            if let Some(summary) = placed.closed {
+                sequenced
+                    .batch
+                    .put_meta(summary_key(summary.sequence), summary.encode());
+                sequenced.closed.push(ClosedCheckpoint {
+                    summary,
+                    leader_round: commit.leader().round,
+                    timestamp_ms: commit.timestamp_ms(),
+                });
+                self.last_closed = Some(summary);
             }
-            self.tip = Some(sub_dag.commit.clone());
-            delivered.push(DeliveredSubDag {
+            self.tip = Some(commit.clone());
+            sequenced.sub_dags.push(DeliveredSubDag {
                 sub_dag,
-                checkpoint,
+                checkpoint: placed.sequence,
             });
         }
-        if let Some(open) = self.checkpointer.open() {
-            batch.put_meta(OPEN_CHECKPOINT_KEY, Checkpointer::encode(&open));
+        if let Some(open) = self.checkpoints.open() {
+            sequenced.batch.put_meta(OPEN_CHECKPOINT_KEY, open.encode());
         }
-        Ok(Some(Sequenced {
-            batch,
-            sub_dags: delivered,
-        }))
+        Ok(Some(sequenced))
     }
 }

@@ -1,8 +1,9 @@
 //! The stages behind the network, over a `MemStore` and no sockets: the
-//! block path ([`Deriver`]), the [`Sequencer`], checkpoints and
-//! [`Delivery`], wired as the node wires them.
+//! block path ([`Deriver`]), the [`Sequencer`], checkpoints, the
+//! [`Certifier`] and [`Delivery`], wired as the node wires them.
 
-use crate::checkpoint::{CheckpointLookup, Checkpointer};
+use crate::certify::Certifier;
+use crate::checkpoint::{load_certificate, load_summary, CheckpointLookup};
 use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
 use crate::sequencer::{decide, Sequencer, Sequencing};
@@ -10,13 +11,12 @@ use crate::ObserverError;
 use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
 use dagstream_test_utils::TestCommittee;
-use dagstream_types::{CommittedSubDag, Committee, Digest, TrustedCommit, VerifiedBlock};
+use dagstream_types::{
+    CertifiedCheckpoint, CheckpointBuilder, CommittedSubDag, Committee, Digest, TrustedCommit,
+    VerifiedBlock,
+};
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
-
-/// The checkpoint interval of these tests: with 100 ms rounds, a
-/// checkpoint holds a few commits.
-const INTERVAL_MS: u64 = 200;
 
 struct Chain {
     committee: Arc<Committee>,
@@ -41,10 +41,15 @@ fn chain() -> &'static Chain {
             blocks.extend(output.blocks);
             commits.extend(output.commits);
         }
-        let mut checkpointer = Checkpointer::new(INTERVAL_MS, None);
+        let mut builder = CheckpointBuilder::new(committee.epoch());
         let checkpoints = commits
             .iter()
-            .map(|c| checkpointer.place(c.index(), c.commit.timestamp_ms()).0)
+            .map(|c| {
+                let commit = &c.commit;
+                builder
+                    .place(commit.index(), commit.digest(), commit.timestamp_ms())
+                    .sequence
+            })
             .collect();
         Chain {
             committee,
@@ -71,33 +76,100 @@ fn outline(delivered: &[DeliveredSubDag]) -> Vec<(u64, Digest, u64)> {
         .collect()
 }
 
+/// The checkpoints certified by the signatures in committed blocks alone,
+/// as a catch-up over the commit stream finds them.
+fn certifiable() -> &'static Vec<u64> {
+    static CERTIFIABLE: OnceLock<Vec<u64>> = OnceLock::new();
+    CERTIFIABLE.get_or_init(|| {
+        let chain = chain();
+        let mut pipeline = Pipeline::new(Arc::new(MemStore::new()), 0, 1_000);
+        pipeline.commits(&chain.commits).unwrap();
+        let sequences = sequences(&pipeline.certified);
+        // All but the newest closed checkpoints, whose signatures are in
+        // blocks not committed yet.
+        let closed = *chain.checkpoints.last().unwrap();
+        assert!(
+            sequences.len() as u64 + 2 >= closed,
+            "{sequences:?} of {closed}"
+        );
+        sequences
+    })
+}
+
+/// The certified checkpoints' sequences, sorted, each checked: a valid
+/// certificate of the summary the store holds, stored once.
+fn checked(pipeline: &Pipeline) -> Vec<u64> {
+    let committee = &chain().committee;
+    for certificate in &pipeline.certified {
+        let sequence = certificate.summary.sequence;
+        certificate.verify(committee).unwrap();
+        let store = pipeline.store.as_ref();
+        assert_eq!(
+            load_summary(store, sequence).unwrap(),
+            Some(certificate.summary)
+        );
+        assert_eq!(
+            load_certificate(store, sequence).unwrap().as_ref(),
+            Some(certificate)
+        );
+    }
+    sequences(&pipeline.certified)
+}
+
+fn sequences(certified: &[CertifiedCheckpoint]) -> Vec<u64> {
+    let mut sequences: Vec<u64> = certified.iter().map(|c| c.summary.sequence).collect();
+    sequences.sort();
+    let count = sequences.len();
+    sequences.dedup();
+    assert_eq!(sequences.len(), count, "a checkpoint certified twice");
+    sequences
+}
+
 /// The node's stages, minus the network and the tasks.
 struct Pipeline {
     store: Arc<MemStore>,
     deriver: Deriver,
     sequencer: Sequencer,
+    certifier: Certifier,
     delivery: Delivery,
     /// What the consumer received.
     delivered: Vec<DeliveredSubDag>,
+    /// What the certifier certified, in the order it did.
+    certified: Vec<CertifiedCheckpoint>,
 }
 
 impl Pipeline {
     fn new(store: Arc<MemStore>, resume_after: u64, queue_len: usize) -> Pipeline {
         let committee = chain().committee.clone();
+        let sequencer = Sequencer::recover(store.as_ref(), committee.epoch()).unwrap();
+        let certifier = Certifier::recover(committee.clone(), store.as_ref()).unwrap();
         let deriver = Deriver::recover(committee, store.as_ref()).unwrap();
-        let sequencer = Sequencer::recover(store.as_ref(), INTERVAL_MS).unwrap();
         let delivery = Delivery::new(resume_after, queue_len);
         Pipeline {
             store,
             deriver,
             sequencer,
+            certifier,
             delivery,
             delivered: Vec::new(),
+            certified: Vec::new(),
         }
     }
 
-    fn sequence(&mut self, sub_dags: Vec<CommittedSubDag>) -> Result<(), ObserverError> {
-        if let Some(sequenced) = self.sequencer.sequence(sub_dags, self.store.as_ref())? {
+    fn sequence(
+        &mut self,
+        sub_dags: Vec<CommittedSubDag>,
+        received: bool,
+    ) -> Result<(), ObserverError> {
+        let mut sequenced = self
+            .sequencer
+            .sequence(sub_dags, self.store.as_ref())?
+            .unwrap_or_default();
+        self.certifier.on_sequenced(&sequenced, received);
+        let certified = self.certifier.take_certified(&mut sequenced.batch);
+        self.certified
+            .extend(certified.into_iter().map(|c| c.certificate));
+        if !sequenced.batch.is_empty() {
             self.store.write(sequenced.batch)?;
             self.delivery.push(sequenced.sub_dags);
         }
@@ -110,8 +182,11 @@ impl Pipeline {
     }
 
     fn blocks(&mut self, blocks: Vec<VerifiedBlock>) -> Result<(), ObserverError> {
+        for block in &blocks {
+            self.certifier.observe(block);
+        }
         let commits = self.deriver.add_blocks(blocks)?;
-        self.sequence(commits)
+        self.sequence(commits, false)
     }
 
     /// A commit batch, as if verified; one that leaves a gap after the tip
@@ -126,7 +201,7 @@ impl Pipeline {
         {
             Err(ObserverError::BrokenChain { .. }) => Ok(()),
             Err(err) => Err(err),
-            Ok(_) => self.sequence(batch.to_vec()),
+            Ok(_) => self.sequence(batch.to_vec(), true),
         }
     }
 
@@ -200,6 +275,8 @@ fn blocks_and_commits_sequence_into_one_chain_with_checkpoints() {
             chain.checkpoints[position]
         );
     }
+    // The signatures of both paths certify what the commits alone do.
+    assert_eq!(&checked(&pipeline), certifiable());
 }
 
 /// A consumer resuming from further back than the queue holds reads the
@@ -218,6 +295,19 @@ fn delivery_and_sequencing_resume_from_the_store() {
     assert!(!resumed.delivery.has_room(half as u64));
     resumed.commits(&chain.commits[half - 2..]).unwrap();
     assert_eq!(outline(&resumed.delivered), expected(chain, 3));
+    // Certificates too continue, each recorded once: what the first run
+    // left uncertified, the resumed one certifies from the stored blocks.
+    checked(&first);
+    let mut both = first.certified.clone();
+    both.extend(checked(&resumed).iter().map(|s| {
+        resumed
+            .certified
+            .iter()
+            .find(|c| c.summary.sequence == *s)
+            .unwrap()
+            .clone()
+    }));
+    assert_eq!(&sequences(&both), certifiable());
 
     // A consumer ahead of the store (a repaired store re-syncing from
     // genesis) is not handed again what it has: delivery starts after it.
@@ -320,5 +410,8 @@ proptest! {
         let tip = pipeline.sequencer.tip_index() as usize;
         pipeline.commits(&chain.commits[tip..]).unwrap();
         prop_assert_eq!(outline(&pipeline.delivered), expected(chain, 0));
+        // Blocks seen beyond the commits certify at most sooner.
+        let certified = checked(&pipeline);
+        prop_assert!(certifiable().iter().all(|s| certified.contains(s)), "{:?}", certified);
     }
 }

@@ -20,6 +20,9 @@ pub struct ObserverStatus {
     pub checkpoint: Option<u64>,
     /// The newest closed (complete and persisted) checkpoint.
     pub last_closed_checkpoint: Option<u64>,
+    /// The highest checkpoint certified by signatures of 2f+1 stake over
+    /// the summary this observer formed itself.
+    pub highest_certified_checkpoint: Option<u64>,
     /// Local highest commit equals the upstream's, and every checkpoint
     /// before the open one is closed and persisted (a checkpoint closes
     /// when the first commit of the next one arrives).

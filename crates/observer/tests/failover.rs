@@ -7,12 +7,12 @@ use common::{
     committee_and_keys, consume, fresh_observer, stale_validator, validator, validator_on_clock,
     wait_status, TestClock, INTERVAL_MS,
 };
-use dagstream_observer::checkpoint::Checkpointer;
 use dagstream_observer::{start, ObserverConfig};
 use dagstream_publisher::{Publisher, PublisherConfig};
 use dagstream_store::MemStore;
 use dagstream_test_utils::proxy::{Fault, FaultProxy};
 use dagstream_test_utils::TestCommittee;
+use dagstream_types::CheckpointBuilder;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,27 +136,24 @@ async fn an_observer_relays_to_another_observer() {
     let a_store = a.source().store().clone();
     let b_store = b.source().store().clone();
     b.stop().await.unwrap();
-    let mut checkpointer =
-        Checkpointer::new(ObserverConfig::default().min_checkpoint_interval_ms, None);
+    let mut builder = CheckpointBuilder::new(0);
     let mut expected = Vec::new();
     for commit in validator.store.scan_commits(1, 250).unwrap() {
-        if let (_, Some(closed)) = checkpointer.place(commit.index(), commit.timestamp_ms()) {
-            expected.push(closed);
-        }
+        let placed = builder.place(commit.index(), commit.digest(), commit.timestamp_ms());
+        expected.extend(placed.closed);
     }
     assert!(expected.len() > 10);
     for closed in &expected {
         let key = format!("checkpoint/{:020}", closed.sequence);
-        let mut range = closed.first_commit.to_le_bytes().to_vec();
-        range.extend_from_slice(&closed.last_commit.to_le_bytes());
+        let summary = closed.encode();
         assert_eq!(
             b_store.read_meta(&key).unwrap().as_deref(),
-            Some(range.as_slice()),
+            Some(summary.as_slice()),
             "{key}"
         );
         assert_eq!(
             a_store.read_meta(&key).unwrap().as_deref(),
-            Some(range.as_slice()),
+            Some(summary.as_slice()),
             "{key}"
         );
     }

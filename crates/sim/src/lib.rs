@@ -12,6 +12,8 @@
 //!   [`SimConfig`]: seed, load, crashed and slow authorities.
 //! - [`simulator`]: [`Simulator`], which makes each round's blocks and feeds
 //!   them to [`DagConsensus`](dagstream_dag::DagConsensus).
+//! - [`checkpoints`]: the checkpoints the commits close, each signed by
+//!   every live authority in one of its next blocks.
 //! - `persist`: [`Simulator::batch_for`] makes each round one atomic store
 //!   batch (or [`Simulator::round_end_batch`] closes a round whose blocks
 //!   were written one by one); [`Simulator::recover`] continues a chain from
@@ -23,8 +25,10 @@
 //! now_ms ─▶ Simulator::produce_due ─▶ for each due round r:
 //!     each live authority: own block of r-1 + seeded quorum of r-1
 //!       (+ slow authorities' blocks of r-2) + seeded transactions
-//!       + votes for the commits decided after r-1 ─▶ sign (─▶ on_block)
-//!     ─▶ DagConsensus::add_blocks ─▶ RoundOutput { blocks, decisions, commits }
+//!       + votes for the commits decided after r-1
+//!       + signatures of checkpoints closed at r-1 (or r-2) ─▶ sign (─▶ on_block)
+//!     ─▶ DagConsensus::add_blocks ─▶ commits ─▶ CheckpointBuilder
+//!     ─▶ RoundOutput { blocks, decisions, commits, checkpoints }
 //! ```
 //!
 //! Round `r` is due at `genesis_time_ms + r * round_interval_ms`. A simulator
@@ -52,6 +56,7 @@
 //! assert!(rounds.iter().map(|r| r.commits.len()).sum::<usize>() > 10);
 //! ```
 
+pub mod checkpoints;
 pub mod config;
 mod error;
 pub mod genesis;

@@ -1,7 +1,7 @@
 //! Writing the simulated chain to a [`Store`] and resuming from it.
 //!
-//! A round is durable once its blocks, the commits it decided and its
-//! progress marker are written: all in one atomic [`WriteBatch`]
+//! A round is durable once its blocks, the commits it decided, its
+//! progress marker and the checkpoints' state are written: all in one atomic [`WriteBatch`]
 //! ([`Simulator::batch_for`]), or each block on its own and then the
 //! round's end ([`Simulator::round_end_batch`]). A simulator that crashes
 //! loses at most the round it was writing: [`Simulator::recover`] continues
@@ -9,6 +9,7 @@
 //! makes exactly the blocks an uninterrupted run would, the same bytes as
 //! those already stored.
 
+use crate::checkpoints::CheckpointState;
 use crate::{CommitteeKeys, Result, RoundOutput, SimConfig, SimError, Simulator};
 use dagstream_dag::{DagConfig, DagConsensus};
 use dagstream_store::recovery::load_consensus_state;
@@ -23,6 +24,9 @@ const IDENTITY_KEY: &str = "sim/identity";
 /// Meta key of the progress marker: last round written (LE u64), then the
 /// first commit index decided in that round (LE u64).
 const PROGRESS_KEY: &str = "sim/progress";
+/// Meta key of the checkpoints' state after the last round written (BCS of
+/// [`CheckpointState`]).
+const CHECKPOINTS_KEY: &str = "sim/checkpoints";
 
 /// BLAKE3 of the committee digest and the config: two simulators with the
 /// same identity produce the same chain.
@@ -65,6 +69,9 @@ impl Simulator {
         progress.extend_from_slice(&output.round.to_le_bytes());
         progress.extend_from_slice(&votes_from.to_le_bytes());
         batch.put_meta(PROGRESS_KEY, progress);
+        let checkpoints = bcs::to_bytes(&output.checkpoint_state)
+            .expect("the checkpoint state always has a BCS encoding");
+        batch.put_meta(CHECKPOINTS_KEY, checkpoints);
         if output.round == 1 {
             let identity = chain_identity(self.committee(), self.config());
             batch.put_meta(IDENTITY_KEY, identity.as_bytes().to_vec());
@@ -134,9 +141,14 @@ impl Simulator {
             }
             by_author
         });
+        let checkpoints = store
+            .read_meta(CHECKPOINTS_KEY)?
+            .ok_or_else(|| corrupt("the checkpoint state is missing".into()))?;
+        let checkpoints: CheckpointState = bcs::from_bytes(&checkpoints)
+            .map_err(|err| corrupt(format!("the checkpoint state: {err}")))?;
         let consensus = DagConsensus::recover(committee.clone(), DagConfig::default(), state)?;
         let mut simulator = Simulator::new(committee, keys, config, limits)?;
-        simulator.resume_at(last_round + 1, consensus, recent, votes);
+        simulator.resume_at(last_round + 1, consensus, recent, votes, checkpoints);
         Ok(simulator)
     }
 }

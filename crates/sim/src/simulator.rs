@@ -1,11 +1,12 @@
 //! The simulated committee: one round of signed blocks at a time.
 
+use crate::checkpoints::{CheckpointState, Checkpoints};
 use crate::rng::SeededStream;
 use crate::{CommitteeKeys, Result, SimConfig};
 use dagstream_dag::{DagConfig, DagConsensus, Decision};
 use dagstream_types::{
-    AuthorityIndex, Block, BlockLimits, BlockRef, CommitIndex, CommitRef, CommittedSubDag,
-    Committee, Round, Stake, Transaction, VerifiedBlock,
+    AuthorityIndex, Block, BlockLimits, BlockRef, CheckpointSummary, CommitIndex, CommitRef,
+    CommittedSubDag, Committee, Round, Stake, Transaction, VerifiedBlock,
 };
 use std::sync::Arc;
 
@@ -19,13 +20,19 @@ pub struct RoundOutput {
     pub decisions: Vec<Decision>,
     /// Commits decided once this round was added, in index order.
     pub commits: Vec<CommittedSubDag>,
+    /// Checkpoints those commits closed, in order.
+    pub checkpoints: Vec<CheckpointSummary>,
+    /// The checkpoints' state after this round, which is persisted with it.
+    pub checkpoint_state: CheckpointState,
 }
 
 /// A deterministic committee of authorities that all share one view.
 ///
 /// Round `r` of every live authority is built from round `r - 1`, signed, and
 /// fed to the same [`DagConsensus`] an observer runs; its commits are voted
-/// for by every live authority's block of round `r + 1`. Time is an input:
+/// for by every live authority's block of round `r + 1`, and the
+/// checkpoints they close are signed by every live authority in one of
+/// its next blocks ([`checkpoints`](crate::checkpoints)). Time is an input:
 /// [`Simulator::produce_due`] produces the rounds scheduled up to a given
 /// instant, so the simulator itself never reads a clock.
 pub struct Simulator {
@@ -40,6 +47,7 @@ pub struct Simulator {
     /// Commits decided after the previous round: every block of the next
     /// round votes for them.
     votes: Vec<CommitRef>,
+    checkpoints: Checkpoints,
 }
 
 impl Simulator {
@@ -59,6 +67,7 @@ impl Simulator {
             .collect();
         Ok(Simulator {
             consensus: DagConsensus::new(committee.clone(), DagConfig::default()),
+            checkpoints: Checkpoints::resume(committee.epoch(), CheckpointState::default()),
             recent: [genesis, vec![None; committee.size()]],
             committee,
             keys,
@@ -88,11 +97,13 @@ impl Simulator {
         consensus: DagConsensus,
         recent: [Vec<Option<BlockRef>>; 2],
         votes: Vec<CommitRef>,
+        checkpoints: CheckpointState,
     ) {
         self.next_round = next_round;
         self.consensus = consensus;
         self.recent = recent;
         self.votes = votes;
+        self.checkpoints = Checkpoints::resume(self.committee.epoch(), checkpoints);
     }
 
     pub fn next_round(&self) -> Round {
@@ -150,11 +161,14 @@ impl Simulator {
         self.recent[1] = previous;
         self.votes = output.commits.iter().map(|c| c.reference()).collect();
         self.next_round += 1;
+        let checkpoints = self.checkpoints.on_round(round, &output.commits);
         Ok(RoundOutput {
             round,
             blocks,
             decisions: output.decisions,
             commits: output.commits,
+            checkpoints,
+            checkpoint_state: self.checkpoints.state(),
         })
     }
 
@@ -208,6 +222,7 @@ impl Simulator {
                 ancestors,
                 transactions: self.make_transactions(round, author),
                 commit_votes: self.votes.clone(),
+                system_messages: self.checkpoints.messages(seed, round, author, &self.keys),
             },
             &self.keys.keys()[author as usize],
         )

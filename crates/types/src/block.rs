@@ -5,6 +5,7 @@
 //! [`VerifiedBlock::verify`] (or that this node made itself), kept together
 //! with its exact bytes so that nothing is ever re-encoded.
 
+use crate::checkpoint::SystemMessage;
 use crate::crypto::{sign_block_hash, verify_block_hash, SignatureBatch};
 use crate::error::{bcs_decode, bcs_encode};
 use crate::{
@@ -41,6 +42,10 @@ pub struct Block {
     pub transactions: Vec<Transaction>,
     /// Every commit the author decided since its previous block.
     pub commit_votes: Vec<CommitRef>,
+    /// The author's signatures for the consensus system (checkpoints),
+    /// checked where they are used: a wrong one does not make the block
+    /// invalid.
+    pub system_messages: Vec<SystemMessage>,
 }
 
 /// A block with its author's signature: the wire and storage form.
@@ -92,6 +97,7 @@ impl VerifiedBlock {
                         ancestors: vec![],
                         transactions: vec![],
                         commit_votes: vec![],
+                        system_messages: vec![],
                     },
                     signature: Signature::ZERO,
                 };
@@ -104,7 +110,7 @@ impl VerifiedBlock {
     /// Decodes and fully validates a block received from anyone.
     ///
     /// Checks, in order of cost: size, encoding (including trailing bytes),
-    /// epoch, author, round, transaction count, ancestors, and last the
+    /// epoch, author, round, transaction and system message counts, ancestors, and last the
     /// signature. What needs other blocks (that the ancestors exist) is the
     /// DAG's job.
     pub fn verify(bytes: Bytes, committee: &Committee, limits: &BlockLimits) -> Result<Self> {
@@ -212,6 +218,10 @@ impl VerifiedBlock {
         &self.inner.signed.block.commit_votes
     }
 
+    pub fn system_messages(&self) -> &[SystemMessage] {
+        &self.inner.signed.block.system_messages
+    }
+
     /// The exact `SignedBlock` bytes: what is hashed, stored and sent.
     pub fn serialized(&self) -> &Bytes {
         &self.inner.serialized
@@ -275,6 +285,12 @@ impl<'c> Unsigned<'c> {
             return Err(TypesError::TooManyTransactions {
                 count: block.transactions.len(),
                 max: limits.max_transactions_per_block,
+            });
+        }
+        if block.system_messages.len() > limits.max_system_messages_per_block {
+            return Err(TypesError::TooManySystemMessages {
+                count: block.system_messages.len(),
+                max: limits.max_system_messages_per_block,
             });
         }
         let mut seen = vec![false; committee.size()];

@@ -1,8 +1,9 @@
-//! Ed25519 keys and signatures, and the block signing rule.
+//! Ed25519 keys and signatures, and the signing rules.
 //!
-//! A block is signed over `"DAGSTREAM_BLOCK_V1" || BLAKE3(BCS(Block))`. The
-//! prefix is a domain separator: a signature made for a block can never be
-//! replayed as a signature over any other kind of message.
+//! A block is signed over `"DAGSTREAM_BLOCK_V1" || BLAKE3(BCS(Block))`, a
+//! checkpoint summary over `"DAGSTREAM_CHECKPOINT_V1" || BLAKE3(BCS(summary))`.
+//! The prefix is a domain separator: a signature made for one kind of
+//! message can never be replayed as a signature over another.
 //!
 //! Signatures are checked under the ZIP-215 rules (as Sui's do), through
 //! `ed25519-zebra`, the rules' reference implementation: canonical `S`, the
@@ -19,6 +20,8 @@ use std::fmt;
 
 /// The domain separator that starts every signed block message.
 pub const BLOCK_SIGNING_DOMAIN: &[u8] = b"DAGSTREAM_BLOCK_V1";
+/// The domain separator that starts every signed checkpoint summary.
+pub const CHECKPOINT_SIGNING_DOMAIN: &[u8] = b"DAGSTREAM_CHECKPOINT_V1";
 
 /// An Ed25519 public key: 32 raw bytes in BCS, hex in `genesis.json`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -61,6 +64,12 @@ pub fn block_signing_message(block_hash: &Digest) -> [u8; BLOCK_SIGNING_DOMAIN.l
     message
 }
 
+/// The exact bytes an authority signs for the checkpoint summary whose BCS
+/// encoding hashes to `summary_digest`.
+pub fn checkpoint_signing_message(summary_digest: &Digest) -> Vec<u8> {
+    [CHECKPOINT_SIGNING_DOMAIN, summary_digest.as_bytes()].concat()
+}
+
 /// Signs the block whose BCS encoding hashes to `block_hash`.
 pub fn sign_block_hash(key: &SigningKey, block_hash: &Digest) -> Signature {
     Signature(key.sign(&block_signing_message(block_hash)).to_bytes())
@@ -72,9 +81,30 @@ pub fn verify_block_hash(
     block_hash: &Digest,
     signature: &Signature,
 ) -> bool {
+    verify_message(key, &block_signing_message(block_hash), signature)
+}
+
+/// Signs the checkpoint summary whose BCS encoding hashes to
+/// `summary_digest`.
+pub fn sign_checkpoint_digest(key: &SigningKey, summary_digest: &Digest) -> Signature {
+    Signature(
+        key.sign(&checkpoint_signing_message(summary_digest))
+            .to_bytes(),
+    )
+}
+
+/// Checks a checkpoint signature (ZIP-215 rules, see the module docs).
+pub fn verify_checkpoint_digest(
+    key: &VerificationKey,
+    summary_digest: &Digest,
+    signature: &Signature,
+) -> bool {
+    verify_message(key, &checkpoint_signing_message(summary_digest), signature)
+}
+
+fn verify_message(key: &VerificationKey, message: &[u8], signature: &Signature) -> bool {
     let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
-    key.verify(&signature, &block_signing_message(block_hash))
-        .is_ok()
+    key.verify(&signature, message).is_ok()
 }
 
 /// Block signatures checked together, at about a third of the cost of

@@ -20,7 +20,7 @@ pub enum TypesError {
     Malformed { what: &'static str, reason: String },
     #[error("{what} has trailing bytes after its encoding")]
     TrailingBytes { what: &'static str },
-    #[error("block is for epoch {got}, the committee is epoch {expected}")]
+    #[error("epoch {got} is not the committee's epoch {expected}")]
     WrongEpoch { expected: Epoch, got: Epoch },
     #[error("authority {author} is not in the committee of {committee_size}")]
     UnknownAuthority {
@@ -60,6 +60,23 @@ pub enum TypesError {
     CommitTimeGoesBack { index: u64 },
     #[error("commit {index} lists its blocks out of commit order, or not with its leader last")]
     CommitBlocksUnordered { index: u64 },
+    #[error("block has {count} system messages, over the limit of {max}")]
+    TooManySystemMessages { count: usize, max: usize },
+    #[error("invalid signature by authority {author} on checkpoint {sequence}")]
+    InvalidCheckpointSignature {
+        sequence: u64,
+        author: AuthorityIndex,
+    },
+    #[error("the certificate of checkpoint {sequence} lists its signers out of order or twice")]
+    CertificateSigners { sequence: u64 },
+    #[error(
+        "the certificate of checkpoint {sequence} carries stake {stake}, below the quorum {quorum}"
+    )]
+    CertificateBelowQuorum {
+        sequence: u64,
+        stake: Stake,
+        quorum: Stake,
+    },
 }
 
 impl TypesError {
@@ -84,6 +101,10 @@ impl TypesError {
             TypesError::CommitNotChained { .. } => "commit_not_chained",
             TypesError::CommitTimeGoesBack { .. } => "commit_time_goes_back",
             TypesError::CommitBlocksUnordered { .. } => "commit_blocks_unordered",
+            TypesError::TooManySystemMessages { .. } => "too_many_system_messages",
+            TypesError::InvalidCheckpointSignature { .. } => "invalid_checkpoint_signature",
+            TypesError::CertificateSigners { .. } => "certificate_signers",
+            TypesError::CertificateBelowQuorum { .. } => "certificate_below_quorum",
         }
     }
 }

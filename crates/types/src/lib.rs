@@ -15,7 +15,10 @@
 //! - [`commit`]: [`Commit`], [`TrustedCommit`] and
 //!   [`CommittedSubDag`], the output of consensus, and the invariants that
 //!   link a commit to its predecessor ([`Commit::check_follows`]).
-//! - [`crypto`]: keys, signatures and the block signing message.
+//! - [`checkpoint`]: commits grouped into [`CheckpointSummary`]s by the
+//!   [`CheckpointBuilder`], the signatures authorities carry in blocks
+//!   ([`SystemMessage`]) and [`CertifiedCheckpoint`]s.
+//! - [`crypto`]: keys, signatures and the signing messages.
 //! - [`limits`]: size limits for untrusted input.
 //! - [`stake`]: [`StakeAggregator`], the stake of distinct authorities,
 //!   behind every quorum check.
@@ -57,6 +60,7 @@
 //!     ancestors: parents.iter().map(|b| b.reference()).collect(),
 //!     transactions: vec![Transaction(b"hello".to_vec())],
 //!     commit_votes: vec![],
+//!     system_messages: vec![],
 //! };
 //! let sent = VerifiedBlock::sign(block, &keys[2]);
 //! let received =
@@ -65,6 +69,7 @@
 //! ```
 
 pub mod block;
+pub mod checkpoint;
 pub mod commit;
 pub mod committee;
 pub mod crypto;
@@ -78,6 +83,10 @@ pub mod time;
 
 pub use block::{Block, SignedBlock, Transaction, VerifiedBlock};
 pub use bytes::Bytes;
+pub use checkpoint::{
+    CertifiedCheckpoint, CheckpointBuilder, CheckpointSummary, OpenCheckpoint, SystemMessage,
+    MIN_CHECKPOINT_INTERVAL_MS,
+};
 pub use commit::{Commit, CommittedSubDag, ConsensusState, TrustedCommit};
 pub use committee::{Authority, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
 pub use crypto::{PublicKey, Signature};

@@ -18,6 +18,10 @@ pub struct BlockLimits {
     /// under a stream batch (4 MiB) and under gRPC message limits, so that a
     /// single maximal block can always be sent.
     pub max_block_bytes: usize,
+    /// Most system messages in one block. An authority carries one
+    /// checkpoint signature per checkpoint closed since its previous block:
+    /// a few. 256 of about 110 bytes each stay under 30 KiB.
+    pub max_system_messages_per_block: usize,
 }
 
 impl Default for BlockLimits {
@@ -25,6 +29,7 @@ impl Default for BlockLimits {
         BlockLimits {
             max_transactions_per_block: 10_000,
             max_block_bytes: 2 * 1024 * 1024,
+            max_system_messages_per_block: 256,
         }
     }
 }

@@ -35,6 +35,7 @@ impl Fixture {
                         ancestors: genesis.clone(),
                         transactions: vec![],
                         commit_votes: vec![],
+                        system_messages: vec![],
                     },
                     &common::key(author),
                 )
@@ -52,6 +53,7 @@ impl Fixture {
             ancestors: self.round1.iter().map(|b| b.reference()).collect(),
             transactions: vec![Transaction(vec![7; 10])],
             commit_votes: vec![],
+            system_messages: vec![],
         }
     }
 
@@ -253,6 +255,16 @@ fn over_the_size_limits() {
         VerifiedBlock::verify(bytes.clone(), &f.committee, &tight).unwrap_err(),
         TypesError::TooManyTransactions { count: 11, max: 10 }
     );
+    let mut block = f.block(1);
+    block.system_messages = vec![common::summary().signature_message(&common::key(1)); 3];
+    let few = BlockLimits {
+        max_system_messages_per_block: 2,
+        ..limits()
+    };
+    assert_eq!(
+        VerifiedBlock::verify(f.signed(block, 1), &f.committee, &few).unwrap_err(),
+        TypesError::TooManySystemMessages { count: 3, max: 2 }
+    );
     let small = BlockLimits {
         max_block_bytes: bytes.len() - 1,
         ..limits()
@@ -430,4 +442,94 @@ proptest! {
         bytes[at] ^= flip;
         prop_assert!(f.verify(bytes.into()).is_err());
     }
+}
+
+/// A wrong checkpoint signature does not make its block invalid: it is the
+/// certifier's to ignore.
+#[test]
+fn a_block_with_a_wrong_checkpoint_signature_is_valid() {
+    let f = Fixture::new();
+    let mut block = f.block(1);
+    block.system_messages = vec![SystemMessage::CheckpointSignature {
+        sequence: 3,
+        summary_digest: Digest::of(b"anything"),
+        signature: Signature([9; 64]),
+    }];
+    let verified = f.verify_block(block).unwrap();
+    assert_eq!(verified.system_messages().len(), 1);
+}
+
+/// A certificate of the vector summary signed by `signers`.
+fn certificate(signers: &[AuthorityIndex]) -> CertifiedCheckpoint {
+    let summary = common::summary();
+    CertifiedCheckpoint {
+        summary,
+        signatures: signers
+            .iter()
+            .map(|&a| (a, summary.sign(&common::key(a))))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_certificate_verifies_alone_and_every_flaw_has_its_error() {
+    let committee = common::committee();
+    certificate(&[0, 1, 2]).verify(&committee).unwrap();
+    certificate(&[0, 1, 2, 3]).verify(&committee).unwrap();
+    assert_eq!(
+        certificate(&[0, 3]).verify(&committee).unwrap_err(),
+        TypesError::CertificateBelowQuorum {
+            sequence: 0,
+            stake: 2,
+            quorum: 3
+        }
+    );
+    for signers in [&[2, 1, 0][..], &[0, 0, 1, 2]] {
+        assert_eq!(
+            certificate(signers).verify(&committee).unwrap_err(),
+            TypesError::CertificateSigners { sequence: 0 }
+        );
+    }
+    let mut forged = certificate(&[0, 1, 2]);
+    forged.signatures[1].1 = forged.signatures[2].1;
+    assert_eq!(
+        forged.verify(&committee).unwrap_err(),
+        TypesError::InvalidCheckpointSignature {
+            sequence: 0,
+            author: 1
+        }
+    );
+    let mut other = certificate(&[0, 1, 2]);
+    other.summary.last_commit += 1;
+    assert_eq!(
+        other.verify(&committee).unwrap_err(),
+        TypesError::InvalidCheckpointSignature {
+            sequence: 0,
+            author: 0
+        }
+    );
+    let mut stranger = certificate(&[0, 1, 2]);
+    stranger.signatures.push((4, Signature([0; 64])));
+    assert_eq!(
+        stranger.verify(&committee).unwrap_err(),
+        TypesError::UnknownAuthority {
+            author: 4,
+            committee_size: 4
+        }
+    );
+    let mut later = certificate(&[0, 1, 2]);
+    later.summary.epoch = 1;
+    assert_eq!(
+        later.verify(&committee).unwrap_err(),
+        TypesError::WrongEpoch {
+            expected: 0,
+            got: 1
+        }
+    );
+    // Its encoding decodes back to it.
+    let encoded = certificate(&[0, 1, 2]).encode();
+    assert_eq!(
+        CertifiedCheckpoint::decode(&encoded).unwrap(),
+        certificate(&[0, 1, 2])
+    );
 }

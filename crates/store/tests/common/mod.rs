@@ -22,6 +22,7 @@ pub fn block(round: u64, author: u32, payload: usize, salt: u8) -> VerifiedBlock
             ancestors: vec![],
             transactions: vec![Transaction(vec![fill; payload])],
             commit_votes: vec![],
+            system_messages: vec![],
         },
         &key,
     )

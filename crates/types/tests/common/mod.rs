@@ -32,8 +32,23 @@ pub fn committee() -> Committee {
     Committee::new(genesis()).unwrap()
 }
 
+/// The vector checkpoint summary: checkpoint 0 of one commit whose digest
+/// is `BLAKE3("commit 1")`.
+pub fn summary() -> CheckpointSummary {
+    CheckpointSummary {
+        epoch: 0,
+        sequence: 0,
+        first_commit: 1,
+        last_commit: 1,
+        content_digest: checkpoint::extend_contents(&Digest::ZERO, &Digest::of(b"commit 1")),
+        previous_digest: Digest::ZERO,
+        timestamp_ms: GENESIS_TIME_MS + 105,
+    }
+}
+
 /// The vector block: authority 2 at round 1 over all four genesis blocks,
-/// with two transactions and one commit vote.
+/// with two transactions, one commit vote and its signature of the vector
+/// summary.
 pub fn block(committee: &Committee) -> Block {
     Block {
         epoch: 0,
@@ -52,6 +67,7 @@ pub fn block(committee: &Committee) -> Block {
             index: 7,
             digest: Digest::of(b"vote"),
         }],
+        system_messages: vec![summary().signature_message(&key(2))],
     }
 }
 

@@ -1,0 +1,395 @@
+//! The certifier: checkpoint signatures collected from verified blocks,
+//! whichever stream brought them, until signatures of 2f+1 stake match a
+//! summary the observer formed itself.
+//!
+//! Free of I/O but for [`Certifier::recover`]: the node feeds it the
+//! blocks of the block stream ([`Certifier::observe`]) and what its
+//! sequencer sequenced, the checkpoints closed and the blocks of commits
+//! received as such ([`Certifier::on_sequenced`]), and writes what
+//! [`Certifier::take_certified`] returns with its next batch.
+//!
+//! # Trust
+//! A signature counts only if it is over the digest of the observer's own
+//! summary and verifies under its block author's key in the genesis
+//! committee: an upstream can withhold signatures, never forge one, and a
+//! wrong signature in a valid block is ignored, not blamed on the upstream
+//! (the block's author made it). An author counts once per checkpoint,
+//! however many of its blocks carry a signature.
+//!
+//! # Bounds
+//! Signatures for checkpoints the observer has not closed yet are kept
+//! for at most [`MAX_EARLY_CHECKPOINTS`] ahead of its newest closed one,
+//! one per author; closed checkpoints wait for their quorum among at most
+//! [`MAX_UNCERTIFIED`], the oldest given up first.
+
+use crate::checkpoint::{
+    certificate_key, load_highest_certified, load_open, load_summary, HIGHEST_CERTIFIED_KEY,
+};
+use crate::sequencer::{ClosedCheckpoint, Sequenced};
+use crate::{ObserverError, Result};
+use dagstream_store::{Store, StoreError, WriteBatch};
+use dagstream_types::{
+    AuthorityIndex, CertifiedCheckpoint, CheckpointSummary, Committee, Digest, Round, Signature,
+    StakeAggregator, SystemMessage, VerifiedBlock,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Most checkpoints past its newest closed one that the certifier keeps
+/// signatures for. A block stream is at most a few checkpoints ahead of
+/// the commits it decides; 64 covers seconds of lag, at one signature per
+/// author each.
+pub const MAX_EARLY_CHECKPOINTS: u64 = 64;
+
+/// Most closed checkpoints waiting for their quorum. An honest committee
+/// certifies one within a few rounds; 1,024 is minutes of a committee
+/// that does not, at about 100 bytes of summary each plus the signatures
+/// seen.
+pub const MAX_UNCERTIFIED: usize = 1_024;
+
+/// A checkpoint signature as found in a block.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    author: AuthorityIndex,
+    round: Round,
+    timestamp_ms: u64,
+    summary_digest: Digest,
+    signature: Signature,
+}
+
+/// A closed checkpoint collecting signatures.
+#[derive(Debug)]
+struct Uncertified {
+    closed: ClosedCheckpoint,
+    digest: Digest,
+    /// Valid signatures over `digest`, by author.
+    signers: BTreeMap<AuthorityIndex, Seen>,
+    stake: StakeAggregator,
+}
+
+/// A checkpoint that reached its quorum, with how long it took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Certified {
+    pub certificate: CertifiedCheckpoint,
+    /// Rounds from the closing commit's decision (two rounds after its
+    /// leader, when decided directly) to the block that completed the
+    /// quorum.
+    pub rounds: u64,
+    /// Milliseconds of block time from the closing commit to the block
+    /// that completed the quorum.
+    pub ms: u64,
+}
+
+/// What became of a signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It counts toward its checkpoint's quorum.
+    Counted,
+    /// Kept until the observer closes its checkpoint.
+    Early,
+    /// Its checkpoint is certified, given up, or too far ahead; or its
+    /// author was counted already.
+    Ignored,
+    /// Over a summary other than the observer's own.
+    OtherSummary,
+    /// Over the observer's summary, but it does not verify.
+    Forged,
+}
+
+/// Collects checkpoint signatures and certifies checkpoints.
+#[derive(Debug)]
+pub struct Certifier {
+    committee: Arc<Committee>,
+    /// Closed here and not certified yet, by sequence.
+    uncertified: BTreeMap<u64, Uncertified>,
+    /// Signatures of checkpoints not closed here yet: one per author.
+    early: BTreeMap<u64, BTreeMap<AuthorityIndex, Seen>>,
+    /// The newest checkpoint closed here (or recovered as closed).
+    highest_closed: Option<u64>,
+    highest_certified: Option<u64>,
+    certified: Vec<Certified>,
+    /// Checkpoints given up unrecorded, since start.
+    abandoned: u64,
+}
+
+impl Certifier {
+    /// A certifier after `highest_closed` and `highest_certified` (from
+    /// the store; `None` for none yet), with `uncertified` the closed
+    /// checkpoints still waiting for their quorum.
+    pub fn new(
+        committee: Arc<Committee>,
+        highest_closed: Option<u64>,
+        highest_certified: Option<u64>,
+        uncertified: Vec<ClosedCheckpoint>,
+    ) -> Self {
+        let mut certifier = Certifier {
+            committee,
+            uncertified: BTreeMap::new(),
+            early: BTreeMap::new(),
+            highest_closed,
+            highest_certified,
+            certified: Vec::new(),
+            abandoned: 0,
+        };
+        for closed in uncertified {
+            certifier.track(closed);
+        }
+        certifier
+    }
+
+    pub fn highest_certified(&self) -> Option<u64> {
+        self.highest_certified
+    }
+
+    /// Closed checkpoints waiting for their quorum.
+    pub fn uncertified(&self) -> usize {
+        self.uncertified.len()
+    }
+
+    /// Checkpoints given up without a quorum since start.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned
+    }
+
+    /// Collects the checkpoint signatures of a verified block.
+    pub fn observe(&mut self, block: &VerifiedBlock) -> Vec<Outcome> {
+        block
+            .system_messages()
+            .iter()
+            .map(|message| match message {
+                SystemMessage::CheckpointSignature {
+                    sequence,
+                    summary_digest,
+                    signature,
+                } => {
+                    let seen = Seen {
+                        author: block.author(),
+                        round: block.round(),
+                        timestamp_ms: block.timestamp_ms(),
+                        summary_digest: *summary_digest,
+                        signature: *signature,
+                    };
+                    self.add(*sequence, seen)
+                }
+            })
+            .collect()
+    }
+
+    /// A checkpoint the sequencer closed: it checks the signatures seen
+    /// for it so far.
+    pub fn on_closed(&mut self, closed: ClosedCheckpoint) -> Vec<Outcome> {
+        let sequence = closed.summary.sequence;
+        self.highest_closed = Some(sequence);
+        self.track(closed);
+        let early = self.early.remove(&sequence).unwrap_or_default();
+        // The window moved: forget what now lies past it.
+        let limit = sequence + MAX_EARLY_CHECKPOINTS;
+        self.early.retain(|s, _| *s <= limit);
+        early
+            .into_values()
+            .map(|seen| self.add(sequence, seen))
+            .collect()
+    }
+
+    /// What the sequencer sequenced: the checkpoints it closed and, with
+    /// `with_blocks` (commits received as such, whose blocks were not
+    /// observed yet), the signatures in the commits' blocks, in commit
+    /// order. Each checkpoint is closed before the blocks of the commits
+    /// after it are read, so that a long catch-up batch never holds
+    /// signatures past the early window.
+    pub fn on_sequenced(&mut self, sequenced: &Sequenced, with_blocks: bool) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        let mut closed = sequenced.closed.iter().peekable();
+        for delivered in &sequenced.sub_dags {
+            while let Some(checkpoint) =
+                closed.next_if(|c| c.summary.last_commit < delivered.index())
+            {
+                outcomes.extend(self.on_closed(*checkpoint));
+            }
+            if with_blocks {
+                for block in &delivered.sub_dag.blocks {
+                    outcomes.extend(self.observe(block));
+                }
+            }
+        }
+        for checkpoint in closed {
+            outcomes.extend(self.on_closed(*checkpoint));
+        }
+        outcomes
+    }
+
+    /// The checkpoints certified since the last call, with the store keys
+    /// that record them once.
+    pub fn take_certified(&mut self, batch: &mut WriteBatch) -> Vec<Certified> {
+        let certified = std::mem::take(&mut self.certified);
+        for done in &certified {
+            let sequence = done.certificate.summary.sequence;
+            batch.put_meta(certificate_key(sequence), done.certificate.encode());
+        }
+        if !certified.is_empty() {
+            if let Some(highest) = self.highest_certified {
+                batch.put_meta(HIGHEST_CERTIFIED_KEY, highest.to_le_bytes().to_vec());
+            }
+        }
+        certified
+    }
+
+    /// Whether certified checkpoints wait to be recorded.
+    pub fn has_certified(&self) -> bool {
+        !self.certified.is_empty()
+    }
+
+    fn track(&mut self, closed: ClosedCheckpoint) {
+        if self.uncertified.len() == MAX_UNCERTIFIED {
+            self.uncertified.pop_first();
+            self.abandoned += 1;
+        }
+        self.uncertified.insert(
+            closed.summary.sequence,
+            Uncertified {
+                digest: closed.summary.digest(),
+                closed,
+                signers: BTreeMap::new(),
+                stake: StakeAggregator::new(&self.committee),
+            },
+        );
+    }
+
+    fn add(&mut self, sequence: u64, seen: Seen) -> Outcome {
+        let Some(pending) = self.uncertified.get_mut(&sequence) else {
+            return self.add_early(sequence, seen);
+        };
+        if pending.signers.contains_key(&seen.author) {
+            return Outcome::Ignored;
+        }
+        if seen.summary_digest != pending.digest {
+            return Outcome::OtherSummary;
+        }
+        if !CheckpointSummary::verify_signature(
+            &pending.digest,
+            seen.author,
+            &seen.signature,
+            &self.committee,
+        ) {
+            return Outcome::Forged;
+        }
+        pending.signers.insert(seen.author, seen);
+        pending.stake.add(seen.author, &self.committee);
+        if pending.stake.reached_quorum(&self.committee) {
+            let done = self.uncertified.remove(&sequence).expect("found above");
+            self.certify(done);
+        }
+        Outcome::Counted
+    }
+
+    fn add_early(&mut self, sequence: u64, seen: Seen) -> Outcome {
+        let next = self.highest_closed.map_or(0, |s| s + 1);
+        if sequence < next || sequence >= next + MAX_EARLY_CHECKPOINTS {
+            return Outcome::Ignored;
+        }
+        let signers = self.early.entry(sequence).or_default();
+        if signers.contains_key(&seen.author) {
+            return Outcome::Ignored;
+        }
+        signers.insert(seen.author, seen);
+        Outcome::Early
+    }
+
+    /// Records a checkpoint that reached its quorum. It was certified in
+    /// the DAG by the earliest blocks whose signatures make a quorum, in
+    /// whatever order they arrived here.
+    fn certify(&mut self, done: Uncertified) {
+        let mut by_round: Vec<&Seen> = done.signers.values().collect();
+        by_round.sort_by_key(|s| (s.round, s.timestamp_ms));
+        let mut stake = StakeAggregator::new(&self.committee);
+        let last = by_round
+            .into_iter()
+            .find(|s| {
+                stake.add(s.author, &self.committee);
+                stake.reached_quorum(&self.committee)
+            })
+            .copied()
+            .expect("the signers make a quorum");
+        let decided = done.closed.leader_round + 2;
+        let summary = done.closed.summary;
+        self.highest_certified = self.highest_certified.max(Some(summary.sequence));
+        self.certified.push(Certified {
+            certificate: CertifiedCheckpoint {
+                summary,
+                signatures: done
+                    .signers
+                    .values()
+                    .map(|s| (s.author, s.signature))
+                    .collect(),
+            },
+            rounds: last.round.saturating_sub(decided),
+            ms: last.timestamp_ms.saturating_sub(done.closed.timestamp_ms),
+        });
+    }
+}
+
+/// How many closed checkpoints before the open one recovery looks at for
+/// a missing certificate: more than a healthy committee ever leaves
+/// uncertified, at one store read each.
+const RECOVERY_WINDOW: u64 = 64;
+
+/// Most persisted commits recovery reads back for signatures: the commits
+/// of [`RECOVERY_WINDOW`] checkpoints of a dozen commits each.
+const MAX_RECOVERY_COMMITS: usize = 1_024;
+
+impl Certifier {
+    /// The certifier of the chain in `store`: its highest certified
+    /// checkpoint, and the signatures in its persisted blocks for the
+    /// closed checkpoints of the last [`RECOVERY_WINDOW`] that lack a
+    /// certificate. Signatures in blocks not persisted come again with
+    /// the blocks.
+    pub fn recover(committee: Arc<Committee>, store: &dyn Store) -> Result<Certifier> {
+        let highest_certified = load_highest_certified(store)?;
+        let highest_closed = load_open(store)?.and_then(|open| open.sequence.checked_sub(1));
+        let mut uncertified = Vec::new();
+        if let Some(highest_closed) = highest_closed {
+            let from = highest_closed.saturating_sub(RECOVERY_WINDOW - 1);
+            for sequence in from..=highest_closed {
+                if store.read_meta(&certificate_key(sequence))?.is_some() {
+                    continue;
+                }
+                let missing = |what: String| {
+                    ObserverError::Store(StoreError::Corrupt {
+                        what: "checkpoint",
+                        reason: format!("{what} of closed checkpoint {sequence} is missing"),
+                    })
+                };
+                let summary =
+                    load_summary(store, sequence)?.ok_or_else(|| missing("the summary".into()))?;
+                let closing = summary.last_commit + 1;
+                let commit = store
+                    .read_commit(closing)?
+                    .ok_or_else(|| missing(format!("closing commit {closing}")))?;
+                uncertified.push(ClosedCheckpoint {
+                    summary,
+                    leader_round: commit.leader().round,
+                    timestamp_ms: commit.timestamp_ms(),
+                });
+            }
+        }
+        let rescan_from = uncertified.first().map(|c| c.summary.last_commit + 1);
+        let mut certifier =
+            Certifier::new(committee, highest_closed, highest_certified, uncertified);
+        if let Some(from) = rescan_from {
+            for commit in store.scan_commits(from, MAX_RECOVERY_COMMITS)? {
+                let blocks = store.read_blocks(&commit.commit().blocks)?;
+                for bytes in blocks.into_iter().flatten() {
+                    let block = VerifiedBlock::decode_trusted(bytes).map_err(|err| {
+                        ObserverError::Store(StoreError::Corrupt {
+                            what: "block",
+                            reason: err.to_string(),
+                        })
+                    })?;
+                    certifier.observe(&block);
+                }
+            }
+        }
+        // What recovery certifies is recorded with the next write.
+        Ok(certifier)
+    }
+}

@@ -1,0 +1,295 @@
+//! The certifier alone, over hand-made blocks of a committee with unequal
+//! stakes: quorum exactly, forgeries, duplicates, early signatures and
+//! bounds.
+
+use crate::certify::{Certifier, Outcome, MAX_EARLY_CHECKPOINTS, MAX_UNCERTIFIED};
+use crate::checkpoint::{certificate_key, HIGHEST_CERTIFIED_KEY};
+use crate::sequencer::ClosedCheckpoint;
+use dagstream_sim::{generate, CommitteeKeys};
+use dagstream_store::WriteBatch;
+use dagstream_test_utils::TestCommittee;
+use dagstream_types::{
+    AuthorityIndex, Block, CheckpointSummary, Committee, Digest, Signature, SystemMessage,
+    VerifiedBlock,
+};
+use std::sync::Arc;
+
+/// Stakes 1, 2, 3 and 4: a total of 10, a quorum of 7.
+fn committee() -> (Arc<Committee>, CommitteeKeys) {
+    let (mut genesis, keys) = generate(&TestCommittee::params(4, 11));
+    for (authority, stake) in genesis.authorities.iter_mut().zip([1, 2, 3, 4]) {
+        authority.stake = stake;
+    }
+    let committee = Committee::new(genesis).unwrap();
+    assert_eq!(committee.quorum_threshold(), 7);
+    (Arc::new(committee), keys)
+}
+
+fn closed(sequence: u64) -> ClosedCheckpoint {
+    ClosedCheckpoint {
+        summary: CheckpointSummary {
+            epoch: 0,
+            sequence,
+            first_commit: 3 * sequence + 1,
+            last_commit: 3 * sequence + 3,
+            content_digest: Digest::of(&sequence.to_le_bytes()),
+            previous_digest: Digest::ZERO,
+            timestamp_ms: 1_000 + 200 * sequence,
+        },
+        leader_round: 10 + 2 * sequence,
+        timestamp_ms: 1_200 + 200 * sequence,
+    }
+}
+
+/// A block of `author` at `round` carrying `messages`: the certifier
+/// reads only its author, round, time and messages.
+fn block(
+    keys: &CommitteeKeys,
+    author: AuthorityIndex,
+    round: u64,
+    messages: Vec<SystemMessage>,
+) -> VerifiedBlock {
+    VerifiedBlock::sign(
+        Block {
+            epoch: 0,
+            round,
+            author,
+            timestamp_ms: round * 100 + u64::from(author),
+            ancestors: vec![],
+            transactions: vec![],
+            commit_votes: vec![],
+            system_messages: messages,
+        },
+        &keys.keys()[author as usize],
+    )
+}
+
+/// `author`'s own, valid signature of `summary`.
+fn signed(
+    keys: &CommitteeKeys,
+    author: AuthorityIndex,
+    summary: &CheckpointSummary,
+) -> SystemMessage {
+    summary.signature_message(&keys.keys()[author as usize])
+}
+
+#[test]
+fn a_checkpoint_is_certified_exactly_at_quorum_stake() {
+    let (committee, keys) = committee();
+    let mut certifier = Certifier::new(committee.clone(), None, None, vec![]);
+    let checkpoint = closed(0);
+    assert!(certifier.on_closed(checkpoint).is_empty());
+    // Stakes 1 + 2 + 3 = 6: one short.
+    for (author, round) in [(0, 13), (1, 13), (2, 14)] {
+        let outcomes = certifier.observe(&block(
+            &keys,
+            author,
+            round,
+            vec![signed(&keys, author, &checkpoint.summary)],
+        ));
+        assert_eq!(outcomes, vec![Outcome::Counted]);
+        assert_eq!(certifier.highest_certified(), None);
+    }
+    let mut batch = WriteBatch::new();
+    assert!(certifier.take_certified(&mut batch).is_empty());
+    assert!(batch.is_empty());
+    // Authority 3 brings 10.
+    let outcomes = certifier.observe(&block(
+        &keys,
+        3,
+        15,
+        vec![signed(&keys, 3, &checkpoint.summary)],
+    ));
+    assert_eq!(outcomes, vec![Outcome::Counted]);
+    assert_eq!(certifier.highest_certified(), Some(0));
+    let certified = certifier.take_certified(&mut batch);
+    assert_eq!(certified.len(), 1);
+    let certificate = &certified[0].certificate;
+    assert_eq!(certificate.summary, checkpoint.summary);
+    let signers: Vec<AuthorityIndex> = certificate.signatures.iter().map(|s| s.0).collect();
+    assert_eq!(signers, vec![0, 1, 2, 3]);
+    certificate.verify(&committee).unwrap();
+    // The quorum was complete in the DAG at round 15, 3 rounds after the
+    // closing commit's decision round (its leader round 10, plus 2).
+    assert_eq!(certified[0].rounds, 3);
+    assert_eq!(certified[0].ms, 1_503 - 1_200);
+    let meta: Vec<&str> = batch.meta().iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        meta,
+        vec![certificate_key(0).as_str(), HIGHEST_CERTIFIED_KEY]
+    );
+    // Late signatures change nothing: certified once.
+    let late = certifier.observe(&block(
+        &keys,
+        3,
+        16,
+        vec![signed(&keys, 3, &checkpoint.summary)],
+    ));
+    assert_eq!(late, vec![Outcome::Ignored]);
+    assert!(!certifier.has_certified());
+
+    // 4 + 3 = 7 exactly: certified with the second signature.
+    let next = closed(1);
+    certifier.on_closed(next);
+    certifier.observe(&block(&keys, 3, 17, vec![signed(&keys, 3, &next.summary)]));
+    assert_eq!(certifier.highest_certified(), Some(0));
+    certifier.observe(&block(&keys, 2, 17, vec![signed(&keys, 2, &next.summary)]));
+    assert_eq!(certifier.highest_certified(), Some(1));
+    let certified = certifier.take_certified(&mut WriteBatch::new());
+    let signers: Vec<AuthorityIndex> = certified[0]
+        .certificate
+        .signatures
+        .iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(signers, vec![2, 3]);
+    certified[0].certificate.verify(&committee).unwrap();
+}
+
+/// Authorities 0, 1 and 2 sign (6 of 7); the test's authority 3 does not
+/// sign properly.
+fn one_short(keys: &CommitteeKeys, certifier: &mut Certifier, summary: &CheckpointSummary) {
+    for author in 0..3 {
+        certifier.observe(&block(
+            keys,
+            author,
+            13,
+            vec![signed(keys, author, summary)],
+        ));
+    }
+}
+
+#[test]
+fn a_forged_checkpoint_signature_does_not_count() {
+    let (committee, keys) = committee();
+    let mut certifier = Certifier::new(committee, None, None, vec![]);
+    let checkpoint = closed(0);
+    certifier.on_closed(checkpoint);
+    one_short(&keys, &mut certifier, &checkpoint.summary);
+    // Authority 3's block carries authority 2's signature, then noise.
+    let SystemMessage::CheckpointSignature { signature, .. } =
+        signed(&keys, 2, &checkpoint.summary);
+    let digest = checkpoint.summary.digest();
+    let forged = |signature| SystemMessage::CheckpointSignature {
+        sequence: 0,
+        summary_digest: digest,
+        signature,
+    };
+    let outcomes = certifier.observe(&block(
+        &keys,
+        3,
+        14,
+        vec![forged(signature), forged(Signature([7; 64]))],
+    ));
+    assert_eq!(outcomes, vec![Outcome::Forged, Outcome::Forged]);
+    assert_eq!(certifier.highest_certified(), None);
+    // Its real signature still counts.
+    let outcomes = certifier.observe(&block(
+        &keys,
+        3,
+        15,
+        vec![signed(&keys, 3, &checkpoint.summary)],
+    ));
+    assert_eq!(outcomes, vec![Outcome::Counted]);
+    assert_eq!(certifier.highest_certified(), Some(0));
+}
+
+#[test]
+fn a_signature_over_another_summary_does_not_count() {
+    let (committee, keys) = committee();
+    let mut certifier = Certifier::new(committee, None, None, vec![]);
+    let checkpoint = closed(0);
+    certifier.on_closed(checkpoint);
+    one_short(&keys, &mut certifier, &checkpoint.summary);
+    // Authority 3 validly signs a summary of other contents, same sequence.
+    let mut other = checkpoint.summary;
+    other.content_digest = Digest::of(b"other contents");
+    let outcomes = certifier.observe(&block(&keys, 3, 14, vec![signed(&keys, 3, &other)]));
+    assert_eq!(outcomes, vec![Outcome::OtherSummary]);
+    assert_eq!(certifier.highest_certified(), None);
+    assert_eq!(certifier.uncertified(), 1);
+}
+
+#[test]
+fn a_duplicate_signer_counts_once() {
+    let (committee, keys) = committee();
+    let mut certifier = Certifier::new(committee, None, None, vec![]);
+    let checkpoint = closed(0);
+    certifier.on_closed(checkpoint);
+    let by_3 = signed(&keys, 3, &checkpoint.summary);
+    // Twice in one block, then again in another: 4 once.
+    let outcomes = certifier.observe(&block(&keys, 3, 13, vec![by_3.clone(), by_3.clone()]));
+    assert_eq!(outcomes, vec![Outcome::Counted, Outcome::Ignored]);
+    let outcomes = certifier.observe(&block(&keys, 3, 14, vec![by_3]));
+    assert_eq!(outcomes, vec![Outcome::Ignored]);
+    // 4 + 2 = 6: not yet.
+    certifier.observe(&block(
+        &keys,
+        1,
+        14,
+        vec![signed(&keys, 1, &checkpoint.summary)],
+    ));
+    assert_eq!(certifier.highest_certified(), None);
+    certifier.observe(&block(
+        &keys,
+        0,
+        14,
+        vec![signed(&keys, 0, &checkpoint.summary)],
+    ));
+    assert_eq!(certifier.highest_certified(), Some(0));
+    let certified = certifier.take_certified(&mut WriteBatch::new());
+    let signers: Vec<AuthorityIndex> = certified[0]
+        .certificate
+        .signatures
+        .iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(signers, vec![0, 1, 3]);
+}
+
+/// Signatures can arrive before the observer closes the checkpoint (a
+/// block stream ahead of the commits it decides): they wait, within a
+/// window, one per author.
+#[test]
+fn early_signatures_wait_for_the_observers_own_summary() {
+    let (committee, keys) = committee();
+    let mut certifier = Certifier::new(committee, None, None, vec![]);
+    let checkpoint = closed(0);
+    let mut other = checkpoint.summary;
+    other.timestamp_ms += 1;
+    let outcomes = certifier.observe(&block(
+        &keys,
+        3,
+        13,
+        vec![
+            signed(&keys, 3, &checkpoint.summary),
+            signed(&keys, 3, &other),
+        ],
+    ));
+    assert_eq!(outcomes, vec![Outcome::Early, Outcome::Ignored]);
+    certifier.observe(&block(
+        &keys,
+        2,
+        13,
+        vec![signed(&keys, 2, &checkpoint.summary)],
+    ));
+    // Past the window: ignored.
+    let far = closed(MAX_EARLY_CHECKPOINTS);
+    let outcomes = certifier.observe(&block(&keys, 2, 13, vec![signed(&keys, 2, &far.summary)]));
+    assert_eq!(outcomes, vec![Outcome::Ignored]);
+    assert_eq!(certifier.highest_certified(), None);
+    let outcomes = certifier.on_closed(checkpoint);
+    assert_eq!(outcomes, vec![Outcome::Counted, Outcome::Counted]);
+    assert_eq!(certifier.highest_certified(), Some(0));
+}
+
+#[test]
+fn uncertified_checkpoints_are_bounded() {
+    let (committee, _) = committee();
+    let mut certifier = Certifier::new(committee, None, None, vec![]);
+    for sequence in 0..MAX_UNCERTIFIED as u64 + 3 {
+        certifier.on_closed(closed(sequence));
+    }
+    assert_eq!(certifier.uncertified(), MAX_UNCERTIFIED);
+    assert_eq!(certifier.abandoned(), 3);
+}

@@ -1,0 +1,108 @@
+//! The committee's checkpoints: every live authority signs each summary it
+//! forms and carries the signature in one of its next blocks, as a real
+//! validator carries checkpoint signatures as consensus transactions.
+//!
+//! An authority signs checkpoint `s` when the commit that closes it is
+//! decided, at round `r`, and carries the signature in its block of round
+//! `r + 1`, or of `r + 2` with a seeded 20% chance (it was slower to
+//! execute): so a checkpoint is certified about one round after it closes,
+//! two at worst, as the design measures on a real chain.
+
+use crate::rng::SeededStream;
+use crate::CommitteeKeys;
+use dagstream_types::{
+    AuthorityIndex, CheckpointBuilder, CheckpointSummary, CommittedSubDag, Epoch, OpenCheckpoint,
+    Round, SystemMessage,
+};
+use serde::{Deserialize, Serialize};
+
+/// The latest round after the closing one at which a signature is carried.
+pub const MAX_SIGNATURE_DELAY_ROUNDS: Round = 2;
+
+/// Chance, in percent, that an authority carries a signature a round late.
+const LATE_SIGNATURE_PERCENT: u64 = 20;
+
+/// What recovery needs to continue the checkpoints: persisted with each
+/// round.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub open: Option<OpenCheckpoint>,
+    /// Summaries some authority has not carried its signature for yet,
+    /// each with the round whose commits closed it.
+    pub unsigned: Vec<(Round, CheckpointSummary)>,
+}
+
+/// Forms the committee's checkpoints and schedules their signatures.
+#[derive(Clone, Debug)]
+pub(crate) struct Checkpoints {
+    builder: CheckpointBuilder,
+    unsigned: Vec<(Round, CheckpointSummary)>,
+}
+
+impl Checkpoints {
+    pub fn resume(epoch: Epoch, state: CheckpointState) -> Self {
+        Checkpoints {
+            builder: CheckpointBuilder::resume(epoch, state.open),
+            unsigned: state.unsigned,
+        }
+    }
+
+    pub fn state(&self) -> CheckpointState {
+        CheckpointState {
+            open: self.builder.open().copied(),
+            unsigned: self.unsigned.clone(),
+        }
+    }
+
+    /// The signatures `author` carries in its block of `round`.
+    pub fn messages(
+        &self,
+        seed: u64,
+        round: Round,
+        author: AuthorityIndex,
+        keys: &CommitteeKeys,
+    ) -> Vec<SystemMessage> {
+        self.unsigned
+            .iter()
+            .filter(|(closed, summary)| {
+                closed + signature_delay(seed, summary.sequence, author) == round
+            })
+            .map(|(_, summary)| summary.signature_message(&keys.keys()[author as usize]))
+            .collect()
+    }
+
+    /// Places the commits decided at `round`. Returns the checkpoints they
+    /// closed, and forgets those whose signatures every authority carried.
+    pub fn on_round(
+        &mut self,
+        round: Round,
+        commits: &[CommittedSubDag],
+    ) -> Vec<CheckpointSummary> {
+        self.unsigned
+            .retain(|(closed, _)| closed + MAX_SIGNATURE_DELAY_ROUNDS > round);
+        let mut closed = Vec::new();
+        for commit in commits {
+            let placed = self.builder.place(
+                commit.index(),
+                commit.commit.digest(),
+                commit.commit.timestamp_ms(),
+            );
+            if let Some(summary) = placed.closed {
+                self.unsigned.push((round, summary));
+                closed.push(summary);
+            }
+        }
+        closed
+    }
+}
+
+/// 1 round, or 2 with [`LATE_SIGNATURE_PERCENT`]: a seeded choice per
+/// checkpoint and authority.
+fn signature_delay(seed: u64, sequence: u64, author: AuthorityIndex) -> Round {
+    let mut stream = SeededStream::new(seed, "checkpoint signature", sequence, author);
+    if stream.percent(LATE_SIGNATURE_PERCENT) {
+        2
+    } else {
+        1
+    }
+}
