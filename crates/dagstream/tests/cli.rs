@@ -209,17 +209,22 @@ fn a_bad_config_is_rejected_naming_the_key() {
     // The printed defaults are a valid config.
     let defaults = run(&["config", "print-default"]);
     std::fs::write(&config, &defaults.stdout).unwrap();
+    let missing = dir.path().join("missing.json");
     let output = run(&[
-        "inspect",
+        "observer",
         "--data-dir",
-        dir.path().to_str().unwrap(),
+        dir.path().join("o").to_str().unwrap(),
+        "--genesis",
+        missing.to_str().unwrap(),
+        "--upstream",
+        "http://127.0.0.1:1",
         "--config",
         config.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("no store"),
-        "the config parsed, the data dir is empty: {stderr}"
+        stderr.contains("cannot read genesis"),
+        "the config parsed, the genesis is missing: {stderr}"
     );
 }
 

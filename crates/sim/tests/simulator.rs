@@ -3,7 +3,10 @@ use dagstream_sim::{
     derive_key, generate, CommitteeKeys, GenesisParams, Profile, RoundOutput, SimConfig, SimError,
     Simulator,
 };
-use dagstream_types::{BlockLimits, CommitRef, Committee, Digest, Stake, VerifiedBlock};
+use dagstream_types::{
+    BlockLimits, CheckpointBuilder, CheckpointSummary, CommitRef, Committee, Stake, SystemMessage,
+    VerifiedBlock,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -76,11 +79,80 @@ fn chain_stability_vector() {
     let (index, digest) = (chain[49].index, chain[49].digest);
     assert_eq!(index, 50);
     assert_eq!(
-        digest,
-        "7761161c4a73f19d015048366c48b06aef12f30e2da2e7fb273785521bc5947a"
-            .parse::<Digest>()
-            .unwrap()
+        digest.to_string(),
+        "2fde0b58ab6825b83af335c1fa8ac2ab0bbc76ad8ea69d6ce126779ab1cc6ffa"
     );
+}
+
+/// Every checkpoint the commits close is signed by every live authority,
+/// in its block of one or two rounds after the round that closed it, and
+/// every signature verifies over the summary an observer forms from the
+/// same commits.
+#[test]
+fn every_closed_checkpoint_is_signed_by_every_live_authority() {
+    let mut config = Profile::Small.sim_config(5);
+    config.crashed = vec![3];
+    let mut sim = simulator(&params(7, 5), config);
+    let outputs = run(&mut sim, 120);
+    let committee = sim.committee().clone();
+    let mut builder = CheckpointBuilder::new(committee.epoch());
+    let mut closed_at = HashMap::new();
+    for output in &outputs {
+        let mut closed = Vec::new();
+        for commit in &output.commits {
+            let c = &commit.commit;
+            closed.extend(
+                builder
+                    .place(c.index(), c.digest(), c.timestamp_ms())
+                    .closed,
+            );
+        }
+        assert_eq!(closed, output.checkpoints, "round {}", output.round);
+        for summary in closed {
+            closed_at.insert(summary.sequence, (output.round, summary));
+        }
+    }
+    assert!(closed_at.len() > 40, "{} checkpoints", closed_at.len());
+    let mut signed: HashMap<(u64, u32), u64> = HashMap::new();
+    let mut late = 0;
+    for block in outputs.iter().flat_map(|o| &o.blocks) {
+        for message in block.system_messages() {
+            let SystemMessage::CheckpointSignature {
+                sequence,
+                summary_digest,
+                signature,
+            } = message;
+            let (round, summary) = closed_at[sequence];
+            assert_eq!(*summary_digest, summary.digest());
+            assert!(CheckpointSummary::verify_signature(
+                summary_digest,
+                block.author(),
+                signature,
+                &committee
+            ));
+            let delay = block.round() - round;
+            assert!((1..=2).contains(&delay), "delay {delay}");
+            late += usize::from(delay == 2);
+            assert!(signed.insert((*sequence, block.author()), delay).is_none());
+        }
+    }
+    // Every live authority signed each checkpoint whose signatures were
+    // all due within the run.
+    let last_round = outputs.last().unwrap().round;
+    for (sequence, (round, _)) in &closed_at {
+        if round + 2 <= last_round {
+            for author in [0, 1, 2, 4, 5, 6] {
+                assert!(
+                    signed.contains_key(&(*sequence, author)),
+                    "{sequence} by {author}"
+                );
+            }
+            assert!(!signed.contains_key(&(*sequence, 3)));
+        }
+    }
+    // About a fifth come a round late.
+    let share = late * 100 / signed.len();
+    assert!((10..=30).contains(&share), "{share}% late");
 }
 
 #[test]
