@@ -187,7 +187,7 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
                 let Some(delivered_sub_dag) = sub_dag else { break };
                 let sub_dag = &delivered_sub_dag.sub_dag;
                 if let Some(output) = output.as_mut() {
-                    output.append(&report::sub_dag_json(sub_dag, Some(delivered_sub_dag.checkpoint)))?;
+                    output.append(&report::delivered_json(&delivered_sub_dag))?;
                 }
                 delivered += 1;
                 delivered_bytes += sub_dag.blocks.iter().map(|b| b.serialized().len() as u64).sum::<u64>();

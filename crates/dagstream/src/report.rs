@@ -1,12 +1,14 @@
 //! The JSON form of a commit, shared by `observer --output` and
-//! `inspect --json`, so that the two can be compared line for line; and
+//! `inspect --json`, so that the two can be compared line for line (an
+//! output line adds the certified checkpoint); and
 //! the checkpoint replay that `inspect` falls back on for a store without
 //! checkpoint keys (a validator's).
 
 use anyhow::Result;
+use dagstream_observer::DeliveredSubDag;
 use dagstream_store::Store;
 use dagstream_types::CheckpointBuilder;
-use dagstream_types::{CommitIndex, CommittedSubDag, TrustedCommit};
+use dagstream_types::{CommitIndex, TrustedCommit};
 use serde_json::{json, Value};
 
 pub fn commit_json(commit: &TrustedCommit, tx_count: usize, checkpoint: Option<u64>) -> Value {
@@ -26,9 +28,14 @@ pub fn commit_json(commit: &TrustedCommit, tx_count: usize, checkpoint: Option<u
     })
 }
 
-pub fn sub_dag_json(sub_dag: &CommittedSubDag, checkpoint: Option<u64>) -> Value {
+/// An `--output` line: the commit as `inspect --json` shows it, and the
+/// highest certified checkpoint when it was handed over.
+pub fn delivered_json(delivered: &DeliveredSubDag) -> Value {
+    let sub_dag = &delivered.sub_dag;
     let tx_count = sub_dag.blocks.iter().map(|b| b.transactions().len()).sum();
-    commit_json(&sub_dag.commit, tx_count, checkpoint)
+    let mut value = commit_json(&sub_dag.commit, tx_count, Some(delivered.checkpoint));
+    value["certified_checkpoint"] = json!(delivered.certified_checkpoint);
+    value
 }
 
 /// Commits read per scan while replaying checkpoints: bounds memory per

@@ -329,7 +329,7 @@ fn validator_and_observer_processes_end_to_end() {
     let (code, stderr) = validator.terminate();
     assert_eq!(code, 0, "{stderr}");
 
-    let written = lines(&output_file);
+    let mut written = lines(&output_file);
     let indexes: Vec<u64> = written
         .iter()
         .map(|l| l["index"].as_u64().unwrap())
@@ -342,6 +342,17 @@ fn validator_and_observer_processes_end_to_end() {
         "{report}"
     );
     assert!(report.contains("signatures checked"), "{report}");
+    // Each line says how far the chain was certified when it was written:
+    // never back, and soon somewhere.
+    let certified: Vec<Option<u64>> = written
+        .iter_mut()
+        .map(|line| {
+            let value = line.as_object_mut().unwrap().remove("certified_checkpoint");
+            serde_json::from_value(value.expect("every line says")).unwrap()
+        })
+        .collect();
+    assert!(certified.windows(2).all(|w| w[0] <= w[1]), "{certified:?}");
+    assert!(certified.last().unwrap().is_some(), "{certified:?}");
     for index in [1, written.len() as u64 / 2, written.len() as u64] {
         let shown = run(&[
             "inspect",

@@ -6,19 +6,23 @@
 //! store, with its checkpoint found from the stored checkpoint keys. No
 //! network I/O: the node owns the consumer's channel.
 
-use crate::checkpoint::CheckpointLookup;
+use crate::checkpoint::{load_highest_certified, CheckpointLookup};
 use crate::{ObserverError, Result};
 use dagstream_store::{Store, StoreError};
 use dagstream_types::{CommitIndex, CommittedSubDag, VerifiedBlock};
 use std::collections::VecDeque;
 
-/// What the consumer receives: a persisted commit with its blocks, and the
-/// checkpoint it belongs to.
+/// What the consumer receives: a persisted commit with its blocks, the
+/// checkpoint it belongs to, and how far the chain is certified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveredSubDag {
     pub sub_dag: CommittedSubDag,
     /// The sequence number of the checkpoint that holds this commit.
     pub checkpoint: u64,
+    /// The highest checkpoint certified, durably, by the time this commit
+    /// was (`None`: none yet). It depends on when signatures arrived, so
+    /// two runs may differ; it never goes back.
+    pub certified_checkpoint: Option<u64>,
 }
 
 impl DeliveredSubDag {
@@ -37,6 +41,8 @@ pub struct Delivery {
     recent: VecDeque<DeliveredSubDag>,
     capacity: usize,
     checkpoints: CheckpointLookup,
+    /// The certified checkpoint handed over last.
+    certified: Option<u64>,
 }
 
 impl Delivery {
@@ -53,6 +59,7 @@ impl Delivery {
             recent: VecDeque::with_capacity(capacity),
             capacity,
             checkpoints: CheckpointLookup::default(),
+            certified: None,
         }
     }
 
@@ -87,13 +94,18 @@ impl Delivery {
         while self.recent.front().is_some_and(|c| c.index() < index) {
             self.recent.pop_front();
         }
-        let next = match self.recent.front() {
+        let mut next = match self.recent.front() {
             Some(front) if front.index() == index => self.recent.pop_front().expect("front"),
             _ => DeliveredSubDag {
+                // What the store holds now: at least what it held when
+                // the commit was persisted.
+                certified_checkpoint: load_highest_certified(store)?,
                 sub_dag: load_sub_dag(store, index)?,
                 checkpoint: self.checkpoints.sequence_of(store, index)?,
             },
         };
+        next.certified_checkpoint = next.certified_checkpoint.max(self.certified);
+        self.certified = next.certified_checkpoint;
         self.delivered = index;
         Ok(next)
     }

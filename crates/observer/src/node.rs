@@ -203,7 +203,7 @@ impl Node {
             let connection = tokio::select! {
                 biased;
                 connection = connecting => connection,
-                _ = shutdown.changed() => return self.settle().await,
+                _ = shutdown.changed() => return self.finish().await,
             };
             let mut connection = match connection {
                 Ok(connection) => connection,
@@ -239,7 +239,7 @@ impl Node {
             }
             let label = match end {
                 // What was sequenced is made durable before the node stops.
-                SessionEnd::Shutdown => return self.settle().await,
+                SessionEnd::Shutdown => return self.finish().await,
                 SessionEnd::Degraded(reason) => {
                     warn!(upstream = %address, reason, "cannot keep up; backing off");
                     upstreams.failed();
@@ -528,6 +528,10 @@ impl Node {
         self.metrics.signatures(&outcomes);
         let certified = self.certifier.take_certified(&mut sequenced.batch);
         let highest = self.certifier.highest_certified();
+        // The certificates are durable with these commits.
+        for delivered in &mut sequenced.sub_dags {
+            delivered.certified_checkpoint = highest;
+        }
         self.metrics.certified(&certified, highest);
         self.status.highest_certified_checkpoint = highest;
         self.status.checkpoint = self.sequencer.open_checkpoint().map(|o| o.sequence);
@@ -535,6 +539,13 @@ impl Node {
             self.persister.start(sequenced);
         }
         Ok(())
+    }
+
+    /// Makes everything sequenced and certified durable, before the node
+    /// stops.
+    async fn finish(&mut self) -> Result<()> {
+        self.sequence(Vec::new(), Instant::now(), false).await?;
+        self.settle().await
     }
 
     /// Waits until everything sequenced is durable.

@@ -193,6 +193,7 @@ impl Sequencer {
             }
             self.tip = Some(commit.clone());
             sequenced.sub_dags.push(DeliveredSubDag {
+                certified_checkpoint: None,
                 sub_dag,
                 checkpoint: placed.sequence,
             });

@@ -1,0 +1,98 @@
+//! Checkpoint certification end to end: observers of one chain, following
+//! different upstreams over gRPC, certify the same checkpoints from the
+//! signatures in the blocks they receive.
+
+mod common;
+
+use common::{
+    committee_and_keys, consume, fresh_observer, validator_on_clock, wait_status, TestClock,
+    INTERVAL_MS,
+};
+use dagstream_observer::checkpoint::{load_certificate, load_highest_certified, load_summary};
+use dagstream_observer::ObserverConfig;
+use dagstream_store::Store;
+use dagstream_types::{CertifiedCheckpoint, CheckpointBuilder, CheckpointSummary};
+use std::time::Duration;
+
+/// The summaries of checkpoints `0..=through`, formed from the validator's
+/// own commits.
+fn validator_summaries(store: &dyn Store, through: u64) -> Vec<CheckpointSummary> {
+    let mut builder = CheckpointBuilder::new(0);
+    let mut summaries = Vec::new();
+    for commit in store.scan_commits(1, usize::MAX).unwrap() {
+        let placed = builder.place(commit.index(), commit.digest(), commit.timestamp_ms());
+        summaries.extend(placed.closed);
+    }
+    assert!(
+        summaries.len() as u64 > through,
+        "{} closed",
+        summaries.len()
+    );
+    summaries.truncate(through as usize + 1);
+    summaries
+}
+
+/// Checkpoints `0..=through` as certified in `store`: each certificate
+/// valid, over the summary the store holds.
+fn certificates(store: &dyn Store, through: u64) -> Vec<CertifiedCheckpoint> {
+    let (committee, _) = committee_and_keys();
+    (0..=through)
+        .map(|sequence| {
+            let certificate = load_certificate(store, sequence)
+                .unwrap()
+                .unwrap_or_else(|| panic!("checkpoint {sequence} is not certified"));
+            certificate.verify(&committee).unwrap();
+            assert_eq!(
+                load_summary(store, sequence).unwrap(),
+                Some(certificate.summary)
+            );
+            certificate
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_of_different_upstreams_certify_the_same_checkpoints() {
+    // Two validators of one chain, on one clock; each observer catches up
+    // on its own upstream's commit stream, then follows its blocks.
+    let history = 200;
+    let clock = TestClock::at(history * INTERVAL_MS);
+    let first = validator_on_clock(history, Some(clock.clone())).await;
+    let second = validator_on_clock(history, Some(clock.clone())).await;
+    let ticker = clock.tick(INTERVAL_MS, Duration::from_millis(20));
+    let (a, mut a_commits) = fresh_observer(vec![first.endpoint()], ObserverConfig::default());
+    let (b, mut b_commits) = fresh_observer(vec![second.endpoint()], ObserverConfig::default());
+    let a_received = consume(&mut a_commits, 0, 300).await;
+    let b_received = consume(&mut b_commits, 0, 300).await;
+    assert_eq!(a_received, b_received);
+
+    // Checkpoints close about every 200 ms of commit time: 300 commits
+    // make about 100, certified a round or two after they close.
+    let through = 60;
+    for observer in [&a, &b] {
+        wait_status(observer, "60 checkpoints certified", |s| {
+            s.highest_certified_checkpoint >= Some(through)
+        })
+        .await;
+    }
+    let (a_store, b_store) = (a.source().store().clone(), b.source().store().clone());
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    drop(ticker);
+
+    let a_certified = certificates(a_store.as_ref(), through);
+    let b_certified = certificates(b_store.as_ref(), through);
+    let summaries = |certified: &[CertifiedCheckpoint]| -> Vec<CheckpointSummary> {
+        certified.iter().map(|c| c.summary).collect()
+    };
+    assert_eq!(summaries(&a_certified), summaries(&b_certified));
+    assert_eq!(
+        summaries(&a_certified),
+        validator_summaries(first.store.as_ref(), through)
+    );
+    for store in [&a_store, &b_store] {
+        assert!(load_highest_certified(store.as_ref()).unwrap() >= Some(through));
+    }
+    first.stop().await;
+    second.stop().await;
+}
