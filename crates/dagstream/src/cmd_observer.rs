@@ -296,6 +296,7 @@ fn status_json(status: &ObserverStatus, subscribers: usize) -> serde_json::Value
         "checkpoint": status.checkpoint,
         "last_closed_checkpoint": status.last_closed_checkpoint,
         "highest_certified_checkpoint": status.highest_certified_checkpoint,
+        "upstream_certified_checkpoint": status.upstream_certified_checkpoint,
         "caught_up": status.caught_up,
         "last_fault": status.last_fault,
     })

@@ -24,8 +24,9 @@ use dagstream_types::{CertifiedCheckpoint, CheckpointSummary, CommitIndex, OpenC
 /// Meta key of the open checkpoint.
 pub const OPEN_CHECKPOINT_KEY: &str = "observer/checkpoint";
 
-/// Meta key of the highest certified checkpoint's sequence.
-pub const HIGHEST_CERTIFIED_KEY: &str = "observer/certified";
+/// Meta key of the highest certified checkpoint's sequence, which the
+/// relay's publisher reports too.
+pub use dagstream_store::HIGHEST_CERTIFIED_CHECKPOINT_KEY as HIGHEST_CERTIFIED_KEY;
 
 /// Meta key of closed checkpoint `sequence`'s summary: zero-padded, so
 /// that keys sort by sequence.

@@ -376,8 +376,13 @@ impl Node {
         self.status.local_highest_commit = self.persisted();
         self.status.block_queue_len = observation.block_queue_len;
         self.status.output_backlog = self.persisted().saturating_sub(self.delivery.delivered());
-        self.status.caught_up =
-            observation.upstream_highest_commit == Some(self.persisted()) && last_closed.is_some();
+        // Caught up: at the upstream's tip, every checkpoint before the open
+        // one closed, and certified as far as the upstream says it is.
+        let certified = self.certifier.highest_certified();
+        self.status.upstream_certified_checkpoint = link.upstream_certified;
+        self.status.caught_up = observation.upstream_highest_commit == Some(self.persisted())
+            && last_closed.is_some()
+            && certified >= link.upstream_certified;
         self.status.last_closed_checkpoint = last_closed.map(|c| c.sequence);
         self.status.highest_certified_checkpoint = self.certifier.highest_certified();
         let _ = status.send(self.status.clone());

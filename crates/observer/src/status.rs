@@ -23,9 +23,13 @@ pub struct ObserverStatus {
     /// The highest checkpoint certified by signatures of 2f+1 stake over
     /// the summary this observer formed itself.
     pub highest_certified_checkpoint: Option<u64>,
-    /// Local highest commit equals the upstream's, and every checkpoint
-    /// before the open one is closed and persisted (a checkpoint closes
-    /// when the first commit of the next one arrives).
+    /// The active upstream's highest certified checkpoint, as it last
+    /// reported it.
+    pub upstream_certified_checkpoint: Option<u64>,
+    /// Local highest commit equals the upstream's; every checkpoint before
+    /// the open one is closed and persisted (a checkpoint closes when the
+    /// first commit of the next one arrives); and the highest certified
+    /// checkpoint is at least the one the upstream reports.
     pub caught_up: bool,
     /// The last integrity error, if any: its name (a metric label), the
     /// upstream, and what was wrong.

@@ -63,6 +63,7 @@ impl Chain {
         CommitStreamResponse {
             commits: self.commits[range.clone()].iter().map(to_proto).collect(),
             highest_commit_index: self.commits.len() as u64,
+            highest_certified_checkpoint: None,
             certifier_blocks: self.certifiers[range.end - 1]
                 .iter()
                 .map(|b| b.serialized().clone())

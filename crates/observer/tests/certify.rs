@@ -74,6 +74,12 @@ async fn observers_of_different_upstreams_certify_the_same_checkpoints() {
             s.highest_certified_checkpoint >= Some(through)
         })
         .await;
+        // The upstreams report theirs, which the simulated committee
+        // certifies as its blocks carry the signatures.
+        wait_status(observer, "the upstream's certified checkpoint", |s| {
+            s.upstream_certified_checkpoint >= Some(through)
+        })
+        .await;
     }
     let (a_store, b_store) = (a.source().store().clone(), b.source().store().clone());
     a.stop().await.unwrap();

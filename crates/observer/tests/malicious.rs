@@ -69,10 +69,12 @@ impl BlockStreamService for Fake {
         let first = self.block.clone().map(|block| BlockStreamResponse {
             blocks: vec![block],
             highest_commit_index: CLAIMED_HIGHEST,
+            highest_certified_checkpoint: None,
         });
         Ok(Response::new(feed(first, || BlockStreamResponse {
             blocks: vec![],
             highest_commit_index: CLAIMED_HIGHEST,
+            highest_certified_checkpoint: None,
         })))
     }
 }
@@ -102,6 +104,7 @@ impl CommitStreamService for Fake {
         let heartbeats = feed(None, || CommitStreamResponse {
             commits: vec![],
             highest_commit_index: CLAIMED_HIGHEST,
+            highest_certified_checkpoint: None,
             certifier_blocks: vec![],
         });
         Ok(Response::new(Box::pin(futures::stream::select(

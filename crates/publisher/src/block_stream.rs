@@ -13,13 +13,13 @@ use crate::context::Context;
 use crate::end_reason::EndReason;
 use crate::error::Result;
 use crate::metrics::{self, PublisherMetrics};
-use crate::session::{Batch, Command, StreamKind};
+use crate::session::{Batch, Command, Heads, StreamKind};
 use crate::source::Accepted;
 use bytes::Bytes;
 use dagstream_proto::v1::{
     block_stream_request, BlockStreamRequest, BlockStreamResponse, StartBlockStream,
 };
-use dagstream_types::{BlockRef, CommitIndex, Round};
+use dagstream_types::{BlockRef, Round};
 use prometheus::IntCounterVec;
 use std::sync::Arc;
 use std::time::Instant;
@@ -292,22 +292,23 @@ impl StreamKind for BlockStream {
             bytes: blocks.iter().map(|b| b.len()).sum(),
             lag: pending,
             live_since,
+            // The session sets the heads.
             response: BlockStreamResponse {
                 blocks,
-                highest_commit_index: 0,
+                ..BlockStreamResponse::default()
             },
         })
     }
 
-    fn set_highest(response: &mut BlockStreamResponse, highest: CommitIndex) {
-        response.highest_commit_index = highest;
+    fn set_highest(response: &mut BlockStreamResponse, heads: Heads) {
+        response.highest_commit_index = heads.highest_commit_index;
+        response.highest_certified_checkpoint = heads.highest_certified_checkpoint;
     }
 
-    fn heartbeat(highest: CommitIndex) -> BlockStreamResponse {
-        BlockStreamResponse {
-            blocks: vec![],
-            highest_commit_index: highest,
-        }
+    fn heartbeat(heads: Heads) -> BlockStreamResponse {
+        let mut response = BlockStreamResponse::default();
+        Self::set_highest(&mut response, heads);
+        response
     }
 
     fn items_sent(metrics: &PublisherMetrics) -> &IntCounterVec {

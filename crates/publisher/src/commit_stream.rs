@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::end_reason::EndReason;
 use crate::error::{PublisherError, Result};
 use crate::metrics::{self, PublisherMetrics};
-use crate::session::{Batch, Command, StreamKind};
+use crate::session::{Batch, Command, Heads, StreamKind};
 use bytes::Bytes;
 use dagstream_proto::v1::{
     self as proto, commit_stream_request, CommitStreamRequest, CommitStreamResponse,
@@ -148,10 +148,11 @@ fn build(
                     bytes,
                     lag,
                     live_since: shared.certifier.certified_at(next - 1),
+                    // The session sets the heads.
                     response: CommitStreamResponse {
                         commits,
-                        highest_commit_index: 0,
                         certifier_blocks: certifiers,
+                        ..CommitStreamResponse::default()
                     },
                 }),
                 next,
@@ -219,16 +220,15 @@ impl StreamKind for CommitStream {
         cursor.next_batch(shared).await
     }
 
-    fn set_highest(response: &mut CommitStreamResponse, highest: CommitIndex) {
-        response.highest_commit_index = highest;
+    fn set_highest(response: &mut CommitStreamResponse, heads: Heads) {
+        response.highest_commit_index = heads.highest_commit_index;
+        response.highest_certified_checkpoint = heads.highest_certified_checkpoint;
     }
 
-    fn heartbeat(highest: CommitIndex) -> CommitStreamResponse {
-        CommitStreamResponse {
-            commits: vec![],
-            highest_commit_index: highest,
-            certifier_blocks: vec![],
-        }
+    fn heartbeat(heads: Heads) -> CommitStreamResponse {
+        let mut response = CommitStreamResponse::default();
+        Self::set_highest(&mut response, heads);
+        response
     }
 
     fn items_sent(metrics: &PublisherMetrics) -> &IntCounterVec {

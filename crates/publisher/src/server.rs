@@ -346,6 +346,7 @@ impl ChainInfoService for Publisher {
             committee_digest: bytes::Bytes::copy_from_slice(committee.digest().as_bytes()),
             epoch: committee.epoch(),
             highest_commit_index: Some(self.shared.source.highest_commit_index()),
+            highest_certified_checkpoint: self.shared.source.highest_certified_checkpoint(),
         }))
     }
 }

@@ -5,6 +5,7 @@ use crate::context::Context;
 use crate::end_reason::EndReason;
 use crate::error::Result;
 use crate::metrics;
+use crate::source::ConsensusSource;
 use dagstream_types::CommitIndex;
 use futures::Stream;
 use prometheus::Histogram;
@@ -16,6 +17,22 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::{Status, Streaming};
+
+/// What a source has reached, as every response reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heads {
+    pub highest_commit_index: CommitIndex,
+    pub highest_certified_checkpoint: Option<u64>,
+}
+
+impl Heads {
+    pub fn of(source: &dyn ConsensusSource) -> Heads {
+        Heads {
+            highest_commit_index: source.highest_commit_index(),
+            highest_certified_checkpoint: source.highest_certified_checkpoint(),
+        }
+    }
+}
 
 /// One queued response, which the session can take back. tonic polls the
 /// response stream only when HTTP/2 has room to send, so a subscriber that
@@ -264,10 +281,12 @@ pub trait StreamKind: Send + 'static {
         shared: &'a Arc<Context>,
     ) -> impl std::future::Future<Output = Result<Batch<Self::Response>>> + Send + 'a;
 
-    fn set_highest(response: &mut Self::Response, highest: CommitIndex);
+    /// Sets the source's heads: its highest commit and certified
+    /// checkpoint.
+    fn set_highest(response: &mut Self::Response, heads: Heads);
 
     /// An empty response: a heartbeat.
-    fn heartbeat(highest: CommitIndex) -> Self::Response;
+    fn heartbeat(heads: Heads) -> Self::Response;
 
     /// The counter of items sent.
     fn items_sent(metrics: &metrics::PublisherMetrics) -> &prometheus::IntCounterVec;
@@ -378,7 +397,7 @@ pub async fn run<K: StreamKind>(
                     }
                 };
                 lag_gauge.set(batch.lag.saturating_sub(batch.items as u64) as i64);
-                K::set_highest(&mut batch.response, shared.source.highest_commit_index());
+                K::set_highest(&mut batch.response, Heads::of(shared.source.as_ref()));
                 if let Err(reason) = outbox.send(batch.response).await {
                     break reason;
                 }
@@ -390,7 +409,7 @@ pub async fn run<K: StreamKind>(
                 batch_size.observe(batch.items as f64);
             }
             _ = tokio::time::sleep_until(heartbeat_at) => {
-                let response = K::heartbeat(shared.source.highest_commit_index());
+                let response = K::heartbeat(Heads::of(shared.source.as_ref()));
                 if let Err(reason) = outbox.send(response).await {
                     break reason;
                 }

@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use bytes::Bytes;
-use dagstream_store::{Store, WriteBatch};
+use dagstream_store::{Store, WriteBatch, HIGHEST_CERTIFIED_CHECKPOINT_KEY};
 use dagstream_types::{BlockRef, CommitIndex, Committee, Round, TrustedCommit, VerifiedBlock};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +53,9 @@ pub trait ConsensusSource: Send + Sync + 'static {
     /// The highest commit decided so far; 0 before the first.
     fn highest_commit_index(&self) -> CommitIndex;
 
+    /// The highest checkpoint certified so far, if any.
+    fn highest_certified_checkpoint(&self) -> Option<u64>;
+
     /// The highest round of any accepted block.
     fn highest_round(&self) -> Round;
 
@@ -66,6 +69,15 @@ pub trait ConsensusSource: Send + Sync + 'static {
 pub struct Accepted {
     pub block: VerifiedBlock,
     pub at: Instant,
+}
+
+/// The stored highest certified checkpoint, plus one (0: none, or a value
+/// of the wrong size, which only a foreign writer makes: the source then
+/// reports none rather than guess).
+fn certified_after(stored: Option<&[u8]>) -> u64 {
+    stored
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map_or(0, |bytes| u64::from_le_bytes(bytes).saturating_add(1))
 }
 
 /// Feed blocks buffered before the slowest receiver lags (and falls back
@@ -94,6 +106,8 @@ pub struct StoreSource {
     cache_commits: usize,
     highest_commit: AtomicU64,
     highest_round: AtomicU64,
+    /// The highest certified checkpoint plus one; 0 for none.
+    certified_after: AtomicU64,
 }
 
 struct Cache {
@@ -129,6 +143,11 @@ impl StoreSource {
     ) -> Result<Self> {
         let highest_commit = store.last_commit_index()?;
         let highest_round = store.highest_block_round()?.unwrap_or(0);
+        let certified = certified_after(
+            store
+                .read_meta(HIGHEST_CERTIFIED_CHECKPOINT_KEY)?
+                .as_deref(),
+        );
         // Warm the cache with the recent tail, so that a restarted node
         // serves it from memory at once.
         let keep_from = highest_round.saturating_sub(cache_rounds) + 1;
@@ -163,6 +182,7 @@ impl StoreSource {
             cache_commits,
             highest_commit: AtomicU64::new(highest_commit),
             highest_round: AtomicU64::new(highest_round),
+            certified_after: AtomicU64::new(certified),
         })
     }
 
@@ -188,8 +208,16 @@ impl StoreSource {
         // Cheap: blocks and commits share their contents.
         let blocks = batch.blocks().to_vec();
         let commits = batch.commits().to_vec();
+        let certified = batch
+            .meta()
+            .iter()
+            .find(|(key, _)| key == HIGHEST_CERTIFIED_CHECKPOINT_KEY)
+            .map(|(_, value)| certified_after(Some(value)));
         self.store.write(batch)?;
         self.publish(&blocks, &commits);
+        if let Some(certified) = certified {
+            self.certified_after.fetch_max(certified, Ordering::AcqRel);
+        }
         Ok(())
     }
 
@@ -322,6 +350,10 @@ impl ConsensusSource for StoreSource {
 
     fn highest_commit_index(&self) -> CommitIndex {
         self.highest_commit.load(Ordering::Acquire)
+    }
+
+    fn highest_certified_checkpoint(&self) -> Option<u64> {
+        self.certified_after.load(Ordering::Acquire).checked_sub(1)
     }
 
     fn highest_round(&self) -> Round {

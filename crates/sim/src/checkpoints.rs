@@ -11,8 +11,8 @@
 use crate::rng::SeededStream;
 use crate::CommitteeKeys;
 use dagstream_types::{
-    AuthorityIndex, CheckpointBuilder, CheckpointSummary, CommittedSubDag, Epoch, OpenCheckpoint,
-    Round, SystemMessage,
+    AuthorityIndex, CheckpointBuilder, CheckpointSummary, CommittedSubDag, Committee, Epoch,
+    OpenCheckpoint, Round, StakeAggregator, SystemMessage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,8 @@ pub struct CheckpointState {
     /// Summaries some authority has not carried its signature for yet,
     /// each with the round whose commits closed it.
     pub unsigned: Vec<(Round, CheckpointSummary)>,
+    /// The highest checkpoint whose carried signatures reached a quorum.
+    pub highest_certified: Option<u64>,
 }
 
 /// Forms the committee's checkpoints and schedules their signatures.
@@ -37,6 +39,7 @@ pub struct CheckpointState {
 pub(crate) struct Checkpoints {
     builder: CheckpointBuilder,
     unsigned: Vec<(Round, CheckpointSummary)>,
+    highest_certified: Option<u64>,
 }
 
 impl Checkpoints {
@@ -44,6 +47,7 @@ impl Checkpoints {
         Checkpoints {
             builder: CheckpointBuilder::resume(epoch, state.open),
             unsigned: state.unsigned,
+            highest_certified: state.highest_certified,
         }
     }
 
@@ -51,6 +55,7 @@ impl Checkpoints {
         CheckpointState {
             open: self.builder.open().copied(),
             unsigned: self.unsigned.clone(),
+            highest_certified: self.highest_certified,
         }
     }
 
@@ -71,13 +76,32 @@ impl Checkpoints {
             .collect()
     }
 
-    /// Places the commits decided at `round`. Returns the checkpoints they
-    /// closed, and forgets those whose signatures every authority carried.
+    /// Places the commits decided at `round`, once its blocks are made.
+    /// Returns the checkpoints they closed; notes those whose signatures
+    /// carried so far reach a quorum of the live authorities' stake, and
+    /// forgets those whose signatures every authority carried.
     pub fn on_round(
         &mut self,
         round: Round,
         commits: &[CommittedSubDag],
+        committee: &Committee,
+        seed: u64,
+        crashed: &[AuthorityIndex],
     ) -> Vec<CheckpointSummary> {
+        for (closed, summary) in &self.unsigned {
+            if self.highest_certified >= Some(summary.sequence) {
+                continue;
+            }
+            let mut stake = StakeAggregator::new(committee);
+            for author in committee.indexes().filter(|a| !crashed.contains(a)) {
+                if closed + signature_delay(seed, summary.sequence, author) <= round {
+                    stake.add(author, committee);
+                }
+            }
+            if stake.reached_quorum(committee) {
+                self.highest_certified = Some(summary.sequence);
+            }
+        }
         self.unsigned
             .retain(|(closed, _)| closed + MAX_SIGNATURE_DELAY_ROUNDS > round);
         let mut closed = Vec::new();

@@ -13,7 +13,7 @@ use crate::checkpoints::CheckpointState;
 use crate::{CommitteeKeys, Result, RoundOutput, SimConfig, SimError, Simulator};
 use dagstream_dag::{DagConfig, DagConsensus};
 use dagstream_store::recovery::load_consensus_state;
-use dagstream_store::{Store, WriteBatch};
+use dagstream_store::{Store, WriteBatch, HIGHEST_CERTIFIED_CHECKPOINT_KEY};
 use dagstream_types::{
     BlockLimits, BlockRef, CommitIndex, CommitRef, Committee, Digest, Round, VerifiedBlock,
 };
@@ -72,6 +72,12 @@ impl Simulator {
         let checkpoints = bcs::to_bytes(&output.checkpoint_state)
             .expect("the checkpoint state always has a BCS encoding");
         batch.put_meta(CHECKPOINTS_KEY, checkpoints);
+        if let Some(certified) = output.checkpoint_state.highest_certified {
+            batch.put_meta(
+                HIGHEST_CERTIFIED_CHECKPOINT_KEY,
+                certified.to_le_bytes().to_vec(),
+            );
+        }
         if output.round == 1 {
             let identity = chain_identity(self.committee(), self.config());
             batch.put_meta(IDENTITY_KEY, identity.as_bytes().to_vec());

@@ -161,7 +161,13 @@ impl Simulator {
         self.recent[1] = previous;
         self.votes = output.commits.iter().map(|c| c.reference()).collect();
         self.next_round += 1;
-        let checkpoints = self.checkpoints.on_round(round, &output.commits);
+        let checkpoints = self.checkpoints.on_round(
+            round,
+            &output.commits,
+            &self.committee,
+            self.config.seed,
+            &self.config.crashed,
+        );
         Ok(RoundOutput {
             round,
             blocks,

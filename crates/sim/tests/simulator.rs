@@ -153,6 +153,28 @@ fn every_closed_checkpoint_is_signed_by_every_live_authority() {
     // About a fifth come a round late.
     let share = late * 100 / signed.len();
     assert!((10..=30).contains(&share), "{share}% late");
+
+    // The committee's highest certified checkpoint after each round is the
+    // highest whose signatures in blocks so far carry a quorum of stake.
+    let mut stake: HashMap<u64, Stake> = HashMap::new();
+    let mut highest = None;
+    for output in &outputs {
+        for block in &output.blocks {
+            for SystemMessage::CheckpointSignature { sequence, .. } in block.system_messages() {
+                let total = stake.entry(*sequence).or_default();
+                *total += committee.stake(block.author());
+                if committee.reached_quorum(*total) {
+                    highest = highest.max(Some(*sequence));
+                }
+            }
+        }
+        assert_eq!(
+            output.checkpoint_state.highest_certified, highest,
+            "round {}",
+            output.round
+        );
+    }
+    assert!(highest > Some(30), "{highest:?}");
 }
 
 #[test]

@@ -62,6 +62,11 @@ pub mod segment_store;
 mod segments;
 
 pub use batch::WriteBatch;
+
+/// Meta key of the highest certified checkpoint's sequence (LE u64), kept
+/// by every node that certifies checkpoints (the simulated committee, an
+/// observer) and read by the publisher, which reports it to subscribers.
+pub const HIGHEST_CERTIFIED_CHECKPOINT_KEY: &str = "checkpoints/highest_certified";
 pub use error::{Result, StoreError};
 pub use mem::MemStore;
 pub use redb_store::{RedbOptions, RedbStore};

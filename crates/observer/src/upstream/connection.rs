@@ -85,6 +85,9 @@ pub struct LinkState {
     pub last_message_ms: u64,
     /// The upstream's latest `highest_commit_index`; `None` before any.
     pub upstream_highest: Option<CommitIndex>,
+    /// The upstream's latest `highest_certified_checkpoint`; `None` before
+    /// any, or from an upstream that does not report it.
+    pub upstream_certified: Option<u64>,
 }
 
 /// An open session with one upstream.
@@ -225,11 +228,13 @@ pub async fn connect(
     let (link_tx, link) = watch::channel(LinkState {
         last_message_ms: now_ms(),
         upstream_highest: None,
+        upstream_certified: None,
     });
-    let seen = move |link: &watch::Sender<LinkState>, highest: CommitIndex| {
+    let seen = move |link: &watch::Sender<LinkState>, highest: CommitIndex, certified| {
         link.send_replace(LinkState {
             last_message_ms: now_ms(),
             upstream_highest: Some(highest),
+            upstream_certified: certified,
         });
     };
     let (blocks_tx, blocks) = mpsc::channel(block_queue_capacity);
@@ -241,7 +246,8 @@ pub async fn connect(
                 match block_stream.message().await {
                     Ok(Some(response)) => {
                         let at = Instant::now();
-                        seen(&link, response.highest_commit_index);
+                        let certified = response.highest_certified_checkpoint;
+                        seen(&link, response.highest_commit_index, certified);
                         for bytes in response.blocks {
                             let block = Inbound::Item(Received { bytes, at });
                             if blocks_tx.send(block).await.is_err() {
@@ -260,7 +266,8 @@ pub async fn connect(
         let reason = loop {
             match commit_stream.message().await {
                 Ok(Some(response)) => {
-                    seen(&link_tx, response.highest_commit_index);
+                    let certified = response.highest_certified_checkpoint;
+                    seen(&link_tx, response.highest_commit_index, certified);
                     if !response.commits.is_empty()
                         && commits_tx.send(Inbound::Item(response)).await.is_err()
                     {
