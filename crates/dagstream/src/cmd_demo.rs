@@ -18,8 +18,10 @@
 use crate::chain;
 use crate::timeline::{self, Sample};
 use anyhow::{Context, Result};
+use dagstream_observer::metrics::quantile;
 use dagstream_observer::{
-    start, DeliveredSubDag, Mode, ObserverConfig, ObserverHandle, SubscriberConfig,
+    start_with_metrics, DeliveredSubDag, Mode, ObserverConfig, ObserverHandle, ObserverMetrics,
+    SubscriberConfig,
 };
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::{generate, GenesisParams, Profile};
@@ -48,6 +50,8 @@ struct Follower {
     /// Every mode seen, in order, across restarts.
     modes: Vec<(Mode, bool)>,
     restarts: u32,
+    /// Its metrics, kept across its restart: the certification latency.
+    metrics: ObserverMetrics,
 }
 
 /// Consumes commits, sleeping `delay()` after each (the slow consumer).
@@ -145,7 +149,15 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         } else {
             Arc::new(MemStore::new())
         };
-        let (handle, commits) = start(committee.clone(), store, vec![upstream.clone()], config, 0)?;
+        let metrics = ObserverMetrics::unregistered()?;
+        let (handle, commits) = start_with_metrics(
+            committee.clone(),
+            store,
+            vec![upstream.clone()],
+            config,
+            0,
+            metrics.clone(),
+        )?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let paused = pause_seen.clone();
         let delay = move || {
@@ -167,6 +179,7 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
             received,
             modes: Vec::new(),
             restarts: 0,
+            metrics,
         });
     }
 
@@ -198,12 +211,13 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
                 .last()
                 .map_or(0, |c| c.index);
             let store: Arc<dyn Store> = chain::open_store(&restart_dir)?;
-            let (handle, commits) = start(
+            let (handle, commits) = start_with_metrics(
                 committee.clone(),
                 store,
                 vec![upstream.clone()],
                 ObserverConfig::default(),
                 acked,
+                restarted.metrics.clone(),
             )?;
             restarted.consumer = Some(consume(commits, restarted.received.clone(), || {
                 Duration::ZERO
@@ -281,8 +295,8 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
     let mut summary = Vec::new();
     println!();
     println!(
-        "{:<14} {:>9} {:>14} {:>9} {:>9}  checks",
-        "observer", "commits", "mode changes", "pauses", "restarts"
+        "{:<14} {:>9} {:>14} {:>9} {:>9} {:>15}  checks",
+        "observer", "commits", "mode changes", "pauses", "restarts", "certified p50/99"
     );
     for follower in &followers {
         let received = follower.received.lock().expect("lock").clone();
@@ -313,13 +327,18 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         }
         let ok = checks.iter().all(|(_, ok)| *ok);
         all_ok &= ok;
+        // Rounds from a checkpoint's closing decision to its certificate.
+        let rounds = &follower.metrics.certification_rounds;
+        let (p50, p99) = (quantile(rounds, 0.5), quantile(rounds, 0.99));
+        let show = |q: Option<f64>| q.map_or("-".to_string(), |q| q.to_string());
         println!(
-            "{:<14} {:>9} {:>14} {:>9} {:>9}  {}",
+            "{:<14} {:>9} {:>14} {:>9} {:>9} {:>15}  {}",
             follower.name,
             received.len(),
             modes.len().saturating_sub(1),
             pauses,
             follower.restarts,
+            format!("{} / {} rounds", show(p50), show(p99)),
             checks
                 .iter()
                 .map(|(name, ok)| format!("{} {name}", if *ok { "PASS" } else { "FAIL" }))
@@ -332,6 +351,9 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
             "modes": modes.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>(),
             "pauses": pauses,
             "restarts": follower.restarts,
+            "checkpoints_certified": rounds.get_sample_count(),
+            "certification_rounds_p50": p50,
+            "certification_rounds_p99": p99,
             "checks": checks.iter().map(|(name, ok)| json!({"check": name, "passed": ok})).collect::<Vec<_>>(),
         }));
     }

@@ -235,6 +235,25 @@ impl ObserverMetrics {
     }
 }
 
+/// The `q` quantile (0 to 1) of `histogram`, as the upper bound of the
+/// bucket it falls in (`None`: no sample yet). Exact for the certification
+/// rounds, whose buckets are whole rounds up to 4.
+pub fn quantile(histogram: &Histogram, q: f64) -> Option<f64> {
+    use prometheus::core::Metric;
+    let metric = histogram.metric();
+    let histogram = metric.get_histogram();
+    let total = histogram.get_sample_count();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    histogram
+        .get_bucket()
+        .iter()
+        .find(|bucket| bucket.cumulative_count() >= rank)
+        .map_or(Some(f64::INFINITY), |bucket| Some(bucket.upper_bound()))
+}
+
 /// Latency buckets: 50 µs doubling to about 6.5 s, so that sub-millisecond
 /// steps and multi-second stalls both resolve.
 fn latency_buckets() -> prometheus::Result<Vec<f64>> {
@@ -289,6 +308,21 @@ impl VerifyStamps {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn quantiles_are_read_from_the_buckets() {
+        let metrics = ObserverMetrics::unregistered().unwrap();
+        let rounds = &metrics.certification_rounds;
+        assert_eq!(quantile(rounds, 0.5), None);
+        for value in [1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0] {
+            rounds.observe(value);
+        }
+        assert_eq!(quantile(rounds, 0.5), Some(1.0));
+        assert_eq!(quantile(rounds, 0.8), Some(1.0));
+        assert_eq!(quantile(rounds, 0.99), Some(2.0));
+        rounds.observe(500.0);
+        assert_eq!(quantile(rounds, 1.0), Some(f64::INFINITY));
+    }
 
     #[test]
     fn stamps_keep_the_first_verification_and_stay_bounded() {
