@@ -16,11 +16,18 @@
 //! (the block's author made it). An author counts once per checkpoint,
 //! however many of its blocks carry a signature.
 //!
+//! # Cost
+//! Signatures are verified in one batch per call (a block, or a whole
+//! commit batch when catching up), and only as many as make a quorum: the
+//! rest wait as spares, verified only if one of the first turns out
+//! forged.
+//!
 //! # Bounds
 //! Signatures for checkpoints the observer has not closed yet are kept
 //! for at most [`MAX_EARLY_CHECKPOINTS`] ahead of its newest closed one,
 //! one per author; closed checkpoints wait for their quorum among at most
-//! [`MAX_UNCERTIFIED`], the oldest given up first.
+//! [`MAX_UNCERTIFIED`], the oldest given up first, each with at most one
+//! signature per author.
 
 use crate::checkpoint::{
     certificate_key, load_highest_certified, load_open, load_summary, HIGHEST_CERTIFIED_KEY,
@@ -30,9 +37,9 @@ use crate::{ObserverError, Result};
 use dagstream_store::{Store, StoreError, WriteBatch};
 use dagstream_types::{
     AuthorityIndex, CertifiedCheckpoint, CheckpointSummary, Committee, Digest, Round, Signature,
-    StakeAggregator, SystemMessage, VerifiedBlock,
+    Stake, StakeAggregator, SystemMessage, VerifiedBlock,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Most checkpoints past its newest closed one that the certifier keeps
@@ -65,6 +72,26 @@ struct Uncertified {
     /// Valid signatures over `digest`, by author.
     signers: BTreeMap<AuthorityIndex, Seen>,
     stake: StakeAggregator,
+    /// Every author with a signature over `digest` here: valid, queued for
+    /// verification, or spare.
+    authors: BTreeSet<AuthorityIndex>,
+    /// The stake of the signers and of the signatures queued.
+    queued_stake: Stake,
+    /// Signatures over `digest` that arrived once the queued ones would
+    /// make a quorum: verified only if a queued one turns out forged. One
+    /// per author, so at most the committee.
+    spare: Vec<Seen>,
+}
+
+/// A signature over a summary of the observer's own, to verify with the
+/// others of the same call in one batch.
+#[derive(Debug)]
+struct Candidate {
+    /// Where its outcome goes in the call's outcomes (`None`: a spare from
+    /// an earlier call, whose outcome was reported then).
+    slot: Option<usize>,
+    sequence: u64,
+    seen: Seen,
 }
 
 /// A checkpoint that reached its quorum, with how long it took.
@@ -110,6 +137,8 @@ pub struct Certifier {
     certified: Vec<Certified>,
     /// Checkpoints given up unrecorded, since start.
     abandoned: u64,
+    /// Signatures to verify before the call returns.
+    queue: Vec<Candidate>,
 }
 
 impl Certifier {
@@ -130,6 +159,7 @@ impl Certifier {
             highest_certified,
             certified: Vec::new(),
             abandoned: 0,
+            queue: Vec::new(),
         };
         for closed in uncertified {
             certifier.track(closed);
@@ -151,12 +181,27 @@ impl Certifier {
         self.abandoned
     }
 
-    /// Collects the checkpoint signatures of a verified block.
+    /// Collects the checkpoint signatures of a verified block. Returns
+    /// what became of each, in order.
     pub fn observe(&mut self, block: &VerifiedBlock) -> Vec<Outcome> {
-        block
-            .system_messages()
-            .iter()
-            .map(|message| match message {
+        let mut outcomes = Vec::new();
+        self.collect(block, &mut outcomes);
+        self.verify_queued(&mut outcomes);
+        outcomes
+    }
+
+    /// A checkpoint the sequencer closed: it checks the signatures seen
+    /// for it so far.
+    pub fn on_closed(&mut self, closed: ClosedCheckpoint) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        self.close(closed, &mut outcomes);
+        self.verify_queued(&mut outcomes);
+        outcomes
+    }
+
+    fn collect(&mut self, block: &VerifiedBlock, outcomes: &mut Vec<Outcome>) {
+        for message in block.system_messages() {
+            match message {
                 SystemMessage::CheckpointSignature {
                     sequence,
                     summary_digest,
@@ -169,15 +214,13 @@ impl Certifier {
                         summary_digest: *summary_digest,
                         signature: *signature,
                     };
-                    self.add(*sequence, seen)
+                    self.add(*sequence, seen, outcomes);
                 }
-            })
-            .collect()
+            }
+        }
     }
 
-    /// A checkpoint the sequencer closed: it checks the signatures seen
-    /// for it so far.
-    pub fn on_closed(&mut self, closed: ClosedCheckpoint) -> Vec<Outcome> {
+    fn close(&mut self, closed: ClosedCheckpoint, outcomes: &mut Vec<Outcome>) {
         let sequence = closed.summary.sequence;
         self.highest_closed = Some(sequence);
         self.track(closed);
@@ -185,10 +228,9 @@ impl Certifier {
         // The window moved: forget what now lies past it.
         let limit = sequence + MAX_EARLY_CHECKPOINTS;
         self.early.retain(|s, _| *s <= limit);
-        early
-            .into_values()
-            .map(|seen| self.add(sequence, seen))
-            .collect()
+        for seen in early.into_values() {
+            self.add(sequence, seen, outcomes);
+        }
     }
 
     /// What the sequencer sequenced: the checkpoints it closed and, with
@@ -204,17 +246,18 @@ impl Certifier {
             while let Some(checkpoint) =
                 closed.next_if(|c| c.summary.last_commit < delivered.index())
             {
-                outcomes.extend(self.on_closed(*checkpoint));
+                self.close(*checkpoint, &mut outcomes);
             }
             if with_blocks {
                 for block in &delivered.sub_dag.blocks {
-                    outcomes.extend(self.observe(block));
+                    self.collect(block, &mut outcomes);
                 }
             }
         }
         for checkpoint in closed {
-            outcomes.extend(self.on_closed(*checkpoint));
+            self.close(*checkpoint, &mut outcomes);
         }
+        self.verify_queued(&mut outcomes);
         outcomes
     }
 
@@ -251,35 +294,95 @@ impl Certifier {
                 closed,
                 signers: BTreeMap::new(),
                 stake: StakeAggregator::new(&self.committee),
+                authors: BTreeSet::new(),
+                queued_stake: 0,
+                spare: Vec::new(),
             },
         );
     }
 
-    fn add(&mut self, sequence: u64, seen: Seen) -> Outcome {
+    /// Sorts a signature: its outcome now, or a place in the queue (its
+    /// outcome then set by [`Certifier::verify_queued`]).
+    fn add(&mut self, sequence: u64, seen: Seen, outcomes: &mut Vec<Outcome>) {
         let Some(pending) = self.uncertified.get_mut(&sequence) else {
-            return self.add_early(sequence, seen);
+            outcomes.push(self.add_early(sequence, seen));
+            return;
         };
-        if pending.signers.contains_key(&seen.author) {
-            return Outcome::Ignored;
-        }
         if seen.summary_digest != pending.digest {
-            return Outcome::OtherSummary;
+            outcomes.push(Outcome::OtherSummary);
+            return;
         }
-        if !CheckpointSummary::verify_signature(
-            &pending.digest,
-            seen.author,
-            &seen.signature,
-            &self.committee,
-        ) {
-            return Outcome::Forged;
+        if !pending.authors.insert(seen.author) {
+            outcomes.push(Outcome::Ignored);
+            return;
         }
-        pending.signers.insert(seen.author, seen);
-        pending.stake.add(seen.author, &self.committee);
-        if pending.stake.reached_quorum(&self.committee) {
-            let done = self.uncertified.remove(&sequence).expect("found above");
-            self.certify(done);
+        if self.committee.reached_quorum(pending.queued_stake) {
+            pending.spare.push(seen);
+            outcomes.push(Outcome::Ignored);
+            return;
         }
-        Outcome::Counted
+        pending.queued_stake += self.committee.stake(seen.author);
+        // Settled once verified.
+        outcomes.push(Outcome::Counted);
+        self.queue.push(Candidate {
+            slot: Some(outcomes.len() - 1),
+            sequence,
+            seen,
+        });
+    }
+
+    /// Verifies the queued signatures in one batch, counts the valid ones
+    /// and certifies what reaches a quorum. A forged one is replaced by
+    /// spares, verified in turn.
+    fn verify_queued(&mut self, outcomes: &mut [Outcome]) {
+        while !self.queue.is_empty() {
+            let queue = std::mem::take(&mut self.queue);
+            let signatures: Vec<(Digest, AuthorityIndex, Signature)> = queue
+                .iter()
+                .map(|c| (c.seen.summary_digest, c.seen.author, c.seen.signature))
+                .collect();
+            let valid = CheckpointSummary::verify_signatures(&signatures, &self.committee);
+            let mut reached = BTreeSet::new();
+            for (candidate, valid) in queue.into_iter().zip(valid) {
+                let sequence = candidate.sequence;
+                // Its checkpoint may have been given up since it was queued.
+                let Some(pending) = self.uncertified.get_mut(&sequence) else {
+                    continue;
+                };
+                let author = candidate.seen.author;
+                if valid {
+                    pending.signers.insert(author, candidate.seen);
+                    pending.stake.add(author, &self.committee);
+                    if pending.stake.reached_quorum(&self.committee) {
+                        reached.insert(sequence);
+                    }
+                    continue;
+                }
+                if let Some(slot) = candidate.slot {
+                    outcomes[slot] = Outcome::Forged;
+                }
+                // The author may still send a valid one.
+                pending.authors.remove(&author);
+                pending.queued_stake -= self.committee.stake(author);
+                while !self.committee.reached_quorum(pending.queued_stake) {
+                    let Some(seen) = pending.spare.pop() else {
+                        break;
+                    };
+                    pending.queued_stake += self.committee.stake(seen.author);
+                    self.queue.push(Candidate {
+                        slot: None,
+                        sequence,
+                        seen,
+                    });
+                }
+            }
+            for sequence in reached {
+                let done = self.uncertified.remove(&sequence).expect("reached above");
+                // Spares promoted for it are no longer needed.
+                self.queue.retain(|c| c.sequence != sequence);
+                self.certify(done);
+            }
+        }
     }
 
     fn add_early(&mut self, sequence: u64, seen: Seen) -> Outcome {

@@ -4,13 +4,14 @@
 
 use crate::certify::{Certifier, Outcome, MAX_EARLY_CHECKPOINTS, MAX_UNCERTIFIED};
 use crate::checkpoint::{certificate_key, HIGHEST_CERTIFIED_KEY};
-use crate::sequencer::ClosedCheckpoint;
+use crate::delivery::DeliveredSubDag;
+use crate::sequencer::{ClosedCheckpoint, Sequenced};
 use dagstream_sim::{generate, CommitteeKeys};
 use dagstream_store::WriteBatch;
 use dagstream_test_utils::TestCommittee;
 use dagstream_types::{
-    AuthorityIndex, Block, CheckpointSummary, Committee, Digest, Signature, SystemMessage,
-    VerifiedBlock,
+    AuthorityIndex, Block, CheckpointSummary, Commit, CommittedSubDag, Committee, Digest,
+    Signature, SystemMessage, TrustedCommit, VerifiedBlock,
 };
 use std::sync::Arc;
 
@@ -181,7 +182,9 @@ fn a_forged_checkpoint_signature_does_not_count() {
         14,
         vec![forged(signature), forged(Signature([7; 64]))],
     ));
-    assert_eq!(outcomes, vec![Outcome::Forged, Outcome::Forged]);
+    // The second waits behind the first, then is dropped with its block.
+    assert_eq!(outcomes, vec![Outcome::Forged, Outcome::Ignored]);
+    assert_eq!(certifier.uncertified(), 1);
     assert_eq!(certifier.highest_certified(), None);
     // Its real signature still counts.
     let outcomes = certifier.observe(&block(
@@ -292,4 +295,66 @@ fn uncertified_checkpoints_are_bounded() {
     }
     assert_eq!(certifier.uncertified(), MAX_UNCERTIFIED);
     assert_eq!(certifier.abandoned(), 3);
+}
+
+/// Only signatures that make a quorum are verified; the rest wait as
+/// spares and replace one that turns out forged.
+#[test]
+fn spares_replace_a_forged_signature() {
+    let (committee, keys) = committee();
+    let mut certifier = Certifier::new(committee.clone(), None, None, vec![]);
+    let checkpoint = closed(0);
+    certifier.on_closed(checkpoint);
+    let summary = checkpoint.summary;
+    let SystemMessage::CheckpointSignature { signature, .. } = signed(&keys, 2, &summary);
+    let forged_by_3 = SystemMessage::CheckpointSignature {
+        sequence: 0,
+        summary_digest: summary.digest(),
+        signature,
+    };
+    // One commit batch: 3 (forged, 4) and 2 (3) would make the quorum, so
+    // 1 and 0 wait; 3 fails, 0 and 1 are verified in its place: 6 of 7.
+    let blocks = vec![
+        block(&keys, 3, 13, vec![forged_by_3]),
+        block(&keys, 2, 13, vec![signed(&keys, 2, &summary)]),
+        block(&keys, 1, 13, vec![signed(&keys, 1, &summary)]),
+        block(&keys, 0, 13, vec![signed(&keys, 0, &summary)]),
+    ];
+    let commit = TrustedCommit::new(Commit {
+        index: 10,
+        previous_digest: Digest::ZERO,
+        timestamp_ms: 1_400,
+        leader: blocks[3].reference(),
+        blocks: blocks.iter().map(|b| b.reference()).collect(),
+    });
+    let sequenced = Sequenced {
+        sub_dags: vec![DeliveredSubDag {
+            sub_dag: CommittedSubDag { commit, blocks },
+            checkpoint: 3,
+            certified_checkpoint: None,
+        }],
+        ..Sequenced::default()
+    };
+    let outcomes = certifier.on_sequenced(&sequenced, true);
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Forged,
+            Outcome::Counted,
+            Outcome::Ignored,
+            Outcome::Ignored
+        ]
+    );
+    assert_eq!(certifier.highest_certified(), None);
+    // 3's own signature completes it, with every valid signer.
+    certifier.observe(&block(&keys, 3, 14, vec![signed(&keys, 3, &summary)]));
+    let certified = certifier.take_certified(&mut WriteBatch::new());
+    let signers: Vec<AuthorityIndex> = certified[0]
+        .certificate
+        .signatures
+        .iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(signers, vec![0, 1, 2, 3]);
+    certified[0].certificate.verify(&committee).unwrap();
 }

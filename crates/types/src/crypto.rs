@@ -107,14 +107,15 @@ fn verify_message(key: &VerificationKey, message: &[u8], signature: &Signature) 
     key.verify(&signature, message).is_ok()
 }
 
-/// Block signatures checked together, at about a third of the cost of
-/// checking them one by one when the batch holds dozens.
+/// Signatures checked together, at about a third of the cost of checking
+/// them one by one when the batch holds dozens.
 ///
 /// The check combines the signatures with random coefficients from the OS,
 /// so a batch with any invalid signature fails except with probability
 /// about 2^-128. It says only whether all are valid: to name the invalid
-/// ones, check them one by one with [`verify_block_hash`], which accepts
-/// exactly the same signatures.
+/// ones, check them one by one with [`verify_block_hash`] (or
+/// [`verify_checkpoint_digest`]), which accepts exactly the same
+/// signatures.
 #[derive(Default)]
 pub struct SignatureBatch {
     verifier: batch::Verifier,
@@ -130,6 +131,21 @@ impl SignatureBatch {
     /// `block_hash`.
     pub fn add(&mut self, key: &VerificationKey, block_hash: &Digest, signature: &Signature) {
         let message = block_signing_message(block_hash);
+        let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
+        self.verifier
+            .queue((VerificationKeyBytes::from(*key), signature, &message));
+        self.len += 1;
+    }
+
+    /// Adds a signature of the checkpoint summary whose BCS encoding hashes
+    /// to `summary_digest`.
+    pub fn add_checkpoint(
+        &mut self,
+        key: &VerificationKey,
+        summary_digest: &Digest,
+        signature: &Signature,
+    ) {
+        let message = checkpoint_signing_message(summary_digest);
         let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
         self.verifier
             .queue((VerificationKeyBytes::from(*key), signature, &message));
