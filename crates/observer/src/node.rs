@@ -20,7 +20,7 @@
 //! A slow consumer stops the task from taking input, so the block queue
 //! grows and the state machine pauses blocks: nothing is dropped.
 
-use crate::certify::Certifier;
+use crate::certify::{Certifier, Prechecked};
 use crate::config::ObserverConfig;
 use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
@@ -472,7 +472,7 @@ impl Node {
             }
         }
         let commits = self.deriver.add_blocks(verified)?;
-        self.sequence(commits, verified_at, false).await?;
+        self.sequence(commits, verified_at, None).await?;
         Ok(ended)
     }
 
@@ -493,15 +493,22 @@ impl Node {
         };
         let committee = self.committee.clone();
         let limits = self.config.block_limits;
+        // The checkpoint signatures of the batch are verified there too,
+        // off this task.
         let verified = self
             .config
             .offload
-            .spawn(move || verify_commit_batch(&committee, &limits, previous.as_ref(), &response))
+            .spawn(move || {
+                let sub_dags =
+                    verify_commit_batch(&committee, &limits, previous.as_ref(), &response)?;
+                let prechecked = Prechecked::verify(&sub_dags, &committee);
+                Ok((sub_dags, prechecked))
+            })
             .await
             .expect("commit verification does not panic");
         match verified {
-            Ok(sub_dags) => self
-                .sequence(sub_dags, Instant::now(), true)
+            Ok((sub_dags, prechecked)) => self
+                .sequence(sub_dags, Instant::now(), Some(prechecked))
                 .await
                 .map(|()| None),
             Err(err) => faulty(err),
@@ -509,15 +516,16 @@ impl Node {
     }
 
     /// Sequences commits, certifies the checkpoints they close (with the
-    /// signatures in their blocks, if they came on the commit stream,
-    /// `received`), and starts writing the new commits and certificates in
-    /// one atomic write (which also announces the commits to relayed
-    /// subscribers), once the previous write is durable.
+    /// signatures in their blocks if they came on the commit stream, then
+    /// with the signatures `received` verified ahead), and starts writing
+    /// the new commits and certificates in one atomic write (which also
+    /// announces the commits to relayed subscribers), once the previous
+    /// write is durable.
     async fn sequence(
         &mut self,
         sub_dags: Vec<CommittedSubDag>,
         verified_at: Instant,
-        received: bool,
+        received: Option<Prechecked>,
     ) -> Result<()> {
         self.stamps
             .record(sub_dags.iter().map(|s| s.index()), verified_at);
@@ -529,7 +537,11 @@ impl Node {
             return Ok(());
         }
         let mut sequenced = sequenced.unwrap_or_default();
-        let outcomes = self.certifier.on_sequenced(&sequenced, received);
+        let with_blocks = received.is_some();
+        let prechecked = received.unwrap_or_default();
+        let outcomes = self
+            .certifier
+            .on_sequenced(&sequenced, with_blocks, prechecked);
         self.metrics.signatures(&outcomes);
         let certified = self.certifier.take_certified(&mut sequenced.batch);
         let highest = self.certifier.highest_certified();
@@ -549,7 +561,7 @@ impl Node {
     /// Makes everything sequenced and certified durable, before the node
     /// stops.
     async fn finish(&mut self) -> Result<()> {
-        self.sequence(Vec::new(), Instant::now(), false).await?;
+        self.sequence(Vec::new(), Instant::now(), None).await?;
         self.settle().await
     }
 
