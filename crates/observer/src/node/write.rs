@@ -1,0 +1,92 @@
+//! The node's write path: commits sequenced, checkpoints certified, one
+//! atomic write in flight, and what it made durable queued for the
+//! consumer.
+
+use super::Node;
+use crate::certify::Prechecked;
+use crate::delivery::DeliveredSubDag;
+use crate::Result;
+use dagstream_types::CommittedSubDag;
+use tokio::time::Instant;
+
+impl Node {
+    /// Sequences commits, certifies the checkpoints they close (with the
+    /// signatures in their blocks if they came on the commit stream, then
+    /// with the signatures `received` verified ahead), and starts writing
+    /// the new commits and certificates in one atomic write (which also
+    /// announces the commits to relayed subscribers), once the previous
+    /// write is durable.
+    pub(super) async fn sequence(
+        &mut self,
+        sub_dags: Vec<CommittedSubDag>,
+        verified_at: Instant,
+        received: Option<Prechecked>,
+    ) -> Result<()> {
+        self.stamps
+            .record(sub_dags.iter().map(|s| s.index()), verified_at);
+        // The sequencer compares repeats with the store, and counts what it
+        // sequenced as written.
+        self.settle().await?;
+        let sequenced = self.sequencer.sequence(sub_dags, self.store.as_ref())?;
+        if sequenced.is_none() && !self.certifier.has_certified() {
+            return Ok(());
+        }
+        let mut sequenced = sequenced.unwrap_or_default();
+        let with_blocks = received.is_some();
+        let prechecked = received.unwrap_or_default();
+        let outcomes = self
+            .certifier
+            .on_sequenced(&sequenced, with_blocks, prechecked);
+        self.metrics.signatures(&outcomes);
+        let certified = self.certifier.take_certified(&mut sequenced.batch);
+        let highest = self.certifier.highest_certified();
+        // The certificates are durable with these commits.
+        for delivered in &mut sequenced.sub_dags {
+            delivered.certified_checkpoint = highest;
+        }
+        self.metrics.certified(&certified, highest);
+        self.status.highest_certified_checkpoint = highest;
+        self.status.checkpoint = self.sequencer.open_checkpoint().map(|o| o.sequence);
+        if !sequenced.batch.is_empty() {
+            self.persister.start(sequenced);
+        }
+        Ok(())
+    }
+
+    /// Makes everything sequenced and certified durable, before the node
+    /// stops.
+    pub(super) async fn finish(&mut self) -> Result<()> {
+        self.sequence(Vec::new(), Instant::now(), None).await?;
+        self.settle().await
+    }
+
+    /// Waits until everything sequenced is durable.
+    pub(super) async fn settle(&mut self) -> Result<()> {
+        let written = self.persister.finish().await?;
+        self.on_persisted(written);
+        Ok(())
+    }
+
+    /// Observes the latency of a commit handed to the consumer.
+    pub(super) fn measure_delivery(&mut self, next: &DeliveredSubDag) {
+        if let Some(verified_at) = self.stamps.take(next.index()) {
+            let waited = verified_at.elapsed().as_secs_f64();
+            self.metrics.verify_to_deliver.observe(waited);
+        }
+        let now_ms = dagstream_types::unix_time_ms();
+        let lag_ms = now_ms.saturating_sub(next.sub_dag.commit.timestamp_ms());
+        self.metrics
+            .commit_lag_seconds
+            .observe(lag_ms as f64 / 1_000.0);
+    }
+
+    /// Queues commits that a write made durable for the consumer.
+    pub(super) fn on_persisted(&mut self, written: Vec<DeliveredSubDag>) {
+        let Some(last) = written.last().map(|c| c.index()) else {
+            return;
+        };
+        self.metrics.commits_persisted.inc_by(written.len() as u64);
+        self.metrics.highest_commit.set(last as i64);
+        self.delivery.push(written);
+    }
+}
