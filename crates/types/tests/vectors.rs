@@ -22,6 +22,7 @@ const CONTENT_DIGEST: &str = "f3600dcf5d1033a652335ae405b5acfb21160d9b5e2188db17
 const SUMMARY_BCS: &str = "0000000000000000000000000000000001000000000000000100000000000000f3600dcf5d1033a652335ae405b5acfb21160d9b5e2188db17cb673eadbd679e00000000000000000000000000000000000000000000000000000000000000006968e5cf8b010000";
 const SUMMARY_DIGEST: &str = "8207ffdb7a67ad934fca0f4c5ce48a36bd2a2afcadd74b2b9daaa0b99495d446";
 const CHECKPOINT_SIGNATURE: &str = "d958c33ca74132156dcfed2b8a0bf171a168a904fcc6e260cf1e1e28e426776f44987cdca09442770277c960fb33e68a7e81709bf8ab0149f2f77f1c03c2a703";
+const CERTIFICATE_BCS: &str = "0000000000000000000000000000000001000000000000000100000000000000f3600dcf5d1033a652335ae405b5acfb21160d9b5e2188db17cb673eadbd679e00000000000000000000000000000000000000000000000000000000000000006968e5cf8b0100000300000000e046068f8fce9a3fc04a53bd991a2286509f8d52c107b2dc0f46ad106e91aa764da3398560bca7f4bbeb6bf37c1ddf4436988129316c561ac864e82686cd7a010100000059364d3624f4851197d4decd9476d1cb5d02b2fde58f39477b56b0015b9b05fd6ed83686deacb18a67c158a616515cde8adbecd2da3676518d5e5fbc6a03dc0802000000d958c33ca74132156dcfed2b8a0bf171a168a904fcc6e260cf1e1e28e426776f44987cdca09442770277c960fb33e68a7e81709bf8ab0149f2f77f1c03c2a703";
 const COMMIT_DIGEST: &str = "92127c0fe014880b442f77aad1a6068cbab45c6444b63dcd552c10f8b2a38441";
 
 fn digest(hex: &str) -> Digest {
@@ -94,6 +95,14 @@ fn checkpoint_vector() {
     ));
     let decoded = CheckpointSummary::decode(&hex::decode(SUMMARY_BCS).unwrap()).unwrap();
     assert_eq!(decoded, summary);
+    let certificate = CertifiedCheckpoint {
+        summary,
+        signatures: (0..3).map(|a| (a, summary.sign(&common::key(a)))).collect(),
+    };
+    assert_eq!(hex::encode(certificate.encode()), CERTIFICATE_BCS);
+    let decoded = CertifiedCheckpoint::decode(&hex::decode(CERTIFICATE_BCS).unwrap()).unwrap();
+    assert_eq!(decoded, certificate);
+    decoded.verify(&committee).unwrap();
     // The vector block carries exactly this signature.
     assert_eq!(
         common::block(&committee).system_messages,
@@ -139,6 +148,7 @@ fn wire_format_document_carries_the_vectors() {
         SUMMARY_BCS,
         SUMMARY_DIGEST,
         CHECKPOINT_SIGNATURE,
+        CERTIFICATE_BCS,
     ];
     expected.extend(GENESIS_BLOCK_DIGESTS);
     for value in expected {
