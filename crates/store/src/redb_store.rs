@@ -22,8 +22,9 @@ const COMMIT: Commit = Commit::TwoPhase;
 
 /// The table layout this build reads and writes. Bump it when the layout
 /// changes, so that an older build refuses a newer file instead of misreading
-/// it.
-const FORMAT_VERSION: u64 = 1;
+/// it. 2: blocks carry system messages (checkpoint signatures), and nodes
+/// keep checkpoint state in the metadata.
+const FORMAT_VERSION: u64 = 2;
 
 /// Settings of a [`RedbStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,7 +268,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
         drop(RedbStore::open(&path).unwrap());
-        tamper(&path, STATE, FORMAT_VERSION_KEY, &2u64.to_be_bytes());
+        tamper(
+            &path,
+            STATE,
+            FORMAT_VERSION_KEY,
+            &(FORMAT_VERSION + 1).to_be_bytes(),
+        );
         let err = RedbStore::open(&path).unwrap_err();
         assert!(
             matches!(

@@ -60,7 +60,9 @@ const LOG_END_KEY: &[u8] = b"log_end";
 
 /// The layout this build reads and writes. Bump it when the layout changes,
 /// so that an older build refuses a newer store instead of misreading it.
-const FORMAT_VERSION: u64 = 1;
+/// 2: blocks carry system messages (checkpoint signatures), and nodes keep
+/// checkpoint state in the metadata.
+const FORMAT_VERSION: u64 = 2;
 
 /// A scan reads blocks that lie next to each other in a segment with one
 /// read of at most this many bytes. The blocks it returns share that read's
