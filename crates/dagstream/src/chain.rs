@@ -68,6 +68,15 @@ pub fn explain(err: StoreError, data_dir: &Path) -> anyhow::Error {
              a validator makes the same chain again)",
             dir = data_dir.display()
         ),
+        StoreError::OtherFormat { found, expected } if found < expected => anyhow::anyhow!(
+            "{err}: it was written by an earlier dagstream, whose chain this build cannot \
+             read. Run `dagstream store repair --data-dir {dir}` to move it aside; the node \
+             then starts over from its genesis",
+            dir = data_dir.display()
+        ),
+        StoreError::OtherFormat { .. } => {
+            anyhow::anyhow!("{err}: it was written by a newer dagstream; run that build on it")
+        }
         other => anyhow::Error::new(other)
             .context(format!("cannot open the store in {}", data_dir.display())),
     }
@@ -121,5 +130,36 @@ mod tests {
         let store = open_store(old.path()).unwrap();
         assert_eq!(store.read_meta("k").unwrap().as_deref(), Some(&b"v"[..]));
         assert!(!old.path().join(STORE_DIR).exists());
+    }
+
+    #[test]
+    fn another_format_says_which_build_to_use() {
+        let dir = Path::new("/var/lib/node");
+        let older = explain(
+            StoreError::OtherFormat {
+                found: 1,
+                expected: 2,
+            },
+            dir,
+        )
+        .to_string();
+        assert!(
+            older.starts_with("the store has format 1, and this build reads format 2")
+                && older.contains("earlier dagstream")
+                && older.contains("dagstream store repair --data-dir /var/lib/node"),
+            "{older}"
+        );
+        let newer = explain(
+            StoreError::OtherFormat {
+                found: 3,
+                expected: 2,
+            },
+            dir,
+        )
+        .to_string();
+        assert!(
+            newer.ends_with("written by a newer dagstream; run that build on it"),
+            "{newer}"
+        );
     }
 }

@@ -33,6 +33,10 @@ pub enum StoreError {
     /// from it, nor written to it.
     #[error("{path} is damaged ({reason}): the store refuses to use it")]
     Damaged { path: String, reason: String },
+    /// The store was written by a build of another format: nothing is read
+    /// from it, nor written to it.
+    #[error("the store has format {found}, and this build reads format {expected}")]
+    OtherFormat { found: u64, expected: u64 },
     /// A batch's commits do not continue the commit sequence. The whole batch
     /// was rejected.
     #[error("commit {got} does not continue the commit sequence, expected commit {expected}")]
@@ -51,6 +55,7 @@ impl StoreError {
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::InUse { .. } => "in_use",
             StoreError::Damaged { .. } => "damaged",
+            StoreError::OtherFormat { .. } => "other_format",
             StoreError::NonContiguousCommit { .. } => "non_contiguous_commit",
         }
     }

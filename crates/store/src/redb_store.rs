@@ -264,27 +264,21 @@ mod tests {
     }
 
     #[test]
-    fn newer_format_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
-        drop(RedbStore::open(&path).unwrap());
-        tamper(
-            &path,
-            STATE,
-            FORMAT_VERSION_KEY,
-            &(FORMAT_VERSION + 1).to_be_bytes(),
-        );
-        let err = RedbStore::open(&path).unwrap_err();
-        assert!(
-            matches!(
+    fn another_format_is_refused() {
+        for found in [FORMAT_VERSION - 1, FORMAT_VERSION + 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("store.redb");
+            drop(RedbStore::open(&path).unwrap());
+            tamper(&path, STATE, FORMAT_VERSION_KEY, &found.to_be_bytes());
+            let err = RedbStore::open(&path).unwrap_err();
+            assert_eq!(
                 err,
-                StoreError::Corrupt {
-                    what: "format version",
-                    ..
+                StoreError::OtherFormat {
+                    found,
+                    expected: FORMAT_VERSION
                 }
-            ),
-            "{err}"
-        );
+            );
+        }
     }
 
     fn commit_batch(index: CommitIndex) -> WriteBatch {

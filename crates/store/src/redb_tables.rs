@@ -101,9 +101,9 @@ pub(crate) fn init(
     match existing {
         None => txn.commit().map_err(db_error("commit")),
         Some(version) if version == format_version => txn.abort().map_err(db_error("abort")),
-        Some(other) => Err(StoreError::Corrupt {
-            what: "format version",
-            reason: format!("the file has format {other}, this build reads {format_version}"),
+        Some(found) => Err(StoreError::OtherFormat {
+            found,
+            expected: format_version,
         }),
     }
 }
