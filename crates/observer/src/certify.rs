@@ -36,10 +36,10 @@ use crate::sequencer::{ClosedCheckpoint, Sequenced};
 use crate::{ObserverError, Result};
 use dagstream_store::{Store, StoreError, WriteBatch};
 use dagstream_types::{
-    AuthorityIndex, CertifiedCheckpoint, CheckpointSummary, CommittedSubDag, Committee, Digest,
-    Round, Signature, Stake, StakeAggregator, SystemMessage, VerifiedBlock,
+    AuthorityIndex, CertifiedCheckpoint, CheckpointSummary, Committee, Digest, Round, Signature,
+    Stake, StakeAggregator, SystemMessage, VerifiedBlock,
 };
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Most checkpoints past its newest closed one that the certifier keeps
@@ -107,48 +107,6 @@ pub struct Certified {
     pub ms: u64,
 }
 
-/// Checkpoint signatures verified ahead, off the node's task: those of a
-/// commit batch, checked against the summary digest each claims, while the
-/// node does other work. The certifier then only compares digests.
-#[derive(Debug, Default)]
-pub struct Prechecked {
-    valid: HashSet<(u64, AuthorityIndex, Digest)>,
-}
-
-impl Prechecked {
-    /// Verifies, in one batch, every checkpoint signature in the blocks of
-    /// `sub_dags`. Bounded by the blocks: at most
-    /// `max_system_messages_per_block` each.
-    pub fn verify(sub_dags: &[CommittedSubDag], committee: &Committee) -> Prechecked {
-        let mut signatures = Vec::new();
-        let mut keys = Vec::new();
-        for block in sub_dags.iter().flat_map(|s| &s.blocks) {
-            for message in block.system_messages() {
-                let SystemMessage::CheckpointSignature {
-                    sequence,
-                    summary_digest,
-                    signature,
-                } = message;
-                signatures.push((*summary_digest, block.author(), *signature));
-                keys.push((*sequence, block.author(), *summary_digest));
-            }
-        }
-        let valid = CheckpointSummary::verify_signatures(&signatures, committee);
-        Prechecked {
-            valid: keys
-                .into_iter()
-                .zip(valid)
-                .filter_map(|(key, valid)| valid.then_some(key))
-                .collect(),
-        }
-    }
-
-    fn contains(&self, sequence: u64, seen: &Seen) -> bool {
-        self.valid
-            .contains(&(sequence, seen.author, seen.summary_digest))
-    }
-}
-
 /// What became of a signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -181,8 +139,6 @@ pub struct Certifier {
     abandoned: u64,
     /// Signatures to verify before the call returns.
     queue: Vec<Candidate>,
-    /// Signatures verified ahead for the call in progress.
-    prechecked: Prechecked,
 }
 
 impl Certifier {
@@ -204,7 +160,6 @@ impl Certifier {
             certified: Vec::new(),
             abandoned: 0,
             queue: Vec::new(),
-            prechecked: Prechecked::default(),
         };
         for closed in uncertified {
             certifier.track(closed);
@@ -284,16 +239,7 @@ impl Certifier {
     /// order. Each checkpoint is closed before the blocks of the commits
     /// after it are read, so that a long catch-up batch never holds
     /// signatures past the early window.
-    ///
-    /// `prechecked` holds signatures of these blocks verified ahead: those
-    /// are counted without verifying them again.
-    pub fn on_sequenced(
-        &mut self,
-        sequenced: &Sequenced,
-        with_blocks: bool,
-        prechecked: Prechecked,
-    ) -> Vec<Outcome> {
-        self.prechecked = prechecked;
+    pub fn on_sequenced(&mut self, sequenced: &Sequenced, with_blocks: bool) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
         let mut closed = sequenced.closed.iter().peekable();
         for delivered in &sequenced.sub_dags {
@@ -311,7 +257,6 @@ impl Certifier {
         for checkpoint in closed {
             self.close(*checkpoint, &mut outcomes);
         }
-        self.prechecked = Prechecked::default();
         self.verify_queued(&mut outcomes);
         outcomes
     }
@@ -369,18 +314,6 @@ impl Certifier {
         }
         if !pending.authors.insert(seen.author) {
             outcomes.push(Outcome::Ignored);
-            return;
-        }
-        if self.prechecked.contains(sequence, &seen) {
-            pending.queued_stake += self.committee.stake(seen.author);
-            pending.signers.insert(seen.author, seen);
-            pending.stake.add(seen.author, &self.committee);
-            if pending.stake.reached_quorum(&self.committee) {
-                let done = self.uncertified.remove(&sequence).expect("found above");
-                self.queue.retain(|c| c.sequence != sequence);
-                self.certify(done);
-            }
-            outcomes.push(Outcome::Counted);
             return;
         }
         if self.committee.reached_quorum(pending.queued_stake) {

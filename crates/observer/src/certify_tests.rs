@@ -2,7 +2,7 @@
 //! stakes: quorum exactly, forgeries, duplicates, early signatures and
 //! bounds.
 
-use crate::certify::{Certifier, Outcome, Prechecked, MAX_EARLY_CHECKPOINTS, MAX_UNCERTIFIED};
+use crate::certify::{Certifier, Outcome, MAX_EARLY_CHECKPOINTS, MAX_UNCERTIFIED};
 use crate::checkpoint::{certificate_key, HIGHEST_CERTIFIED_KEY};
 use crate::delivery::DeliveredSubDag;
 use crate::sequencer::{ClosedCheckpoint, Sequenced};
@@ -335,7 +335,7 @@ fn spares_replace_a_forged_signature() {
         }],
         ..Sequenced::default()
     };
-    let outcomes = certifier.on_sequenced(&sequenced, true, Prechecked::default());
+    let outcomes = certifier.on_sequenced(&sequenced, true);
     assert_eq!(
         outcomes,
         vec![

@@ -23,7 +23,7 @@
 
 mod write;
 
-use crate::certify::{Certifier, Prechecked};
+use crate::certify::Certifier;
 use crate::config::ObserverConfig;
 use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
@@ -475,7 +475,7 @@ impl Node {
             }
         }
         let commits = self.deriver.add_blocks(verified)?;
-        self.sequence(commits, verified_at, None).await?;
+        self.sequence(commits, verified_at, false).await?;
         Ok(ended)
     }
 
@@ -496,22 +496,15 @@ impl Node {
         };
         let committee = self.committee.clone();
         let limits = self.config.block_limits;
-        // The checkpoint signatures of the batch are verified there too,
-        // off this task.
         let verified = self
             .config
             .offload
-            .spawn(move || {
-                let sub_dags =
-                    verify_commit_batch(&committee, &limits, previous.as_ref(), &response)?;
-                let prechecked = Prechecked::verify(&sub_dags, &committee);
-                Ok((sub_dags, prechecked))
-            })
+            .spawn(move || verify_commit_batch(&committee, &limits, previous.as_ref(), &response))
             .await
             .expect("commit verification does not panic");
         match verified {
-            Ok((sub_dags, prechecked)) => self
-                .sequence(sub_dags, Instant::now(), Some(prechecked))
+            Ok(sub_dags) => self
+                .sequence(sub_dags, Instant::now(), true)
                 .await
                 .map(|()| None),
             Err(err) => faulty(err),

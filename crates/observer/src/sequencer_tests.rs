@@ -2,7 +2,7 @@
 //! block path ([`Deriver`]), the [`Sequencer`], checkpoints, the
 //! [`Certifier`] and [`Delivery`], wired as the node wires them.
 
-use crate::certify::{Certifier, Prechecked};
+use crate::certify::Certifier;
 use crate::checkpoint::{load_certificate, load_summary, CheckpointLookup};
 use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
@@ -161,19 +161,11 @@ impl Pipeline {
         sub_dags: Vec<CommittedSubDag>,
         received: bool,
     ) -> Result<(), ObserverError> {
-        // As the node does: a received batch's signatures are verified
-        // ahead.
-        let prechecked = if received {
-            Prechecked::verify(&sub_dags, &chain().committee)
-        } else {
-            Prechecked::default()
-        };
         let mut sequenced = self
             .sequencer
             .sequence(sub_dags, self.store.as_ref())?
             .unwrap_or_default();
-        self.certifier
-            .on_sequenced(&sequenced, received, prechecked);
+        self.certifier.on_sequenced(&sequenced, received);
         let certified = self.certifier.take_certified(&mut sequenced.batch);
         self.certified
             .extend(certified.into_iter().map(|c| c.certificate));

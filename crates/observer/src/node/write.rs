@@ -3,7 +3,6 @@
 //! consumer.
 
 use super::Node;
-use crate::certify::Prechecked;
 use crate::delivery::DeliveredSubDag;
 use crate::Result;
 use dagstream_types::CommittedSubDag;
@@ -11,16 +10,15 @@ use tokio::time::Instant;
 
 impl Node {
     /// Sequences commits, certifies the checkpoints they close (with the
-    /// signatures in their blocks if they came on the commit stream, then
-    /// with the signatures `received` verified ahead), and starts writing
-    /// the new commits and certificates in one atomic write (which also
-    /// announces the commits to relayed subscribers), once the previous
-    /// write is durable.
+    /// signatures in their blocks, if they came on the commit stream,
+    /// `received`), and starts writing the new commits and certificates in
+    /// one atomic write (which also announces the commits to relayed
+    /// subscribers), once the previous write is durable.
     pub(super) async fn sequence(
         &mut self,
         sub_dags: Vec<CommittedSubDag>,
         verified_at: Instant,
-        received: Option<Prechecked>,
+        received: bool,
     ) -> Result<()> {
         self.stamps
             .record(sub_dags.iter().map(|s| s.index()), verified_at);
@@ -32,11 +30,7 @@ impl Node {
             return Ok(());
         }
         let mut sequenced = sequenced.unwrap_or_default();
-        let with_blocks = received.is_some();
-        let prechecked = received.unwrap_or_default();
-        let outcomes = self
-            .certifier
-            .on_sequenced(&sequenced, with_blocks, prechecked);
+        let outcomes = self.certifier.on_sequenced(&sequenced, received);
         self.metrics.signatures(&outcomes);
         let certified = self.certifier.take_certified(&mut sequenced.batch);
         let highest = self.certifier.highest_certified();
@@ -56,7 +50,7 @@ impl Node {
     /// Makes everything sequenced and certified durable, before the node
     /// stops.
     pub(super) async fn finish(&mut self) -> Result<()> {
-        self.sequence(Vec::new(), Instant::now(), None).await?;
+        self.sequence(Vec::new(), Instant::now(), false).await?;
         self.settle().await
     }
 
