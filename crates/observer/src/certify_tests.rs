@@ -10,8 +10,8 @@ use dagstream_sim::{generate, CommitteeKeys};
 use dagstream_store::WriteBatch;
 use dagstream_test_utils::TestCommittee;
 use dagstream_types::{
-    AuthorityIndex, Block, CheckpointSummary, Commit, CommittedSubDag, Committee, Digest,
-    Signature, SystemMessage, TrustedCommit, VerifiedBlock,
+    AuthorityIndex, Block, CertifiedCheckpoint, CheckpointSummary, Commit, CommittedSubDag,
+    Committee, Digest, Signature, SystemMessage, TrustedCommit, VerifiedBlock,
 };
 use std::sync::Arc;
 
@@ -65,6 +65,21 @@ fn block(
     )
 }
 
+/// A block of `author` at `round` carrying its own signature of `summary`.
+fn signing(
+    keys: &CommitteeKeys,
+    author: AuthorityIndex,
+    round: u64,
+    summary: &CheckpointSummary,
+) -> VerifiedBlock {
+    block(keys, author, round, vec![signed(keys, author, summary)])
+}
+
+/// The authorities whose signatures a certificate holds, in its order.
+fn signers(certificate: &CertifiedCheckpoint) -> Vec<AuthorityIndex> {
+    certificate.signatures.iter().map(|s| s.0).collect()
+}
+
 /// `author`'s own, valid signature of `summary`.
 fn signed(
     keys: &CommitteeKeys,
@@ -82,12 +97,7 @@ fn a_checkpoint_is_certified_exactly_at_quorum_stake() {
     assert!(certifier.on_closed(checkpoint).is_empty());
     // Stakes 1 + 2 + 3 = 6: one short.
     for (author, round) in [(0, 13), (1, 13), (2, 14)] {
-        let outcomes = certifier.observe(&block(
-            &keys,
-            author,
-            round,
-            vec![signed(&keys, author, &checkpoint.summary)],
-        ));
+        let outcomes = certifier.observe(&signing(&keys, author, round, &checkpoint.summary));
         assert_eq!(outcomes, vec![Outcome::Counted]);
         assert_eq!(certifier.highest_certified(), None);
     }
@@ -95,20 +105,14 @@ fn a_checkpoint_is_certified_exactly_at_quorum_stake() {
     assert!(certifier.take_certified(&mut batch).is_empty());
     assert!(batch.is_empty());
     // Authority 3 brings 10.
-    let outcomes = certifier.observe(&block(
-        &keys,
-        3,
-        15,
-        vec![signed(&keys, 3, &checkpoint.summary)],
-    ));
+    let outcomes = certifier.observe(&signing(&keys, 3, 15, &checkpoint.summary));
     assert_eq!(outcomes, vec![Outcome::Counted]);
     assert_eq!(certifier.highest_certified(), Some(0));
     let certified = certifier.take_certified(&mut batch);
     assert_eq!(certified.len(), 1);
     let certificate = &certified[0].certificate;
     assert_eq!(certificate.summary, checkpoint.summary);
-    let signers: Vec<AuthorityIndex> = certificate.signatures.iter().map(|s| s.0).collect();
-    assert_eq!(signers, vec![0, 1, 2, 3]);
+    assert_eq!(signers(certificate), vec![0, 1, 2, 3]);
     certificate.verify(&committee).unwrap();
     // The quorum was complete in the DAG at round 15, 3 rounds after the
     // closing commit's decision round (its leader round 10, plus 2).
@@ -120,30 +124,19 @@ fn a_checkpoint_is_certified_exactly_at_quorum_stake() {
         vec![certificate_key(0).as_str(), HIGHEST_CERTIFIED_KEY]
     );
     // Late signatures change nothing: certified once.
-    let late = certifier.observe(&block(
-        &keys,
-        3,
-        16,
-        vec![signed(&keys, 3, &checkpoint.summary)],
-    ));
+    let late = certifier.observe(&signing(&keys, 3, 16, &checkpoint.summary));
     assert_eq!(late, vec![Outcome::Ignored]);
     assert!(!certifier.has_certified());
 
     // 4 + 3 = 7 exactly: certified with the second signature.
     let next = closed(1);
     certifier.on_closed(next);
-    certifier.observe(&block(&keys, 3, 17, vec![signed(&keys, 3, &next.summary)]));
+    certifier.observe(&signing(&keys, 3, 17, &next.summary));
     assert_eq!(certifier.highest_certified(), Some(0));
-    certifier.observe(&block(&keys, 2, 17, vec![signed(&keys, 2, &next.summary)]));
+    certifier.observe(&signing(&keys, 2, 17, &next.summary));
     assert_eq!(certifier.highest_certified(), Some(1));
     let certified = certifier.take_certified(&mut WriteBatch::new());
-    let signers: Vec<AuthorityIndex> = certified[0]
-        .certificate
-        .signatures
-        .iter()
-        .map(|s| s.0)
-        .collect();
-    assert_eq!(signers, vec![2, 3]);
+    assert_eq!(signers(&certified[0].certificate), vec![2, 3]);
     certified[0].certificate.verify(&committee).unwrap();
 }
 
@@ -187,12 +180,7 @@ fn a_forged_checkpoint_signature_does_not_count() {
     assert_eq!(certifier.uncertified(), 1);
     assert_eq!(certifier.highest_certified(), None);
     // Its real signature still counts.
-    let outcomes = certifier.observe(&block(
-        &keys,
-        3,
-        15,
-        vec![signed(&keys, 3, &checkpoint.summary)],
-    ));
+    let outcomes = certifier.observe(&signing(&keys, 3, 15, &checkpoint.summary));
     assert_eq!(outcomes, vec![Outcome::Counted]);
     assert_eq!(certifier.highest_certified(), Some(0));
 }
@@ -207,7 +195,7 @@ fn a_signature_over_another_summary_does_not_count() {
     // Authority 3 validly signs a summary of other contents, same sequence.
     let mut other = checkpoint.summary;
     other.content_digest = Digest::of(b"other contents");
-    let outcomes = certifier.observe(&block(&keys, 3, 14, vec![signed(&keys, 3, &other)]));
+    let outcomes = certifier.observe(&signing(&keys, 3, 14, &other));
     assert_eq!(outcomes, vec![Outcome::OtherSummary]);
     assert_eq!(certifier.highest_certified(), None);
     assert_eq!(certifier.uncertified(), 1);
@@ -226,28 +214,12 @@ fn a_duplicate_signer_counts_once() {
     let outcomes = certifier.observe(&block(&keys, 3, 14, vec![by_3]));
     assert_eq!(outcomes, vec![Outcome::Ignored]);
     // 4 + 2 = 6: not yet.
-    certifier.observe(&block(
-        &keys,
-        1,
-        14,
-        vec![signed(&keys, 1, &checkpoint.summary)],
-    ));
+    certifier.observe(&signing(&keys, 1, 14, &checkpoint.summary));
     assert_eq!(certifier.highest_certified(), None);
-    certifier.observe(&block(
-        &keys,
-        0,
-        14,
-        vec![signed(&keys, 0, &checkpoint.summary)],
-    ));
+    certifier.observe(&signing(&keys, 0, 14, &checkpoint.summary));
     assert_eq!(certifier.highest_certified(), Some(0));
     let certified = certifier.take_certified(&mut WriteBatch::new());
-    let signers: Vec<AuthorityIndex> = certified[0]
-        .certificate
-        .signatures
-        .iter()
-        .map(|s| s.0)
-        .collect();
-    assert_eq!(signers, vec![0, 1, 3]);
+    assert_eq!(signers(&certified[0].certificate), vec![0, 1, 3]);
 }
 
 /// Signatures can arrive before the observer closes the checkpoint (a
@@ -270,15 +242,10 @@ fn early_signatures_wait_for_the_observers_own_summary() {
         ],
     ));
     assert_eq!(outcomes, vec![Outcome::Early, Outcome::Ignored]);
-    certifier.observe(&block(
-        &keys,
-        2,
-        13,
-        vec![signed(&keys, 2, &checkpoint.summary)],
-    ));
+    certifier.observe(&signing(&keys, 2, 13, &checkpoint.summary));
     // Past the window: ignored.
     let far = closed(MAX_EARLY_CHECKPOINTS);
-    let outcomes = certifier.observe(&block(&keys, 2, 13, vec![signed(&keys, 2, &far.summary)]));
+    let outcomes = certifier.observe(&signing(&keys, 2, 13, &far.summary));
     assert_eq!(outcomes, vec![Outcome::Ignored]);
     assert_eq!(certifier.highest_certified(), None);
     let outcomes = certifier.on_closed(checkpoint);
@@ -316,9 +283,9 @@ fn spares_replace_a_forged_signature() {
     // 1 and 0 wait; 3 fails, 0 and 1 are verified in its place: 6 of 7.
     let blocks = vec![
         block(&keys, 3, 13, vec![forged_by_3]),
-        block(&keys, 2, 13, vec![signed(&keys, 2, &summary)]),
-        block(&keys, 1, 13, vec![signed(&keys, 1, &summary)]),
-        block(&keys, 0, 13, vec![signed(&keys, 0, &summary)]),
+        signing(&keys, 2, 13, &summary),
+        signing(&keys, 1, 13, &summary),
+        signing(&keys, 0, 13, &summary),
     ];
     let commit = TrustedCommit::new(Commit {
         index: 10,
@@ -347,14 +314,8 @@ fn spares_replace_a_forged_signature() {
     );
     assert_eq!(certifier.highest_certified(), None);
     // 3's own signature completes it, with every valid signer.
-    certifier.observe(&block(&keys, 3, 14, vec![signed(&keys, 3, &summary)]));
+    certifier.observe(&signing(&keys, 3, 14, &summary));
     let certified = certifier.take_certified(&mut WriteBatch::new());
-    let signers: Vec<AuthorityIndex> = certified[0]
-        .certificate
-        .signatures
-        .iter()
-        .map(|s| s.0)
-        .collect();
-    assert_eq!(signers, vec![0, 1, 2, 3]);
+    assert_eq!(signers(&certified[0].certificate), vec![0, 1, 2, 3]);
     certified[0].certificate.verify(&committee).unwrap();
 }
