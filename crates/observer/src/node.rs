@@ -387,7 +387,7 @@ impl Node {
             && last_closed.is_some()
             && certified >= link.upstream_certified;
         self.status.last_closed_checkpoint = last_closed.map(|c| c.sequence);
-        self.status.highest_certified_checkpoint = self.certifier.highest_certified();
+        self.status.highest_certified_checkpoint = certified;
         let _ = status.send(self.status.clone());
         Ok(None)
     }

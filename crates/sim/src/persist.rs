@@ -1,9 +1,9 @@
 //! Writing the simulated chain to a [`Store`] and resuming from it.
 //!
 //! A round is durable once its blocks, the commits it decided, its
-//! progress marker and the checkpoints' state are written: all in one atomic [`WriteBatch`]
-//! ([`Simulator::batch_for`]), or each block on its own and then the
-//! round's end ([`Simulator::round_end_batch`]). A simulator that crashes
+//! progress marker and the checkpoints' state are written: all in one
+//! atomic [`WriteBatch`] ([`Simulator::batch_for`]), or each block on its
+//! own and then the round's end ([`Simulator::round_end_batch`]). A simulator that crashes
 //! loses at most the round it was writing: [`Simulator::recover`] continues
 //! from the last round whose end was written, ignores any later blocks, and
 //! makes exactly the blocks an uninterrupted run would, the same bytes as
