@@ -148,7 +148,7 @@ async fn observer_survives_sigkill() {
     .unwrap();
 
     let logged = read_log(&log_path);
-    let expected = validator.commits(logged.len() as u64);
+    let expected = validator.commits(logged.len() as u64).await;
     let indexes: Vec<u64> = logged.iter().map(|(i, _)| *i).collect();
     assert_eq!(
         indexes,

@@ -39,7 +39,7 @@ async fn the_observer_fails_over_to_a_second_validator_with_no_gap() {
         s.active_upstream == Some(second.endpoint())
     })
     .await;
-    assert_eq!(received, second.commits(400));
+    assert_eq!(received, second.commits(400).await);
     observer.stop().await.unwrap();
     drop(ticker);
     second.stop().await;
@@ -71,7 +71,7 @@ async fn a_black_holed_upstream_is_left_by_its_stall_timeout() {
     })
     .await;
     assert!(observer.status().connections >= 2);
-    assert_eq!(received, second.commits(400));
+    assert_eq!(received, second.commits(400).await);
     observer.stop().await.unwrap();
     drop(ticker);
     drop(proxy);
@@ -100,7 +100,7 @@ async fn a_valid_upstream_that_never_advances_is_left_for_one_ahead() {
         s.active_upstream == Some(live.endpoint())
     })
     .await;
-    assert_eq!(received, live.commits(until));
+    assert_eq!(received, live.commits(until).await);
     observer.stop().await.unwrap();
     stale.stop().await;
     live.stop().await;
@@ -129,7 +129,7 @@ async fn an_observer_relays_to_another_observer() {
     // Observer B follows only A.
     let (b, mut b_commits) = fresh_observer(vec![relay_endpoint], ObserverConfig::default());
     let received = consume(&mut b_commits, 0, 250).await;
-    assert_eq!(received, validator.commits(250));
+    assert_eq!(received, validator.commits(250).await);
 
     // Checkpoints are the same on every observer of the chain, and follow
     // from the commits' timestamps alone.
@@ -179,7 +179,7 @@ async fn the_observer_leaves_an_upstream_that_falls_behind() {
     let (observer, mut commits) = fresh_observer(vec![stuck.endpoint(), live.endpoint()], config);
     // Commits past the stuck validator's tip can only come from the other.
     let received = consume(&mut commits, 0, stuck_tip + 150).await;
-    assert_eq!(received, live.commits(stuck_tip + 150));
+    assert_eq!(received, live.commits(stuck_tip + 150).await);
     assert_eq!(observer.status().active_upstream, Some(live.endpoint()));
     observer.stop().await.unwrap();
     stuck.stop().await;
@@ -192,7 +192,10 @@ async fn an_observer_at_the_tip_of_a_quiet_validator_is_caught_up() {
     let quiet = validator_on_clock(history, Some(TestClock::at(history * INTERVAL_MS))).await;
     let tip = quiet.store.last_commit_index().unwrap();
     let (observer, mut commits) = fresh_observer(vec![quiet.endpoint()], ObserverConfig::default());
-    assert_eq!(consume(&mut commits, 0, tip).await, quiet.commits(tip));
+    assert_eq!(
+        consume(&mut commits, 0, tip).await,
+        quiet.commits(tip).await
+    );
     wait_status(&observer, "caught up", |s| s.caught_up).await;
     let status = observer.status();
     assert_eq!(status.local_highest_commit, tip);

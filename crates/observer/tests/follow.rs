@@ -29,7 +29,7 @@ async fn a_fresh_observer_catches_up_through_every_mode() {
     // Live commits keep coming in BlocksOnly, derived from blocks alone.
     let mut received = received;
     received.extend(consume(&mut commits, history + 50, history + 100).await);
-    assert_eq!(received, validator.commits(history + 100));
+    assert_eq!(received, validator.commits(history + 100).await);
     observer.stop().await.unwrap();
     validator.stop().await;
 }
@@ -59,7 +59,7 @@ async fn a_restarted_observer_resumes_with_nothing_lost_or_repeated() {
         acked = until;
         observer.stop().await.unwrap();
     }
-    assert_eq!(received, validator.commits(acked), "seed {seed}");
+    assert_eq!(received, validator.commits(acked).await, "seed {seed}");
     validator.stop().await;
 }
 
@@ -94,7 +94,7 @@ async fn a_stalled_consumer_pauses_blocks_and_loses_nothing() {
     .await;
     let (_commits, more) = reader.await.unwrap();
     received.extend(more);
-    assert_eq!(received, validator.commits(120));
+    assert_eq!(received, validator.commits(120).await);
     observer.stop().await.unwrap();
     validator.stop().await;
 }

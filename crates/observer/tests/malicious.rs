@@ -200,7 +200,7 @@ async fn an_equivocating_block_changes_nothing_in_the_sequence() {
     // verified from the block stream.
     let mut verified = observer.subscribe_verified();
     let received = consume(&mut commits, 0, 60).await;
-    assert_eq!(received, validator.commits(60));
+    assert_eq!(received, validator.commits(60).await);
     assert_eq!(observer.status().last_fault, None);
     let mut twin_verified = false;
     loop {
@@ -309,7 +309,7 @@ async fn every_forgery_is_rejected_and_the_observer_fails_over() {
         // Nothing of the forged data was delivered or persisted: the
         // sequence comes from the honest validator, from commit 1.
         let received = consume(&mut commits, 0, 60).await;
-        assert_eq!(received, validator.commits(60));
+        assert_eq!(received, validator.commits(60).await);
         assert_eq!(
             observer.status().active_upstream,
             Some(validator.endpoint())

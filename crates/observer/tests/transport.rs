@@ -50,7 +50,7 @@ async fn an_observer_follows_over_in_memory_pipes() {
     )
     .unwrap();
     let received = consume(&mut commits, 0, 150).await;
-    assert_eq!(received, validator.commits(150));
+    assert_eq!(received, validator.commits(150).await);
     assert_eq!(observer.status().connections, 1);
     observer.stop().await.unwrap();
     let _ = stop.send(());

@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
-/// How often [`TestValidator::wait_metric`] looks again: short next to any
-/// test, long enough not to busy the cores the publisher needs.
+/// How often a wait for a metric or for commits looks again: short next to
+/// any test, long enough not to busy the cores the publisher needs.
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 async fn loopback() -> TcpListener {
@@ -172,9 +172,25 @@ impl ClockedValidator {
         self.ticker = Some(self.clock.tick(step_ms, every));
     }
 
-    /// The refs of commits `1..=through` in the validator's store (fewer if
-    /// it has fewer).
-    pub fn commits(&self, through: u64) -> Vec<CommitRef> {
+    /// The refs of commits `1..=through` in the validator's store, once it
+    /// holds them. An observer can derive a commit from the blocks before
+    /// the validator has written the commit itself, so a test comparing
+    /// what an observer received waits for the validator to catch up;
+    /// failing the test after [`PATIENCE`].
+    pub async fn commits(&self, through: u64) -> Vec<CommitRef> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self
+            .store
+            .last_commit_index()
+            .expect("the store reads back")
+            < through
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the validator never reached commit {through}"
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
         self.store
             .scan_commits(1, through as usize)
             .expect("the store reads back")
