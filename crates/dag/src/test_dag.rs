@@ -45,7 +45,7 @@ pub fn test_committee(stakes: &[Stake], gc_depth_rounds: Round) -> Committee {
                 stake,
                 public_key: PublicKey::from_signing_key(&test_key(i as AuthorityIndex)),
             })
-            .collect(),
+            .collect(),        randomness: None,
     };
     Committee::new(genesis).expect("test committee is valid")
 }

@@ -201,22 +201,22 @@ impl Certifier {
 
     fn collect(&mut self, block: &VerifiedBlock, outcomes: &mut Vec<Outcome>) {
         for message in block.system_messages() {
-            match message {
-                SystemMessage::CheckpointSignature {
-                    sequence,
-                    summary_digest,
-                    signature,
-                } => {
-                    let seen = Seen {
-                        author: block.author(),
-                        round: block.round(),
-                        timestamp_ms: block.timestamp_ms(),
-                        summary_digest: *summary_digest,
-                        signature: *signature,
-                    };
-                    self.add(*sequence, seen, outcomes);
-                }
-            }
+            let SystemMessage::CheckpointSignature {
+                sequence,
+                summary_digest,
+                signature,
+            } = message
+            else {
+                continue;
+            };
+            let seen = Seen {
+                author: block.author(),
+                round: block.round(),
+                timestamp_ms: block.timestamp_ms(),
+                summary_digest: *summary_digest,
+                signature: *signature,
+            };
+            self.add(*sequence, seen, outcomes);
         }
     }
 

@@ -161,8 +161,7 @@ fn a_forged_checkpoint_signature_does_not_count() {
     certifier.on_closed(checkpoint);
     one_short(&keys, &mut certifier, &checkpoint.summary);
     // Authority 3's block carries authority 2's signature, then noise.
-    let SystemMessage::CheckpointSignature { signature, .. } =
-        signed(&keys, 2, &checkpoint.summary);
+    let signature = checkpoint.summary.sign(&keys.keys()[2]);
     let digest = checkpoint.summary.digest();
     let forged = |signature| SystemMessage::CheckpointSignature {
         sequence: 0,
@@ -273,7 +272,7 @@ fn spares_replace_a_forged_signature() {
     let checkpoint = closed(0);
     certifier.on_closed(checkpoint);
     let summary = checkpoint.summary;
-    let SystemMessage::CheckpointSignature { signature, .. } = signed(&keys, 2, &summary);
+    let signature = summary.sign(&keys.keys()[2]);
     let forged_by_3 = SystemMessage::CheckpointSignature {
         sequence: 0,
         summary_digest: summary.digest(),

@@ -23,6 +23,8 @@ pub enum SimError {
     WrongKeyCount { expected: usize, got: usize },
     #[error("key {authority} does not match the committee's public key")]
     KeyMismatch { authority: AuthorityIndex },
+    #[error("the keys deal other randomness shares than the genesis holds the keys of")]
+    RandomnessMismatch,
     #[error(
         "{tps} TPS of {tx_size_bytes}-byte transactions make blocks of about {block_bytes} \
          bytes, over the block limit of {max_block_bytes}; lower --tps or --tx-size"
@@ -69,6 +71,7 @@ impl SimError {
             SimError::NoLiveQuorum { .. } => "no_live_quorum",
             SimError::WrongKeyCount { .. } => "wrong_key_count",
             SimError::KeyMismatch { .. } => "key_mismatch",
+            SimError::RandomnessMismatch => "randomness_mismatch",
             SimError::BlocksTooLarge { .. } => "blocks_too_large",
             SimError::TooManyTransactions { .. } => "too_many_transactions",
             SimError::InvalidConfig { .. } => "invalid_config",

@@ -1,6 +1,7 @@
 //! Making a simulated committee: its genesis and its private keys.
 
 use crate::{Result, SimError};
+use dagstream_types::randomness::RandomnessDealing;
 use dagstream_types::{Authority, AuthorityIndex, Committee, Genesis, PublicKey, Round};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -49,8 +50,21 @@ pub fn generate(params: &GenesisParams) -> (Genesis, CommitteeKeys) {
                 public_key: PublicKey::from_signing_key(key),
             })
             .collect(),
+        randomness: None,
     };
-    (genesis, CommitteeKeys { keys })
+    let keys = CommitteeKeys { keys };
+    let total_stake = params.authorities as u64;
+    let dealing = keys.randomness_dealing(total_stake, quorum_threshold(total_stake));
+    let genesis = Genesis {
+        randomness: Some(dealing.keys().clone()),
+        ..genesis
+    };
+    (genesis, keys)
+}
+
+/// 2f+1 of `total_stake`, as [`Committee::quorum_threshold`] computes it.
+fn quorum_threshold(total_stake: u64) -> u64 {
+    2 * total_stake / 3 + 1
 }
 
 /// The simulated committee's private keys, as in `committee-keys.json`.
@@ -73,6 +87,18 @@ impl CommitteeKeys {
 
     pub fn keys(&self) -> &[SigningKey] {
         &self.keys
+    }
+
+    /// The committee's randomness shares, dealt from its private keys (so
+    /// from the seed they were derived from): the simulator's trusted
+    /// dealer, which stands in for the DKG a real committee runs.
+    pub fn randomness_dealing(&self, total_shares: u64, threshold: u64) -> RandomnessDealing {
+        let mut material = Vec::with_capacity(32 * self.keys.len());
+        for key in &self.keys {
+            material.extend_from_slice(&key.to_bytes());
+        }
+        let seed = blake3::derive_key("dagstream simulated randomness dealer v1", &material);
+        RandomnessDealing::deal(&seed, total_shares, threshold)
     }
 
     /// Checks that there is one key per authority and that each matches its

@@ -28,7 +28,8 @@
 //!       + votes for the commits decided after r-1
 //!       + signatures of checkpoints closed at r-1 (or r-2) ─▶ sign (─▶ on_block)
 //!     ─▶ DagConsensus::add_blocks ─▶ commits ─▶ CheckpointBuilder
-//!     ─▶ RoundOutput { blocks, decisions, commits, checkpoints }
+//!                                           └─▶ RandomnessTally
+//!     ─▶ RoundOutput { blocks, decisions, commits, checkpoints, randomness }
 //! ```
 //!
 //! Round `r` is due at `genesis_time_ms + r * round_interval_ms`. A simulator
@@ -61,6 +62,7 @@ pub mod config;
 mod error;
 pub mod genesis;
 mod persist;
+pub mod randomness;
 pub mod rng;
 pub mod simulator;
 

@@ -10,10 +10,12 @@
 //! those already stored.
 
 use crate::checkpoints::CheckpointState;
+use crate::randomness::RandomnessState;
 use crate::{CommitteeKeys, Result, RoundOutput, SimConfig, SimError, Simulator};
 use dagstream_dag::{DagConfig, DagConsensus};
 use dagstream_store::recovery::load_consensus_state;
-use dagstream_store::{Store, WriteBatch, HIGHEST_CERTIFIED_CHECKPOINT_KEY};
+use dagstream_store::{randomness_key, Store, WriteBatch, HIGHEST_CERTIFIED_CHECKPOINT_KEY};
+use dagstream_types::randomness::encode_outputs;
 use dagstream_types::{
     BlockLimits, BlockRef, CommitIndex, CommitRef, Committee, Digest, Round, VerifiedBlock,
 };
@@ -27,6 +29,9 @@ const PROGRESS_KEY: &str = "sim/progress";
 /// Meta key of the checkpoints' state after the last round written (BCS of
 /// [`CheckpointState`]).
 const CHECKPOINTS_KEY: &str = "sim/checkpoints";
+/// Meta key of the randomness state after the last round written (BCS of
+/// [`RandomnessState`]), for a chain with randomness.
+const RANDOMNESS_KEY: &str = "sim/randomness";
 
 /// BLAKE3 of the committee digest and the config: two simulators with the
 /// same identity produce the same chain.
@@ -77,6 +82,13 @@ impl Simulator {
                 HIGHEST_CERTIFIED_CHECKPOINT_KEY,
                 certified.to_le_bytes().to_vec(),
             );
+        }
+        for (index, outputs) in &output.randomness {
+            batch.put_meta(randomness_key(*index), encode_outputs(outputs));
+        }
+        if let Some(state) = &output.randomness_state {
+            let state = bcs::to_bytes(state).expect("the randomness state always has a BCS encoding");
+            batch.put_meta(RANDOMNESS_KEY, state);
         }
         if output.round == 1 {
             let identity = chain_identity(self.committee(), self.config());
@@ -152,9 +164,26 @@ impl Simulator {
             .ok_or_else(|| corrupt("the checkpoint state is missing".into()))?;
         let checkpoints: CheckpointState = bcs::from_bytes(&checkpoints)
             .map_err(|err| corrupt(format!("the checkpoint state: {err}")))?;
+        let randomness = store
+            .read_meta(RANDOMNESS_KEY)?
+            .map(|state| {
+                bcs::from_bytes::<RandomnessState>(&state)
+                    .map_err(|err| corrupt(format!("the randomness state: {err}")))
+            })
+            .transpose()?;
+        if committee.randomness().is_some() && randomness.is_none() {
+            return Err(corrupt("the randomness state is missing".into()));
+        }
         let consensus = DagConsensus::recover(committee.clone(), DagConfig::default(), state)?;
         let mut simulator = Simulator::new(committee, keys, config, limits)?;
-        simulator.resume_at(last_round + 1, consensus, recent, votes, checkpoints);
+        simulator.resume_at(
+            last_round + 1,
+            consensus,
+            recent,
+            votes,
+            checkpoints,
+            randomness,
+        );
         Ok(simulator)
     }
 }

@@ -1,12 +1,13 @@
 //! The simulated committee: one round of signed blocks at a time.
 
 use crate::checkpoints::{CheckpointState, Checkpoints};
+use crate::randomness::{Randomness, RandomnessState};
 use crate::rng::SeededStream;
-use crate::{CommitteeKeys, Result, SimConfig};
+use crate::{CommitteeKeys, Result, SimConfig, SimError};
 use dagstream_dag::{DagConfig, DagConsensus, Decision};
 use dagstream_types::{
     AuthorityIndex, Block, BlockLimits, BlockRef, CheckpointSummary, CommitIndex, CommitRef,
-    CommittedSubDag, Committee, Round, Stake, Transaction, VerifiedBlock,
+    CommittedSubDag, Committee, RandomnessOutput, Round, Stake, SystemMessage, Transaction, VerifiedBlock,
 };
 use std::sync::Arc;
 
@@ -24,6 +25,12 @@ pub struct RoundOutput {
     pub checkpoints: Vec<CheckpointSummary>,
     /// The checkpoints' state after this round, which is persisted with it.
     pub checkpoint_state: CheckpointState,
+    /// The randomness rounds those commits generated, by commit (only
+    /// commits that generated some), in index order.
+    pub randomness: Vec<(CommitIndex, Vec<RandomnessOutput>)>,
+    /// The randomness state after this round, persisted with it; `None`
+    /// for a chain without randomness.
+    pub randomness_state: Option<RandomnessState>,
 }
 
 /// A deterministic committee of authorities that all share one view.
@@ -48,6 +55,7 @@ pub struct Simulator {
     /// round votes for them.
     votes: Vec<CommitRef>,
     checkpoints: Checkpoints,
+    randomness: Option<Randomness>,
 }
 
 impl Simulator {
@@ -61,6 +69,10 @@ impl Simulator {
     ) -> Result<Self> {
         keys.check(&committee)?;
         config.validate(&committee, limits)?;
+        let randomness = Randomness::new(&committee, &keys);
+        if randomness.as_ref().is_some_and(|r| !r.matches(&committee)) {
+            return Err(SimError::RandomnessMismatch);
+        }
         let genesis: Vec<Option<BlockRef>> = VerifiedBlock::genesis(&committee)
             .iter()
             .map(|b| Some(b.reference()))
@@ -68,6 +80,7 @@ impl Simulator {
         Ok(Simulator {
             consensus: DagConsensus::new(committee.clone(), DagConfig::default()),
             checkpoints: Checkpoints::resume(committee.epoch(), CheckpointState::default()),
+            randomness,
             recent: [genesis, vec![None; committee.size()]],
             committee,
             keys,
@@ -98,12 +111,16 @@ impl Simulator {
         recent: [Vec<Option<BlockRef>>; 2],
         votes: Vec<CommitRef>,
         checkpoints: CheckpointState,
+        randomness: Option<RandomnessState>,
     ) {
         self.next_round = next_round;
         self.consensus = consensus;
         self.recent = recent;
         self.votes = votes;
         self.checkpoints = Checkpoints::resume(self.committee.epoch(), checkpoints);
+        if let (Some(randomness), Some(state)) = (self.randomness.as_mut(), randomness) {
+            randomness.resume(&self.committee, state);
+        }
     }
 
     pub fn next_round(&self) -> Round {
@@ -168,6 +185,11 @@ impl Simulator {
             self.config.seed,
             &self.config.crashed,
         );
+        let randomness = self
+            .randomness
+            .as_mut()
+            .map(|r| r.on_round(round, &output.commits, &self.committee))
+            .unwrap_or_default();
         Ok(RoundOutput {
             round,
             blocks,
@@ -175,6 +197,8 @@ impl Simulator {
             commits: output.commits,
             checkpoints,
             checkpoint_state: self.checkpoints.state(),
+            randomness,
+            randomness_state: self.randomness.as_ref().map(|r| r.state()),
         })
     }
 
@@ -228,10 +252,20 @@ impl Simulator {
                 ancestors,
                 transactions: self.make_transactions(round, author),
                 commit_votes: self.votes.clone(),
-                system_messages: self.checkpoints.messages(seed, round, author, &self.keys),
+                system_messages: self.system_messages(round, author),
             },
             &self.keys.keys()[author as usize],
         )
+    }
+
+    /// Checkpoint signatures, then randomness partials.
+    fn system_messages(&self, round: Round, author: AuthorityIndex) -> Vec<SystemMessage> {
+        let seed = self.config.seed;
+        let mut messages = self.checkpoints.messages(seed, round, author, &self.keys);
+        if let Some(randomness) = &self.randomness {
+            messages.extend(randomness.messages(seed, round, author, &self.committee));
+        }
+        messages
     }
 
     /// The seeded payload of one block: on average `tps * interval / live`

@@ -80,7 +80,7 @@ fn chain_stability_vector() {
     assert_eq!(index, 50);
     assert_eq!(
         digest.to_string(),
-        "2fde0b58ab6825b83af335c1fa8ac2ab0bbc76ad8ea69d6ce126779ab1cc6ffa"
+        "87c16ae278f102834d890099f1fdd2704f2cab21bf00461c59a6eb13637ec106"
     );
 }
 
@@ -121,7 +121,10 @@ fn every_closed_checkpoint_is_signed_by_every_live_authority() {
                 sequence,
                 summary_digest,
                 signature,
-            } = message;
+            } = message
+            else {
+                continue;
+            };
             let (round, summary) = closed_at[sequence];
             assert_eq!(*summary_digest, summary.digest());
             assert!(CheckpointSummary::verify_signature(
@@ -160,7 +163,10 @@ fn every_closed_checkpoint_is_signed_by_every_live_authority() {
     let mut highest = None;
     for output in &outputs {
         for block in &output.blocks {
-            for SystemMessage::CheckpointSignature { sequence, .. } in block.system_messages() {
+            for message in block.system_messages() {
+                let SystemMessage::CheckpointSignature { sequence, .. } = message else {
+                    continue;
+                };
                 let total = stake.entry(*sequence).or_default();
                 *total += committee.stake(block.author());
                 if committee.reached_quorum(*total) {

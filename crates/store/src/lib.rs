@@ -67,6 +67,14 @@ pub use batch::WriteBatch;
 /// by every node that certifies checkpoints (the simulated committee, an
 /// observer) and read by the publisher, which reports it to subscribers.
 pub const HIGHEST_CERTIFIED_CHECKPOINT_KEY: &str = "checkpoints/highest_certified";
+
+/// Meta key of the randomness rounds that commit `index` generated (BCS of
+/// a `Vec<RandomnessOutput>`, see `dagstream_types::randomness`), written
+/// with the commit when it generated any. Validators and observers write
+/// it; publishers read it for the commit stream.
+pub fn randomness_key(index: CommitIndex) -> String {
+    format!("randomness/{index:020}")
+}
 pub use error::{Result, StoreError};
 pub use mem::MemStore;
 pub use redb_store::{RedbOptions, RedbStore};

@@ -34,8 +34,8 @@
 use crate::crypto::{sign_checkpoint_digest, verify_checkpoint_digest, SignatureBatch};
 use crate::error::bcs_encode;
 use crate::{
-    AuthorityIndex, CommitIndex, Committee, Digest, Epoch, Result, Signature, StakeAggregator,
-    TypesError,
+    AuthorityIndex, BlsSignature, CommitIndex, Committee, Digest, Epoch, RandomnessRound, Result,
+    Signature, StakeAggregator, TypesError,
 };
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -146,6 +146,13 @@ pub enum SystemMessage {
         sequence: u64,
         summary_digest: Digest,
         signature: Signature,
+    },
+    /// The author's partial signatures on randomness round `round`, one
+    /// per share it holds, in share order
+    /// ([`randomness`](crate::randomness)).
+    RandomnessPartial {
+        round: RandomnessRound,
+        shares: Vec<BlsSignature>,
     },
 }
 

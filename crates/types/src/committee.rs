@@ -2,11 +2,13 @@
 //! parameters, as written in `genesis.json`.
 
 use crate::error::bcs_encode;
+use crate::randomness::{RandomnessKeys, RandomnessVerifier};
 use crate::{AuthorityIndex, Digest, Epoch, PublicKey, Result, Round, Stake, TypesError};
 use ed25519_dalek::VerifyingKey;
 use ed25519_zebra::VerificationKey;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Default depth below the last committed leader under which blocks are
 /// garbage: 50 rounds is several seconds of consensus at any profile's round
@@ -44,6 +46,10 @@ pub struct Genesis {
     #[serde(default = "default_gc_depth")]
     pub gc_depth_rounds: Round,
     pub authorities: Vec<Authority>,
+    /// The threshold keys of verifiable randomness; `null`: the chain has
+    /// none.
+    #[serde(default)]
+    pub randomness: Option<RandomnessKeys>,
 }
 
 fn default_gc_depth() -> Round {
@@ -84,6 +90,7 @@ pub struct Committee {
     total_stake: Stake,
     quorum_threshold: Stake,
     digest: Digest,
+    randomness: Option<Arc<RandomnessVerifier>>,
 }
 
 impl Committee {
@@ -142,12 +149,18 @@ impl Committee {
         }
         let quorum_threshold = (2 * total_stake as u128 / 3 + 1) as Stake;
         let digest = Digest::of(&bcs_encode(&genesis));
+        let randomness = genesis
+            .randomness
+            .as_ref()
+            .map(|keys| RandomnessVerifier::new(keys, &genesis, quorum_threshold).map(Arc::new))
+            .transpose()?;
         Ok(Committee {
             genesis,
             verifying_keys,
             total_stake,
             quorum_threshold,
             digest,
+            randomness,
         })
     }
 
@@ -199,6 +212,11 @@ impl Committee {
 
     pub(crate) fn verifying_key(&self, index: AuthorityIndex) -> Option<&VerificationKey> {
         self.verifying_keys.get(index as usize)
+    }
+
+    /// The randomness keys, decoded; `None` if the chain has none.
+    pub fn randomness(&self) -> Option<&RandomnessVerifier> {
+        self.randomness.as_deref()
     }
 
     /// BLAKE3 of the genesis' BCS encoding: identifies the chain.

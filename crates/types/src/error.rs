@@ -77,6 +77,8 @@ pub enum TypesError {
         stake: Stake,
         quorum: Stake,
     },
+    #[error("the randomness of round {round} is not the group's signature")]
+    InvalidRandomness { round: u64 },
 }
 
 impl TypesError {
@@ -105,6 +107,7 @@ impl TypesError {
             TypesError::InvalidCheckpointSignature { .. } => "invalid_checkpoint_signature",
             TypesError::CertificateSigners { .. } => "certificate_signers",
             TypesError::CertificateBelowQuorum { .. } => "certificate_below_quorum",
+            TypesError::InvalidRandomness { .. } => "invalid_randomness",
         }
     }
 }

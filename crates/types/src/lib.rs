@@ -18,6 +18,9 @@
 //! - [`checkpoint`]: commits grouped into [`CheckpointSummary`]s by the
 //!   [`CheckpointBuilder`], the signatures authorities carry in blocks
 //!   ([`SystemMessage`]) and [`CertifiedCheckpoint`]s.
+//! - [`randomness`](mod@randomness): BLS12-381 threshold randomness, its
+//!   genesis keys, partials and the [`RandomnessTally`] that places each
+//!   round at a commit.
 //! - [`crypto`]: keys, signatures and the signing messages.
 //! - [`limits`]: size limits for untrusted input.
 //! - [`stake`]: [`StakeAggregator`], the stake of distinct authorities,
@@ -47,6 +50,7 @@
 //!         stake: 1,
 //!         public_key: PublicKey::from_signing_key(key),
 //!     }).collect(),
+//!     randomness: None,
 //! };
 //! let committee = Committee::new(genesis).unwrap();
 //! assert_eq!(committee.quorum_threshold(), 3);
@@ -77,6 +81,7 @@ pub mod digest;
 pub mod error;
 mod fixed_bytes;
 pub mod limits;
+pub mod randomness;
 pub mod reference;
 pub mod stake;
 pub mod time;
@@ -93,6 +98,10 @@ pub use crypto::{PublicKey, Signature};
 pub use digest::Digest;
 pub use error::{Result, TypesError};
 pub use limits::BlockLimits;
+pub use randomness::{
+    BlsPublicKey, BlsSignature, RandomnessKeys, RandomnessOutput, RandomnessRound, RandomnessTally,
+    RandomnessVerifier,
+};
 pub use reference::{BlockRef, CommitIndex, CommitRef, RefHasher, RefMap, RefSet};
 pub use stake::StakeAggregator;
 pub use time::unix_time_ms;

@@ -2,6 +2,7 @@
 //! (`docs/wire-format.md`), shared by the tests of this crate.
 #![allow(dead_code)]
 
+use dagstream_types::randomness::RandomnessDealing;
 use dagstream_types::*;
 use ed25519_dalek::SigningKey;
 
@@ -25,7 +26,14 @@ pub fn genesis() -> Genesis {
                 public_key: PublicKey::from_signing_key(&key(i)),
             })
             .collect(),
+        randomness: Some(dealing().keys().clone()),
     }
+}
+
+/// The vector committee's randomness shares: dealt from 32 bytes of 7,
+/// 4 shares, threshold 3.
+pub fn dealing() -> RandomnessDealing {
+    RandomnessDealing::deal(&[7; 32], 4, 3)
 }
 
 pub fn committee() -> Committee {

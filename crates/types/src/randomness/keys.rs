@@ -1,0 +1,382 @@
+//! The cryptography of randomness: dealing shares (the simulator's
+//! stand-in for a DKG), signing partials, interpolating them, and
+//! verifying signatures under the group key.
+
+use super::{
+    round_message, BlsPublicKey, BlsSignature, RandomnessKeys, RandomnessOutput, RandomnessRound,
+    MAX_RANDOMNESS_SHARES, RANDOMNESS_DST,
+};
+use crate::{AuthorityIndex, Epoch, Genesis, Result, Stake, TypesError};
+use blstrs::{Bls12, G1Affine, G1Projective, G2Affine, G2Prepared, G2Projective, Scalar};
+use ff::{BatchInvert, Field};
+use group::prime::PrimeCurveAffine;
+use group::{Curve, Group};
+use pairing::{MillerLoopResult, MultiMillerLoop};
+use std::ops::Range;
+
+/// A round's message hashed to G1: computed once, signed by every share.
+#[derive(Clone, Copy, Debug)]
+pub struct HashedRound {
+    round: RandomnessRound,
+    point: G1Projective,
+}
+
+impl HashedRound {
+    pub fn new(epoch: Epoch, round: RandomnessRound) -> Self {
+        let point = G1Projective::hash_to_curve(&round_message(epoch, round), RANDOMNESS_DST, &[]);
+        HashedRound { round, point }
+    }
+
+    pub fn round(&self) -> RandomnessRound {
+        self.round
+    }
+}
+
+/// Every share's secret, dealt from a seed by evaluating one random
+/// polynomial of degree `threshold - 1` (Shamir): a trusted dealer, which a
+/// real chain replaces with a DKG. For the simulator and tests only.
+#[derive(Clone)]
+pub struct RandomnessDealing {
+    secret: Scalar,
+    shares: Vec<Scalar>,
+    keys: RandomnessKeys,
+}
+
+impl RandomnessDealing {
+    /// Deals `total_shares` shares, any `threshold` of which sign, from
+    /// `seed`. Panics on `threshold` outside `1..=total_shares`: the dealer
+    /// is given a committee's own numbers.
+    pub fn deal(seed: &[u8; 32], total_shares: u64, threshold: u64) -> Self {
+        assert!(
+            (1..=total_shares).contains(&threshold),
+            "threshold {threshold} of {total_shares} shares"
+        );
+        let coefficients: Vec<Scalar> = (0..threshold)
+            .map(|k| {
+                let mut material = seed.to_vec();
+                material.extend_from_slice(&k.to_le_bytes());
+                let mut bytes = blake3::derive_key("dagstream randomness dealing v1", &material);
+                // Below 2^254 < r: always a canonical scalar.
+                bytes[31] &= 0x3f;
+                Option::from(Scalar::from_bytes_le(&bytes)).expect("below the group order")
+            })
+            .collect();
+        // p(x) by Horner; share i is p(i + 1), the secret p(0).
+        let evaluate = |x: Scalar| {
+            coefficients
+                .iter()
+                .rev()
+                .fold(Scalar::ZERO, |acc, c| acc * x + c)
+        };
+        let shares: Vec<Scalar> = (1..=total_shares)
+            .map(|x| evaluate(Scalar::from(x)))
+            .collect();
+        let public = |s: &Scalar| BlsPublicKey((G2Projective::generator() * s).to_compressed());
+        let keys = RandomnessKeys {
+            group_key: public(&coefficients[0]),
+            share_keys: shares.iter().map(public).collect(),
+        };
+        RandomnessDealing {
+            secret: coefficients[0],
+            shares,
+            keys,
+        }
+    }
+
+    pub fn keys(&self) -> &RandomnessKeys {
+        &self.keys
+    }
+
+    /// The partial signatures of `shares` (an authority's range) on
+    /// `round`.
+    pub fn sign_shares(&self, round: &HashedRound, shares: Range<u64>) -> Vec<BlsSignature> {
+        shares
+            .filter_map(|share| self.shares.get(share as usize))
+            .map(|secret| BlsSignature((round.point * secret).to_compressed()))
+            .collect()
+    }
+
+    /// The group's signature on `round`, signed with the dealt secret: the
+    /// same bytes as any threshold of partials interpolates to.
+    pub fn sign_group(&self, round: &HashedRound) -> RandomnessOutput {
+        RandomnessOutput {
+            round: round.round,
+            signature: BlsSignature((round.point * self.secret).to_compressed()),
+        }
+    }
+}
+
+/// What interpolating a round's partials gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Aggregation {
+    /// The round's signature, verified; `None` if the partials that are
+    /// valid do not reach the threshold.
+    pub output: Option<RandomnessOutput>,
+    /// Authorities whose partials failed verification, in the order given.
+    pub forgers: Vec<AuthorityIndex>,
+}
+
+/// The public side, decoded and checked once per committee.
+#[derive(Clone, Debug)]
+pub struct RandomnessVerifier {
+    epoch: Epoch,
+    threshold: u64,
+    group_key: G2Prepared,
+    share_keys: Vec<G2Prepared>,
+    /// `-g2`, the other side of every pairing check.
+    negative_generator: G2Prepared,
+    /// Authority `i` holds shares `first_share[i]..first_share[i + 1]`.
+    first_share: Vec<u64>,
+}
+
+impl RandomnessVerifier {
+    /// Decodes `keys` for `genesis`, whose quorum is `threshold` stake. A
+    /// committee that cannot run randomness is an
+    /// [`TypesError::InvalidCommittee`].
+    pub(crate) fn new(keys: &RandomnessKeys, genesis: &Genesis, threshold: Stake) -> Result<Self> {
+        let invalid = |reason: String| TypesError::InvalidCommittee { reason };
+        let mut first_share = Vec::with_capacity(genesis.authorities.len() + 1);
+        let mut total: u64 = 0;
+        for authority in &genesis.authorities {
+            first_share.push(total);
+            total = total.saturating_add(authority.stake);
+        }
+        first_share.push(total);
+        if total > MAX_RANDOMNESS_SHARES {
+            return Err(invalid(format!(
+                "randomness needs one share per unit of stake, at most \
+                 {MAX_RANDOMNESS_SHARES}; the total stake is {total}"
+            )));
+        }
+        if keys.share_keys.len() as u64 != total {
+            return Err(invalid(format!(
+                "randomness has {} share keys for a total stake of {total}",
+                keys.share_keys.len()
+            )));
+        }
+        let decode = |key: &BlsPublicKey, what: &str| {
+            Option::<G2Affine>::from(G2Affine::from_compressed(&key.0))
+                .filter(|point| !bool::from(point.is_identity()))
+                .map(G2Prepared::from)
+                .ok_or_else(|| invalid(format!("randomness {what} is not a valid G2 point")))
+        };
+        let share_keys = keys
+            .share_keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| decode(key, &format!("share key {i}")))
+            .collect::<Result<_>>()?;
+        Ok(RandomnessVerifier {
+            epoch: genesis.epoch,
+            threshold,
+            group_key: decode(&keys.group_key, "group key")?,
+            share_keys,
+            negative_generator: G2Prepared::from(-G2Affine::generator()),
+            first_share,
+        })
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The shares a signature needs: the quorum, in stake.
+    pub fn threshold(&self) -> u64 {
+        self.threshold
+    }
+
+    /// The shares `author` holds; empty outside the committee.
+    pub fn shares_of(&self, author: AuthorityIndex) -> Range<u64> {
+        let i = author as usize;
+        match (self.first_share.get(i), self.first_share.get(i + 1)) {
+            (Some(&first), Some(&end)) => first..end,
+            _ => 0..0,
+        }
+    }
+
+    /// Checks a round's signature against the group key.
+    pub fn verify(&self, output: &RandomnessOutput) -> Result<()> {
+        let hashed = HashedRound::new(self.epoch, output.round);
+        let invalid = TypesError::InvalidRandomness {
+            round: output.round,
+        };
+        let signature = decode_signature(&output.signature).ok_or(invalid.clone())?;
+        if pairing_holds(
+            &signature,
+            &hashed.point.to_affine(),
+            &self.group_key,
+            &self.negative_generator,
+        ) {
+            Ok(())
+        } else {
+            Err(invalid)
+        }
+    }
+
+    /// Checks many rounds' signatures at once: with random weights `w_i`,
+    /// `e(Σ w_i·σ_i, g2) = e(Σ w_i·H(m_i), group key)`, two pairings for
+    /// the lot. The weights are derived from every signature checked, so a
+    /// sender cannot pick forgeries that cancel out. On failure each is
+    /// checked alone, to name the first that is wrong.
+    pub fn verify_batch(&self, outputs: &[RandomnessOutput]) -> Result<()> {
+        match outputs {
+            [] => return Ok(()),
+            [one] => return self.verify(one),
+            _ => {}
+        }
+        let mut transcript = blake3::Hasher::new_derive_key("dagstream randomness batch v1");
+        let mut signatures = Vec::with_capacity(outputs.len());
+        let mut hashes = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            let signature = decode_signature(&output.signature).ok_or(
+                TypesError::InvalidRandomness {
+                    round: output.round,
+                },
+            )?;
+            transcript.update(&output.round.to_le_bytes());
+            transcript.update(&output.signature.0);
+            signatures.push(G1Projective::from(signature));
+            hashes.push(HashedRound::new(self.epoch, output.round).point);
+        }
+        let mut reader = transcript.finalize_xof();
+        let weights: Vec<Scalar> = (0..outputs.len())
+            .map(|_| {
+                let mut bytes = [0u8; 32];
+                // 128-bit weights: a forgery passes with probability 2^-128.
+                reader.fill(&mut bytes[..16]);
+                Option::from(Scalar::from_bytes_le(&bytes)).expect("below 2^128")
+            })
+            .collect();
+        let signature = G1Projective::multi_exp(&signatures, &weights).to_affine();
+        let hash = G1Projective::multi_exp(&hashes, &weights).to_affine();
+        if pairing_holds(
+            &signature,
+            &hash,
+            &self.group_key,
+            &self.negative_generator,
+        ) {
+            return Ok(());
+        }
+        outputs.iter().try_for_each(|output| self.verify(output))
+    }
+
+    /// Whether every share of `author`'s partial on `round` is its own
+    /// share's signature (and there is one per share).
+    pub fn verify_partial(
+        &self,
+        round: &HashedRound,
+        author: AuthorityIndex,
+        partial: &[BlsSignature],
+    ) -> bool {
+        let shares = self.shares_of(author);
+        if partial.len() as u64 != shares.end - shares.start || shares.is_empty() {
+            return false;
+        }
+        let hash = round.point.to_affine();
+        shares.zip(partial).all(|(share, signature)| {
+            decode_signature(signature).is_some_and(|signature| {
+                pairing_holds(
+                    &signature,
+                    &hash,
+                    &self.share_keys[share as usize],
+                    &self.negative_generator,
+                )
+            })
+        })
+    }
+
+    /// Interpolates `round`'s signature from partials, each an author and
+    /// its signatures, one per share. The first partials that reach the
+    /// threshold are interpolated and the result verified; if it is wrong,
+    /// every partial is verified alone, the forged ones set aside, and the
+    /// rest interpolated if they still reach it.
+    pub fn aggregate(
+        &self,
+        round: &HashedRound,
+        partials: &[(AuthorityIndex, &[BlsSignature])],
+    ) -> Aggregation {
+        if let Some(output) = self.interpolate(round, partials.iter().copied()) {
+            return Aggregation {
+                output: Some(output),
+                forgers: Vec::new(),
+            };
+        }
+        let (valid, forged): (Vec<_>, Vec<_>) = partials
+            .iter()
+            .partition(|(author, partial)| self.verify_partial(round, *author, partial));
+        Aggregation {
+            output: self.interpolate(round, valid.into_iter().copied()),
+            forgers: forged.into_iter().map(|(author, _)| *author).collect(),
+        }
+    }
+
+    /// Lagrange interpolation at 0 of the first `threshold` shares, then a
+    /// check against the group key. `None` if they do not reach the
+    /// threshold, or the result is wrong.
+    fn interpolate<'a>(
+        &self,
+        round: &HashedRound,
+        partials: impl Iterator<Item = (AuthorityIndex, &'a [BlsSignature])>,
+    ) -> Option<RandomnessOutput> {
+        let threshold = self.threshold as usize;
+        let mut points = Vec::with_capacity(threshold);
+        let mut xs = Vec::with_capacity(threshold);
+        'partials: for (author, partial) in partials {
+            let shares = self.shares_of(author);
+            if partial.len() as u64 != shares.end - shares.start || xs.contains(&(shares.start + 1))
+            {
+                continue;
+            }
+            for (share, signature) in shares.zip(partial) {
+                points.push(G1Projective::from(decode_signature(signature)?));
+                xs.push(share + 1);
+                if xs.len() == threshold {
+                    break 'partials;
+                }
+            }
+        }
+        if xs.len() < threshold {
+            return None;
+        }
+        let xs: Vec<Scalar> = xs.into_iter().map(Scalar::from).collect();
+        // λ_i = Π_{j≠i} x_j / (x_j - x_i): the numerators are the product of
+        // all x over x_i; the denominators are inverted in one batch.
+        let product: Scalar = xs.iter().product();
+        let mut denominators: Vec<Scalar> = xs
+            .iter()
+            .map(|xi| {
+                xs.iter()
+                    .filter(|xj| *xj != xi)
+                    .map(|xj| *xj - xi)
+                    .product::<Scalar>()
+                    * xi
+            })
+            .collect();
+        denominators.iter_mut().batch_invert();
+        let coefficients: Vec<Scalar> = denominators.iter().map(|d| product * d).collect();
+        let output = RandomnessOutput {
+            round: round.round,
+            signature: BlsSignature(G1Projective::multi_exp(&points, &coefficients).to_compressed()),
+        };
+        self.verify(&output).ok().map(|()| output)
+    }
+}
+
+/// A G1 point in its subgroup, or `None`.
+fn decode_signature(signature: &BlsSignature) -> Option<G1Affine> {
+    Option::from(G1Affine::from_compressed(&signature.0))
+}
+
+/// `e(signature, -g2) · e(hash, key) = 1`, i.e. `e(signature, g2) = e(hash,
+/// key)`.
+fn pairing_holds(
+    signature: &G1Affine,
+    hash: &G1Affine,
+    key: &G2Prepared,
+    negative_generator: &G2Prepared,
+) -> bool {
+    Bls12::multi_miller_loop(&[(signature, negative_generator), (hash, key)])
+        .final_exponentiation()
+        .is_identity()
+        .into()
+}
