@@ -21,6 +21,8 @@ fn committee() -> (Arc<Committee>, CommitteeKeys) {
     for (authority, stake) in genesis.authorities.iter_mut().zip([1, 2, 3, 4]) {
         authority.stake = stake;
     }
+    // Shares follow stake: deal them again.
+    genesis.randomness = Some(keys.randomness_dealing(10, 7).keys().clone());
     let committee = Committee::new(genesis).unwrap();
     assert_eq!(committee.quorum_threshold(), 7);
     (Arc::new(committee), keys)
@@ -298,6 +300,7 @@ fn spares_replace_a_forged_signature() {
             sub_dag: CommittedSubDag { commit, blocks },
             checkpoint: 3,
             certified_checkpoint: None,
+            randomness: vec![],
         }],
         ..Sequenced::default()
     };

@@ -8,8 +8,9 @@
 
 use crate::checkpoint::{load_highest_certified, CheckpointLookup};
 use crate::{ObserverError, Result};
-use dagstream_store::{Store, StoreError};
-use dagstream_types::{CommitIndex, CommittedSubDag, VerifiedBlock};
+use dagstream_store::{randomness_key, Store, StoreError};
+use dagstream_types::randomness::decode_outputs;
+use dagstream_types::{CommitIndex, CommittedSubDag, RandomnessOutput, VerifiedBlock};
 use std::collections::VecDeque;
 
 /// What the consumer receives: a persisted commit with its blocks, the
@@ -23,6 +24,9 @@ pub struct DeliveredSubDag {
     /// was (`None`: none yet). It depends on when signatures arrived, so
     /// two runs may differ; it never goes back.
     pub certified_checkpoint: Option<u64>,
+    /// The randomness rounds this commit generated, with their signatures
+    /// (verified); empty for most commits of a chain without randomness.
+    pub randomness: Vec<RandomnessOutput>,
 }
 
 impl DeliveredSubDag {
@@ -102,6 +106,7 @@ impl Delivery {
                 certified_checkpoint: load_highest_certified(store)?,
                 sub_dag: load_sub_dag(store, index)?,
                 checkpoint: self.checkpoints.sequence_of(store, index)?,
+                randomness: load_randomness(store, index)?,
             },
         };
         next.certified_checkpoint = next.certified_checkpoint.max(self.certified);
@@ -109,6 +114,19 @@ impl Delivery {
         self.delivered = index;
         Ok(next)
     }
+}
+
+/// The randomness rounds a persisted commit generated.
+pub fn load_randomness(store: &dyn Store, index: CommitIndex) -> Result<Vec<RandomnessOutput>> {
+    let Some(bytes) = store.read_meta(&randomness_key(index))? else {
+        return Ok(Vec::new());
+    };
+    decode_outputs(&bytes).map_err(|err| {
+        ObserverError::Store(StoreError::Corrupt {
+            what: "persisted randomness",
+            reason: format!("commit {index}: {err}"),
+        })
+    })
 }
 
 /// A persisted commit with its blocks.

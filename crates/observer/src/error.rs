@@ -54,6 +54,21 @@ pub enum ObserverError {
         stake: Stake,
         quorum: Stake,
     },
+    #[error("commit {index} carries randomness that does not verify: {source}")]
+    InvalidRandomness {
+        index: CommitIndex,
+        #[source]
+        source: TypesError,
+    },
+    #[error(
+        "commit {index} carries randomness for rounds {got:?}, but its blocks bring rounds \
+         {expected:?} to a quorum of partials"
+    )]
+    RandomnessMismatch {
+        index: CommitIndex,
+        expected: Vec<u64>,
+        got: Vec<u64>,
+    },
     #[error("a received block is invalid: {source}")]
     BadBlock {
         #[source]
@@ -96,7 +111,7 @@ pub enum ObserverError {
 
 /// The metric names of every integrity error: the labels of
 /// `dagstream_observer_faults_total`, created at zero.
-pub const INTEGRITY_ERROR_NAMES: [&str; 12] = [
+pub const INTEGRITY_ERROR_NAMES: [&str; 14] = [
     "broken_chain",
     "malformed_block",
     "empty_sub_dag",
@@ -108,6 +123,8 @@ pub const INTEGRITY_ERROR_NAMES: [&str; 12] = [
     "digest_mismatch",
     "missing_quorum",
     "bad_block",
+    "invalid_randomness",
+    "randomness_mismatch",
     "wrong_chain",
 ];
 
@@ -142,6 +159,8 @@ impl ObserverError {
             ObserverError::DigestMismatch { .. } => "digest_mismatch",
             ObserverError::MissingQuorum { .. } => "missing_quorum",
             ObserverError::BadBlock { .. } => "bad_block",
+            ObserverError::InvalidRandomness { .. } => "invalid_randomness",
+            ObserverError::RandomnessMismatch { .. } => "randomness_mismatch",
             ObserverError::Conflict { .. } => "conflict",
             ObserverError::InvalidConfig { .. } => "invalid_config",
             ObserverError::Credentials { .. } => "credentials",
@@ -191,6 +210,15 @@ mod tests {
                 quorum: 3,
             },
             ObserverError::BadBlock { source: types() },
+            ObserverError::InvalidRandomness {
+                index: 1,
+                source: types(),
+            },
+            ObserverError::RandomnessMismatch {
+                index: 1,
+                expected: vec![],
+                got: vec![1],
+            },
             ObserverError::WrongChain {
                 upstream: "u".into(),
                 served: "s".into(),

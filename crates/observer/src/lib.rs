@@ -20,6 +20,9 @@
 //! - [`sequencer`]: the one place commits enter the chain, from either
 //!   path: the next ones become one atomic write batch, checkpoint keys
 //!   included; a repeat must match what was persisted.
+//! - [`randomness`](mod@randomness): partials from the blocks of either
+//!   stream, rounds placed at commits by the chain's tally, signatures
+//!   interpolated (or received and verified); owned by the sequencer.
 //! - `persist`: each batch written on the blocking pool while the node
 //!   verifies the next, one write in flight.
 //! - [`checkpoint`]: the stored form of checkpoints (their grouping is the
@@ -59,6 +62,7 @@ pub mod handle;
 pub mod metrics;
 mod node;
 mod persist;
+pub mod randomness;
 pub mod sequencer;
 #[cfg(test)]
 mod sequencer_tests;

@@ -110,7 +110,7 @@ impl Node {
         verified: broadcast::Sender<VerifiedBlock>,
     ) -> Result<Node> {
         let deriver = Deriver::recover(committee.clone(), store.as_ref())?;
-        let sequencer = Sequencer::recover(store.as_ref(), committee.epoch())?;
+        let sequencer = Sequencer::recover(store.as_ref(), committee.clone())?;
         let certifier = Certifier::recover(committee.clone(), store.as_ref())?;
         let machine = SubscriberStateMachine::new(config.subscriber.clone())?;
         let tip = sequencer.tip_index();
@@ -467,6 +467,7 @@ impl Node {
         for block in &verified {
             let outcomes = self.certifier.observe(block);
             self.metrics.signatures(&outcomes);
+            self.sequencer.observe(block);
         }
         if self.verified.receiver_count() > 0 {
             for block in &verified {
@@ -475,6 +476,7 @@ impl Node {
             }
         }
         let commits = self.deriver.add_blocks(verified)?;
+        // Derived commits carry no randomness to refuse.
         self.sequence(commits, verified_at, false).await?;
         Ok(ended)
     }
@@ -503,10 +505,10 @@ impl Node {
             .await
             .expect("commit verification does not panic");
         match verified {
-            Ok(sub_dags) => self
-                .sequence(sub_dags, Instant::now(), true)
-                .await
-                .map(|()| None),
+            Ok(sub_dags) => match self.sequence(sub_dags, Instant::now(), true).await? {
+                Some(refused) => faulty(refused),
+                None => Ok(None),
+            },
             Err(err) => faulty(err),
         }
     }

@@ -2,7 +2,8 @@
 //! whichever stream they were derived from or received on.
 //!
 //! It turns verified sub-DAGs into one [`WriteBatch`]: the next commits in
-//! order, their blocks, and the checkpoint keys they close and open. A
+//! order, their blocks, the checkpoint keys they close and open, and the
+//! randomness they generate ([`RandomnessStage`]). A
 //! commit seen before must have the digest persisted for it; one past the
 //! next is ignored (a core that is behind catches up on its own). It reads
 //! the store to compare repeats and never writes: the node writes the
@@ -10,12 +11,15 @@
 
 use crate::checkpoint::{load_open, summary_key, OPEN_CHECKPOINT_KEY};
 use crate::delivery::DeliveredSubDag;
+use crate::randomness::{RandomnessStage, RANDOMNESS_TALLY_KEY};
 use crate::{ObserverError, Result};
-use dagstream_store::{Store, WriteBatch};
+use dagstream_store::{randomness_key, Store, WriteBatch};
+use dagstream_types::randomness::encode_outputs;
 use dagstream_types::{
-    CheckpointBuilder, CheckpointSummary, CommitIndex, CommittedSubDag, Digest, Epoch,
-    OpenCheckpoint, Round, TrustedCommit,
+    CheckpointBuilder, CheckpointSummary, CommitIndex, CommittedSubDag, Committee, Digest,
+    OpenCheckpoint, RandomnessOutput, Round, TrustedCommit, VerifiedBlock,
 };
+use std::sync::Arc;
 
 /// What the sequencer does with a commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +55,25 @@ pub fn decide(
     }
 }
 
+/// A verified commit, with the randomness its upstream sent for it (on
+/// the commit stream; verified against the group key).
+#[derive(Clone, Debug)]
+pub struct ReceivedSubDag {
+    pub sub_dag: CommittedSubDag,
+    /// `None`: derived from blocks, or sent without randomness; the
+    /// observer interpolates it from partials.
+    pub randomness: Option<Vec<RandomnessOutput>>,
+}
+
+impl From<CommittedSubDag> for ReceivedSubDag {
+    fn from(sub_dag: CommittedSubDag) -> Self {
+        ReceivedSubDag {
+            sub_dag,
+            randomness: None,
+        }
+    }
+}
+
 /// Commits to persist, in one atomic write.
 #[derive(Debug, Default)]
 pub struct Sequenced {
@@ -60,6 +83,9 @@ pub struct Sequenced {
     pub sub_dags: Vec<DeliveredSubDag>,
     /// The checkpoints these commits closed, in order.
     pub closed: Vec<ClosedCheckpoint>,
+    /// Why the commits after these were refused: the upstream sent
+    /// randomness that its commit does not generate.
+    pub refused: Option<ObserverError>,
 }
 
 /// A checkpoint the sequencer closed, and the commit that closed it.
@@ -72,22 +98,35 @@ pub struct ClosedCheckpoint {
     pub timestamp_ms: u64,
 }
 
-/// The chain's tip and checkpoints, as persisted.
-#[derive(Clone, Debug)]
+/// The chain's tip, checkpoints and randomness, as persisted.
 pub struct Sequencer {
     tip: Option<TrustedCommit>,
     checkpoints: CheckpointBuilder,
     last_closed: Option<CheckpointSummary>,
+    randomness: RandomnessStage,
 }
 
 impl Sequencer {
-    /// Continues the chain in `store`, of a committee of `epoch`.
-    pub fn recover(store: &dyn Store, epoch: Epoch) -> Result<Self> {
+    /// Continues the chain in `store`, of `committee`.
+    pub fn recover(store: &dyn Store, committee: Arc<Committee>) -> Result<Self> {
+        let tip = store.last_commit()?;
+        let tip_index = tip.as_ref().map_or(0, |c| c.index());
         Ok(Sequencer {
-            tip: store.last_commit()?,
-            checkpoints: CheckpointBuilder::resume(epoch, load_open(store)?),
+            tip,
+            checkpoints: CheckpointBuilder::resume(committee.epoch(), load_open(store)?),
             last_closed: None,
+            randomness: RandomnessStage::recover(committee, store, tip_index)?,
         })
+    }
+
+    /// Keeps the randomness partials of a verified block.
+    pub fn observe(&mut self, block: &VerifiedBlock) {
+        self.randomness.observe(block);
+    }
+
+    /// Randomness partials found forged since the last call.
+    pub fn take_forgeries(&mut self) -> u64 {
+        self.randomness.take_forgeries()
     }
 
     /// The highest persisted commit.
@@ -132,15 +171,21 @@ impl Sequencer {
     /// commit is new; the sequencer then counts it as persisted, so the
     /// caller must write it before sequencing again (a failed write is
     /// fatal for the observer).
-    pub fn sequence(
+    ///
+    /// A commit whose randomness cannot be computed yet ends the batch (the
+    /// commits after it count as ahead); one whose upstream sent the wrong
+    /// rounds ends it with [`Sequenced::refused`].
+    pub fn sequence<S: Into<ReceivedSubDag>>(
         &mut self,
-        sub_dags: Vec<CommittedSubDag>,
+        sub_dags: Vec<S>,
         store: &dyn Store,
     ) -> Result<Option<Sequenced>> {
         let stored_tip = self.tip_index();
         let mut tip = stored_tip;
-        let mut to_persist: Vec<CommittedSubDag> = Vec::new();
-        for sub_dag in sub_dags {
+        let mut to_persist: Vec<ReceivedSubDag> = Vec::new();
+        for received in sub_dags {
+            let received = received.into();
+            let sub_dag = &received.sub_dag;
             let index = sub_dag.index();
             let persisted = if index <= stored_tip {
                 store.read_commit(index)?.map(|c| c.digest())
@@ -148,14 +193,14 @@ impl Sequencer {
                 // Earlier in this same call.
                 to_persist
                     .get((index - stored_tip - 1) as usize)
-                    .map(|c| c.commit.digest())
+                    .map(|c| c.sub_dag.commit.digest())
             } else {
                 None
             };
             match decide(tip, index, sub_dag.commit.digest(), persisted) {
                 Sequencing::Persist => {
                     tip = index;
-                    to_persist.push(sub_dag);
+                    to_persist.push(received);
                 }
                 Sequencing::AlreadyPersisted | Sequencing::Ahead => {}
                 Sequencing::Conflict { persisted } => {
@@ -167,11 +212,20 @@ impl Sequencer {
                 }
             }
         }
-        if to_persist.is_empty() {
-            return Ok(None);
-        }
         let mut sequenced = Sequenced::default();
-        for sub_dag in to_persist {
+        for received in to_persist {
+            let sub_dag = received.sub_dag;
+            let randomness = match self
+                .randomness
+                .generate(&sub_dag, received.randomness.as_deref())
+            {
+                Ok(Some(outputs)) => outputs,
+                Ok(None) => break,
+                Err(err) => {
+                    sequenced.refused = Some(err);
+                    break;
+                }
+            };
             let commit = &sub_dag.commit;
             let placed =
                 self.checkpoints
@@ -180,6 +234,11 @@ impl Sequencer {
                 sequenced.batch.add_block(block);
             }
             sequenced.batch.add_commit(commit.clone());
+            if !randomness.is_empty() {
+                sequenced
+                    .batch
+                    .put_meta(randomness_key(commit.index()), encode_outputs(&randomness));
+            }
             if let Some(summary) = placed.closed {
                 sequenced
                     .batch
@@ -196,11 +255,18 @@ impl Sequencer {
                 certified_checkpoint: None,
                 sub_dag,
                 checkpoint: placed.sequence,
+                randomness,
             });
+        }
+        if sequenced.sub_dags.is_empty() {
+            return Ok(sequenced.refused.is_some().then_some(sequenced));
         }
         if let Some(open) = self.checkpoints.open() {
             sequenced.batch.put_meta(OPEN_CHECKPOINT_KEY, open.encode());
         }
+        sequenced
+            .batch
+            .put_meta(RANDOMNESS_TALLY_KEY, self.randomness.tally().encode());
         Ok(Some(sequenced))
     }
 }

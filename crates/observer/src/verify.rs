@@ -9,16 +9,20 @@
 //! the only ones whose signatures are checked, must carry votes of quorum
 //! stake for the digest of the batch's last commit. Tampering with any
 //! block, or any link of the chain, changes that digest and breaks the
-//! quorum. A batch that fails any check is rejected whole.
+//! quorum. The randomness sent with commits is checked against the group
+//! key, all of a batch's signatures in one check. A batch that fails any
+//! check is rejected whole.
 
+use crate::sequencer::ReceivedSubDag;
 use crate::{ObserverError, Result};
 use bytes::Bytes;
 use dagstream_proto::v1::{CommitStreamResponse, CommittedSubDagData};
 use dagstream_publisher::Offload;
 use dagstream_types::{
     BlockLimits, BlockRef, Commit, CommitIndex, CommittedSubDag, Committee, Digest,
-    StakeAggregator, TrustedCommit, TypesError, VerifiedBlock,
+    RandomnessOutput, StakeAggregator, TrustedCommit, TypesError, VerifiedBlock,
 };
+use dagstream_types::randomness::decode_outputs;
 use std::sync::Arc;
 
 /// Most parallel chunks a block batch is verified in: enough to keep four
@@ -63,15 +67,28 @@ pub fn verify_commit_batch(
     limits: &BlockLimits,
     previous: Option<&TrustedCommit>,
     response: &CommitStreamResponse,
-) -> Result<Vec<CommittedSubDag>> {
+) -> Result<Vec<ReceivedSubDag>> {
     let mut tip = previous.cloned();
     let mut verified = Vec::with_capacity(response.commits.len());
     for data in &response.commits {
         let sub_dag = rebuild(limits, tip.as_ref(), data)?;
         tip = Some(sub_dag.commit.clone());
-        verified.push(sub_dag);
+        let randomness = data
+            .randomness
+            .as_ref()
+            .map(|bytes| {
+                decode_outputs(bytes).map_err(|source| ObserverError::InvalidRandomness {
+                    index: data.commit_index,
+                    source,
+                })
+            })
+            .transpose()?;
+        verified.push(ReceivedSubDag {
+            sub_dag,
+            randomness,
+        });
     }
-    let Some(last) = verified.last() else {
+    let Some(last) = verified.last().map(|r| &r.sub_dag) else {
         return Ok(verified);
     };
     check_certificate(
@@ -81,7 +98,44 @@ pub fn verify_commit_batch(
         last.commit.digest(),
         &response.certifier_blocks,
     )?;
+    check_randomness(committee, &verified)?;
     Ok(verified)
+}
+
+/// Every signature received is the group's on its round: two pairings for
+/// the whole batch. Which commit generates which rounds is the
+/// sequencer's check, which needs the chain's tally.
+fn check_randomness(committee: &Committee, received: &[ReceivedSubDag]) -> Result<()> {
+    let outputs: Vec<RandomnessOutput> = received
+        .iter()
+        .flat_map(|r| r.randomness.iter().flatten().copied())
+        .collect();
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    let index_of = |round: u64| {
+        received
+            .iter()
+            .find(|r| r.randomness.iter().flatten().any(|o| o.round == round))
+            .map_or(0, |r| r.sub_dag.index())
+    };
+    let Some(verifier) = committee.randomness() else {
+        let first = outputs[0].round;
+        return Err(ObserverError::RandomnessMismatch {
+            index: index_of(first),
+            expected: vec![],
+            got: vec![first],
+        });
+    };
+    verifier
+        .verify_batch(&outputs)
+        .map_err(|source| match source {
+            TypesError::InvalidRandomness { round } => ObserverError::InvalidRandomness {
+                index: index_of(round),
+                source,
+            },
+            source => ObserverError::InvalidRandomness { index: 0, source },
+        })
 }
 
 /// Rebuilds one commit on top of `previous` from what was received.

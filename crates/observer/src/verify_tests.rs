@@ -7,12 +7,19 @@ use bytes::Bytes;
 use dagstream_proto::v1::{BlockRef as ProtoRef, CommitStreamResponse, CommittedSubDagData};
 use dagstream_sim::SimConfig;
 use dagstream_test_utils::TestCommittee;
-use dagstream_types::{BlockLimits, CommittedSubDag, Committee, TrustedCommit, VerifiedBlock};
+use dagstream_types::randomness::encode_outputs;
+use dagstream_types::{
+    BlockLimits, CommitIndex, CommittedSubDag, Committee, RandomnessOutput, TrustedCommit,
+    TypesError, VerifiedBlock,
+};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 struct Chain {
     committee: Arc<Committee>,
     commits: Vec<CommittedSubDag>,
+    /// The randomness the committee generated, by commit.
+    randomness: HashMap<CommitIndex, Vec<RandomnessOutput>>,
     /// For each commit (by position), the blocks that vote for it.
     certifiers: Vec<Vec<VerifiedBlock>>,
 }
@@ -32,14 +39,22 @@ fn chain() -> Chain {
             certifiers.push(pair[1].blocks.clone());
         }
     }
+    let randomness = outputs
+        .iter()
+        .flat_map(|o| o.randomness.iter().cloned())
+        .collect();
     Chain {
         committee,
         commits,
+        randomness,
         certifiers,
     }
 }
 
-fn to_proto(sub_dag: &CommittedSubDag) -> CommittedSubDagData {
+fn to_proto(
+    sub_dag: &CommittedSubDag,
+    randomness: Option<&Vec<RandomnessOutput>>,
+) -> CommittedSubDagData {
     let leader = sub_dag.commit.leader();
     CommittedSubDagData {
         commit_index: sub_dag.index(),
@@ -54,6 +69,7 @@ fn to_proto(sub_dag: &CommittedSubDag) -> CommittedSubDagData {
             .map(|b| b.serialized().clone())
             .collect(),
         timestamp_ms: sub_dag.commit.timestamp_ms(),
+        randomness: randomness.map(|r| encode_outputs(r).into()),
     }
 }
 
@@ -61,7 +77,10 @@ impl Chain {
     /// The batch of commits at positions `range`, certified for its last.
     fn batch(&self, range: std::ops::Range<usize>) -> CommitStreamResponse {
         CommitStreamResponse {
-            commits: self.commits[range.clone()].iter().map(to_proto).collect(),
+            commits: self.commits[range.clone()]
+                .iter()
+                .map(|c| to_proto(c, self.randomness.get(&c.index())))
+                .collect(),
             highest_commit_index: self.commits.len() as u64,
             highest_certified_checkpoint: None,
             certifier_blocks: self.certifiers[range.end - 1]
@@ -82,12 +101,17 @@ impl Chain {
         start: usize,
         batch: &CommitStreamResponse,
     ) -> Result<Vec<CommittedSubDag>, ObserverError> {
-        verify_commit_batch(
+        let received = verify_commit_batch(
             &self.committee,
             &BlockLimits::default(),
             self.previous(start).as_ref(),
             batch,
-        )
+        )?;
+        // What was received is what was sent.
+        for r in &received {
+            assert_eq!(r.randomness.as_ref(), self.randomness.get(&r.sub_dag.index()));
+        }
+        Ok(received.into_iter().map(|r| r.sub_dag).collect())
     }
 }
 
@@ -300,4 +324,43 @@ proptest::proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_wrong_randomness_signature_rejects_the_batch() {
+    let chain = chain();
+    let mut batch = chain.batch(10..30);
+    let carrying: Vec<usize> = (0..batch.commits.len())
+        .filter(|&i| batch.commits[i].randomness.is_some())
+        .collect();
+    assert!(carrying.len() > 10, "{carrying:?}");
+    // The second commit's signature under the first's round numbers.
+    let (first, second) = (carrying[0], carrying[1]);
+    let decode = |i: usize, batch: &CommitStreamResponse| {
+        dagstream_types::randomness::decode_outputs(batch.commits[i].randomness.as_ref().unwrap())
+            .unwrap()
+    };
+    let mut forged = decode(first, &batch);
+    forged[0].signature = decode(second, &batch)[0].signature;
+    batch.commits[first].randomness = Some(encode_outputs(&forged).into());
+    let index = batch.commits[first].commit_index;
+    match chain.verify(10, &batch).unwrap_err() {
+        ObserverError::InvalidRandomness { index: at, source } => {
+            assert_eq!(at, index);
+            assert_eq!(
+                source,
+                TypesError::InvalidRandomness {
+                    round: forged[0].round
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Bytes that are not a list of outputs.
+    let mut batch = chain.batch(10..30);
+    batch.commits[first].randomness = Some(vec![1, 2, 3].into());
+    assert!(matches!(
+        chain.verify(10, &batch).unwrap_err(),
+        ObserverError::InvalidRandomness { index: at, .. } if at == index
+    ));
 }

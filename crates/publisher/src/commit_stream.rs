@@ -121,27 +121,26 @@ fn build(
     let size = batch_size(lag, preferred) as u64;
     let end = certified.min(next + size - 1);
     let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
-    let mut commits: Vec<(TrustedCommit, Vec<Bytes>)> = Vec::new();
+    let mut commits: Vec<CommittedSubDagData> = Vec::new();
     for index in next..=end {
         let commit = source
             .commit(index)?
             .ok_or(PublisherError::MissingCommit { index })?;
         let blocks = read_blocks(shared, index, &commit.commit().blocks)?;
-        if !budget.take(blocks.iter().map(|b| b.len()).sum()) {
+        let randomness = source.randomness(index)?;
+        let bytes = blocks.iter().map(|b| b.len()).sum::<usize>()
+            + randomness.as_ref().map_or(0, |r| r.len());
+        if !budget.take(bytes) {
             break;
         }
-        commits.push((commit, blocks));
+        commits.push(to_proto(&commit, blocks, randomness));
     }
     // The batch ends at a commit whose certificate can be shown.
-    while let Some((last, _)) = commits.last() {
-        if let Some(certificate) = shared.certifier.certificate(last.index())? {
-            let next = last.index() + 1;
-            let certifiers = read_blocks(shared, last.index(), &certificate.blocks)?;
+    while let Some(last) = commits.last().map(|c| c.commit_index) {
+        if let Some(certificate) = shared.certifier.certificate(last)? {
+            let next = last + 1;
+            let certifiers = read_blocks(shared, last, &certificate.blocks)?;
             let bytes = budget.used() + certifiers.iter().map(|b| b.len()).sum::<usize>();
-            let commits: Vec<CommittedSubDagData> = commits
-                .into_iter()
-                .map(|(commit, blocks)| to_proto(&commit, blocks))
-                .collect();
             return Ok(Built {
                 batch: Some(Batch {
                     items: commits.len(),
@@ -178,7 +177,11 @@ fn read_blocks(shared: &Context, index: CommitIndex, refs: &[BlockRef]) -> Resul
         .collect()
 }
 
-fn to_proto(commit: &TrustedCommit, blocks: Vec<Bytes>) -> CommittedSubDagData {
+fn to_proto(
+    commit: &TrustedCommit,
+    blocks: Vec<Bytes>,
+    randomness: Option<Bytes>,
+) -> CommittedSubDagData {
     let leader = commit.leader();
     CommittedSubDagData {
         commit_index: commit.index(),
@@ -189,6 +192,7 @@ fn to_proto(commit: &TrustedCommit, blocks: Vec<Bytes>) -> CommittedSubDagData {
         }),
         blocks,
         timestamp_ms: commit.timestamp_ms(),
+        randomness,
     }
 }
 

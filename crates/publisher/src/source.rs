@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use bytes::Bytes;
-use dagstream_store::{Store, WriteBatch, HIGHEST_CERTIFIED_CHECKPOINT_KEY};
+use dagstream_store::{randomness_key, Store, WriteBatch, HIGHEST_CERTIFIED_CHECKPOINT_KEY};
 use dagstream_types::{BlockRef, CommitIndex, Committee, Round, TrustedCommit, VerifiedBlock};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +46,10 @@ pub trait ConsensusSource: Send + Sync + 'static {
     ) -> Result<Vec<(BlockRef, Bytes)>>;
 
     fn commit(&self, index: CommitIndex) -> Result<Option<TrustedCommit>>;
+
+    /// The randomness rounds commit `index` generated, as stored (BCS of a
+    /// `Vec<RandomnessOutput>`); `None` if it generated none.
+    fn randomness(&self, index: CommitIndex) -> Result<Option<Bytes>>;
 
     /// The lowest commit index still retained (1 when nothing was pruned).
     fn lowest_commit_index(&self) -> Result<CommitIndex>;
@@ -339,6 +343,10 @@ impl ConsensusSource for StoreSource {
             }
         }
         Ok(self.store.read_commit(index)?)
+    }
+
+    fn randomness(&self, index: CommitIndex) -> Result<Option<Bytes>> {
+        Ok(self.store.read_meta(&randomness_key(index))?)
     }
 
     fn lowest_commit_index(&self) -> Result<CommitIndex> {

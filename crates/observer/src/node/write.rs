@@ -4,8 +4,8 @@
 
 use super::Node;
 use crate::delivery::DeliveredSubDag;
-use crate::Result;
-use dagstream_types::CommittedSubDag;
+use crate::sequencer::ReceivedSubDag;
+use crate::{ObserverError, Result};
 use tokio::time::Instant;
 
 impl Node {
@@ -14,22 +14,37 @@ impl Node {
     /// `received`), and starts writing the new commits and certificates in
     /// one atomic write (which also announces the commits to relayed
     /// subscribers), once the previous write is durable.
-    pub(super) async fn sequence(
+    ///
+    /// Returns why the upstream's commits past those sequenced were
+    /// refused, if they were.
+    pub(super) async fn sequence<S: Into<ReceivedSubDag>>(
         &mut self,
-        sub_dags: Vec<CommittedSubDag>,
+        sub_dags: Vec<S>,
         verified_at: Instant,
         received: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<ObserverError>> {
+        let sub_dags: Vec<ReceivedSubDag> = sub_dags.into_iter().map(Into::into).collect();
         self.stamps
-            .record(sub_dags.iter().map(|s| s.index()), verified_at);
+            .record(sub_dags.iter().map(|s| s.sub_dag.index()), verified_at);
         // The sequencer compares repeats with the store, and counts what it
         // sequenced as written.
         self.settle().await?;
         let sequenced = self.sequencer.sequence(sub_dags, self.store.as_ref())?;
+        self.metrics
+            .randomness_forged_partials
+            .inc_by(self.sequencer.take_forgeries());
         if sequenced.is_none() && !self.certifier.has_certified() {
-            return Ok(());
+            return Ok(None);
         }
         let mut sequenced = sequenced.unwrap_or_default();
+        let refused = sequenced.refused.take();
+        self.metrics.randomness_rounds.inc_by(
+            sequenced
+                .sub_dags
+                .iter()
+                .map(|d| d.randomness.len() as u64)
+                .sum(),
+        );
         let outcomes = self.certifier.on_sequenced(&sequenced, received);
         self.metrics.signatures(&outcomes);
         let certified = self.certifier.take_certified(&mut sequenced.batch);
@@ -44,13 +59,14 @@ impl Node {
         if !sequenced.batch.is_empty() {
             self.persister.start(sequenced);
         }
-        Ok(())
+        Ok(refused)
     }
 
     /// Makes everything sequenced and certified durable, before the node
     /// stops.
     pub(super) async fn finish(&mut self) -> Result<()> {
-        self.sequence(Vec::new(), Instant::now(), false).await?;
+        self.sequence(Vec::<ReceivedSubDag>::new(), Instant::now(), false)
+            .await?;
         self.settle().await
     }
 
