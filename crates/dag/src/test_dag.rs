@@ -11,6 +11,7 @@
 //! ```
 
 use crate::LeaderSchedule;
+use dagstream_types::randomness::RandomnessDealing;
 use dagstream_types::{
     Authority, AuthorityIndex, Block, BlockRef, Committee, Genesis, PublicKey, Round, Stake,
     VerifiedBlock, DEFAULT_GC_DEPTH_ROUNDS,
@@ -32,6 +33,7 @@ pub fn test_key(index: AuthorityIndex) -> SigningKey {
 
 /// A committee with the given stakes and the [`test_key`]s.
 pub fn test_committee(stakes: &[Stake], gc_depth_rounds: Round) -> Committee {
+    let total: Stake = stakes.iter().sum();
     let genesis = Genesis {
         epoch: 0,
         genesis_time_ms: TEST_GENESIS_TIME_MS,
@@ -45,7 +47,14 @@ pub fn test_committee(stakes: &[Stake], gc_depth_rounds: Round) -> Committee {
                 stake,
                 public_key: PublicKey::from_signing_key(&test_key(i as AuthorityIndex)),
             })
-            .collect(),        randomness: None,
+            .collect(),
+        // Dealt as for the wire-format vector committee, so that four
+        // authorities of stake 1 are that committee.
+        randomness: Some(
+            RandomnessDealing::deal(&[7; 32], total, 2 * total / 3 + 1)
+                .keys()
+                .clone(),
+        ),
     };
     Committee::new(genesis).expect("test committee is valid")
 }

@@ -18,11 +18,11 @@ use crate::{ObserverError, Result};
 use bytes::Bytes;
 use dagstream_proto::v1::{CommitStreamResponse, CommittedSubDagData};
 use dagstream_publisher::Offload;
+use dagstream_types::randomness::decode_outputs;
 use dagstream_types::{
     BlockLimits, BlockRef, Commit, CommitIndex, CommittedSubDag, Committee, Digest,
     RandomnessOutput, StakeAggregator, TrustedCommit, TypesError, VerifiedBlock,
 };
-use dagstream_types::randomness::decode_outputs;
 use std::sync::Arc;
 
 /// Most parallel chunks a block batch is verified in: enough to keep four

@@ -109,7 +109,10 @@ impl Chain {
         )?;
         // What was received is what was sent.
         for r in &received {
-            assert_eq!(r.randomness.as_ref(), self.randomness.get(&r.sub_dag.index()));
+            assert_eq!(
+                r.randomness.as_ref(),
+                self.randomness.get(&r.sub_dag.index())
+            );
         }
         Ok(received.into_iter().map(|r| r.sub_dag).collect())
     }

@@ -87,7 +87,8 @@ impl Simulator {
             batch.put_meta(randomness_key(*index), encode_outputs(outputs));
         }
         if let Some(state) = &output.randomness_state {
-            let state = bcs::to_bytes(state).expect("the randomness state always has a BCS encoding");
+            let state =
+                bcs::to_bytes(state).expect("the randomness state always has a BCS encoding");
             batch.put_meta(RANDOMNESS_KEY, state);
         }
         if output.round == 1 {

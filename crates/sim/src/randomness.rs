@@ -90,7 +90,9 @@ impl Randomness {
         };
         self.unsent
             .iter()
-            .filter(|(decided, hashed)| decided + partial_delay(seed, hashed.round(), author) == round)
+            .filter(|(decided, hashed)| {
+                decided + partial_delay(seed, hashed.round(), author) == round
+            })
             .map(|(_, hashed)| SystemMessage::RandomnessPartial {
                 round: hashed.round(),
                 shares: self.dealing.sign_shares(hashed, verifier.shares_of(author)),

@@ -7,7 +7,8 @@ use crate::{CommitteeKeys, Result, SimConfig, SimError};
 use dagstream_dag::{DagConfig, DagConsensus, Decision};
 use dagstream_types::{
     AuthorityIndex, Block, BlockLimits, BlockRef, CheckpointSummary, CommitIndex, CommitRef,
-    CommittedSubDag, Committee, RandomnessOutput, Round, Stake, SystemMessage, Transaction, VerifiedBlock,
+    CommittedSubDag, Committee, RandomnessOutput, Round, Stake, SystemMessage, Transaction,
+    VerifiedBlock,
 };
 use std::sync::Arc;
 

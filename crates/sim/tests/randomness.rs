@@ -22,8 +22,7 @@ fn every_commit_gets_its_round_signed_by_the_group_from_committed_partials() {
     let committee = Arc::new(Committee::new(genesis).unwrap());
     let mut config = Profile::Small.sim_config(5);
     config.crashed = vec![6];
-    let mut sim =
-        Simulator::new(committee.clone(), keys, config, &BlockLimits::default()).unwrap();
+    let mut sim = Simulator::new(committee.clone(), keys, config, &BlockLimits::default()).unwrap();
     let outputs: Vec<_> = (0..150).map(|_| sim.produce_round().unwrap()).collect();
     let verifier = committee.randomness().unwrap();
 
@@ -79,6 +78,9 @@ fn every_commit_gets_its_round_signed_by_the_group_from_committed_partials() {
         .collect();
     assert!(generated.len() as u64 > last_commit - 8, "{generated:?}");
     for (commit, round) in &generated {
-        assert!((round + 1..=round + 8).contains(commit), "round {round} at {commit}");
+        assert!(
+            (round + 1..=round + 8).contains(commit),
+            "round {round} at {commit}"
+        );
     }
 }

@@ -60,8 +60,10 @@ fn any_quorum_of_partials_interpolates_the_group_signature() {
         assert!(aggregation.forgers.is_empty());
     }
     // 6 shares are one short.
-    let short: Vec<(AuthorityIndex, &[BlsSignature])> =
-        [1u32, 2].iter().map(|&a| (a, all[a as usize].as_slice())).collect();
+    let short: Vec<(AuthorityIndex, &[BlsSignature])> = [1u32, 2]
+        .iter()
+        .map(|&a| (a, all[a as usize].as_slice()))
+        .collect();
     assert_eq!(verifier.aggregate(&round, &short).output, None);
 }
 
@@ -76,7 +78,10 @@ fn a_forged_partial_is_named_and_left_out() {
     assert!(!verifier.verify_partial(&round, 1, &all[1]));
     assert!(verifier.verify_partial(&round, 0, &all[0]));
     let given = |authors: &[u32]| -> Vec<(AuthorityIndex, Vec<BlsSignature>)> {
-        authors.iter().map(|&a| (a, all[a as usize].clone())).collect()
+        authors
+            .iter()
+            .map(|&a| (a, all[a as usize].clone()))
+            .collect()
     };
     let view = |given: &[(AuthorityIndex, Vec<BlsSignature>)]| {
         let slices: Vec<(AuthorityIndex, &[BlsSignature])> =
@@ -124,7 +129,9 @@ fn a_wrong_group_signature_is_rejected_alone_and_in_a_batch() {
         signature: BlsSignature([0xff; 48]),
     };
     assert_eq!(
-        verifier.verify_batch(&[outputs[0], not_a_point]).unwrap_err(),
+        verifier
+            .verify_batch(&[outputs[0], not_a_point])
+            .unwrap_err(),
         TypesError::InvalidRandomness { round: 1 }
     );
 }
@@ -143,7 +150,10 @@ fn a_committee_checks_its_randomness_keys() {
     );
     let mut genesis = common::genesis();
     genesis.randomness.as_mut().unwrap().group_key = BlsPublicKey([0x11; 96]);
-    assert_eq!(reason(genesis), "randomness group key is not a valid G2 point");
+    assert_eq!(
+        reason(genesis),
+        "randomness group key is not a valid G2 point"
+    );
     let mut genesis = common::genesis();
     genesis.authorities[0].stake = MAX_RANDOMNESS_SHARES;
     assert!(reason(genesis).starts_with("randomness needs one share per unit of stake"));
@@ -197,7 +207,10 @@ fn the_tally_generates_a_round_at_the_commit_that_brings_quorum_stake() {
     // count from authority 1 counts nothing.
     let generated = tally.on_commit(
         5,
-        &[block(3, 10, vec![partial(3, 1)]), block(1, 10, vec![partial(3, 1)])],
+        &[
+            block(3, 10, vec![partial(3, 1)]),
+            block(1, 10, vec![partial(3, 1)]),
+        ],
         &committee,
     );
     assert!(generated.is_empty());

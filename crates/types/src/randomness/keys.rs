@@ -228,11 +228,10 @@ impl RandomnessVerifier {
         let mut signatures = Vec::with_capacity(outputs.len());
         let mut hashes = Vec::with_capacity(outputs.len());
         for output in outputs {
-            let signature = decode_signature(&output.signature).ok_or(
-                TypesError::InvalidRandomness {
+            let signature =
+                decode_signature(&output.signature).ok_or(TypesError::InvalidRandomness {
                     round: output.round,
-                },
-            )?;
+                })?;
             transcript.update(&output.round.to_le_bytes());
             transcript.update(&output.signature.0);
             signatures.push(G1Projective::from(signature));
@@ -249,12 +248,7 @@ impl RandomnessVerifier {
             .collect();
         let signature = G1Projective::multi_exp(&signatures, &weights).to_affine();
         let hash = G1Projective::multi_exp(&hashes, &weights).to_affine();
-        if pairing_holds(
-            &signature,
-            &hash,
-            &self.group_key,
-            &self.negative_generator,
-        ) {
+        if pairing_holds(&signature, &hash, &self.group_key, &self.negative_generator) {
             return Ok(());
         }
         outputs.iter().try_for_each(|output| self.verify(output))
@@ -356,7 +350,9 @@ impl RandomnessVerifier {
         let coefficients: Vec<Scalar> = denominators.iter().map(|d| product * d).collect();
         let output = RandomnessOutput {
             round: round.round,
-            signature: BlsSignature(G1Projective::multi_exp(&points, &coefficients).to_compressed()),
+            signature: BlsSignature(
+                G1Projective::multi_exp(&points, &coefficients).to_compressed(),
+            ),
         };
         self.verify(&output).ok().map(|()| output)
     }
