@@ -63,6 +63,8 @@ pub mod metrics;
 mod node;
 mod persist;
 pub mod randomness;
+#[cfg(test)]
+mod randomness_tests;
 pub mod sequencer;
 #[cfg(test)]
 mod sequencer_tests;

@@ -12,10 +12,11 @@ use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
 use dagstream_test_utils::TestCommittee;
 use dagstream_types::{
-    CertifiedCheckpoint, CheckpointBuilder, CommittedSubDag, Committee, Digest, TrustedCommit,
-    VerifiedBlock,
+    CertifiedCheckpoint, CheckpointBuilder, CommittedSubDag, Committee, Digest, RandomnessOutput,
+    TrustedCommit, VerifiedBlock,
 };
 use proptest::prelude::*;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 struct Chain {
@@ -26,6 +27,8 @@ struct Chain {
     commits: Vec<CommittedSubDag>,
     /// Each commit's checkpoint, placed in order from commit 1.
     checkpoints: Vec<u64>,
+    /// Each commit's randomness, as the committee generated it.
+    randomness: Vec<Vec<RandomnessOutput>>,
 }
 
 /// 40 rounds of a 4-authority committee, made once.
@@ -36,11 +39,17 @@ fn chain() -> &'static Chain {
         let committee = fixture.committee.clone();
         let mut sim = fixture.simulator(SimConfig::default());
         let (mut blocks, mut commits) = (Vec::new(), Vec::new());
+        let mut generated = HashMap::new();
         for _ in 0..40 {
             let output = sim.produce_round().unwrap();
             blocks.extend(output.blocks);
             commits.extend(output.commits);
+            generated.extend(output.randomness);
         }
+        let randomness = commits
+            .iter()
+            .map(|c| generated.remove(&c.index()).unwrap_or_default())
+            .collect();
         let mut builder = CheckpointBuilder::new(committee.epoch());
         let checkpoints = commits
             .iter()
@@ -56,23 +65,43 @@ fn chain() -> &'static Chain {
             blocks,
             commits,
             checkpoints,
+            randomness,
         }
     })
 }
 
-/// What the consumer should get: every commit, each with its checkpoint.
-fn expected(chain: &Chain, after: usize) -> Vec<(u64, Digest, u64)> {
+/// A delivered commit: index, digest, checkpoint, randomness.
+type Outline = (u64, Digest, u64, Vec<RandomnessOutput>);
+
+/// What the consumer should get: every commit, each with its checkpoint
+/// and the randomness the committee generated with it.
+fn expected(chain: &Chain, after: usize) -> Vec<Outline> {
     chain.commits[after..]
         .iter()
         .zip(&chain.checkpoints[after..])
-        .map(|(c, checkpoint)| (c.index(), c.commit.digest(), *checkpoint))
+        .zip(&chain.randomness[after..])
+        .map(|((c, checkpoint), randomness)| {
+            (
+                c.index(),
+                c.commit.digest(),
+                *checkpoint,
+                randomness.clone(),
+            )
+        })
         .collect()
 }
 
-fn outline(delivered: &[DeliveredSubDag]) -> Vec<(u64, Digest, u64)> {
+fn outline(delivered: &[DeliveredSubDag]) -> Vec<Outline> {
     delivered
         .iter()
-        .map(|d| (d.index(), d.sub_dag.commit.digest(), d.checkpoint))
+        .map(|d| {
+            (
+                d.index(),
+                d.sub_dag.commit.digest(),
+                d.checkpoint,
+                d.randomness.clone(),
+            )
+        })
         .collect()
 }
 
@@ -184,6 +213,7 @@ impl Pipeline {
     fn blocks(&mut self, blocks: Vec<VerifiedBlock>) -> Result<(), ObserverError> {
         for block in &blocks {
             self.certifier.observe(block);
+            self.sequencer.observe(block);
         }
         let commits = self.deriver.add_blocks(blocks)?;
         self.sequence(commits, false)

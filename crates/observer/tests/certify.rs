@@ -1,6 +1,8 @@
-//! Checkpoint certification end to end: observers of one chain, following
-//! different upstreams over gRPC, certify the same checkpoints from the
-//! signatures in the blocks they receive.
+//! Checkpoint certification and randomness end to end: observers of one
+//! chain, following different upstreams over gRPC, certify the same
+//! checkpoints from the signatures in the blocks they receive, and get the
+//! same randomness, received while catching up and interpolated from
+//! partials while following blocks.
 
 mod common;
 
@@ -9,6 +11,7 @@ use common::{
     INTERVAL_MS,
 };
 use dagstream_observer::checkpoint::{load_certificate, load_highest_certified, load_summary};
+use dagstream_observer::delivery::load_randomness;
 use dagstream_observer::ObserverConfig;
 use dagstream_store::Store;
 use dagstream_types::{CertifiedCheckpoint, CheckpointBuilder, CheckpointSummary};
@@ -52,7 +55,7 @@ fn certificates(store: &dyn Store, through: u64) -> Vec<CertifiedCheckpoint> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn observers_of_different_upstreams_certify_the_same_checkpoints() {
+async fn observers_of_different_upstreams_certify_the_same_checkpoints_and_randomness() {
     // Two validators of one chain, on one clock; each observer catches up
     // on its own upstream's commit stream, then follows its blocks.
     let history = 200;
@@ -99,6 +102,22 @@ async fn observers_of_different_upstreams_certify_the_same_checkpoints() {
     for store in [&a_store, &b_store] {
         assert!(load_highest_certified(store.as_ref()).unwrap() >= Some(through));
     }
+
+    // Randomness: what the validator generated, commit by commit, both for
+    // the history (the commit stream's) and the live commits (from blocks).
+    let (committee, _) = committee_and_keys();
+    let verifier = committee.randomness().unwrap();
+    let mut rounds = 0;
+    for index in 1..=300 {
+        let expected = load_randomness(first.store.as_ref(), index).unwrap();
+        for output in &expected {
+            verifier.verify(output).unwrap();
+        }
+        assert_eq!(load_randomness(a_store.as_ref(), index).unwrap(), expected);
+        assert_eq!(load_randomness(b_store.as_ref(), index).unwrap(), expected);
+        rounds += expected.len();
+    }
+    assert!(rounds > 280, "{rounds} rounds in 300 commits");
     first.stop().await;
     second.stop().await;
 }
