@@ -5,6 +5,7 @@
 use crate::{chain, report};
 use anyhow::{bail, Context, Result};
 use dagstream_observer::checkpoint::{load_certificate, load_open, load_summary, CheckpointLookup};
+use dagstream_observer::delivery::load_randomness;
 use dagstream_store::Store;
 use dagstream_types::checkpoint::extend_contents;
 use dagstream_types::{
@@ -69,7 +70,8 @@ fn show(store: &dyn Store, index: CommitIndex, json: bool) -> Result<()> {
             _ => None,
         }
     };
-    let value = report::commit_json(&commit, tx_count, checkpoint);
+    let randomness = load_randomness(store, index)?;
+    let value = report::commit_json(&commit, tx_count, checkpoint, &randomness);
     if json {
         println!("{}", serde_json::to_string(&value)?);
     } else {

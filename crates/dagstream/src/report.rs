@@ -8,12 +8,20 @@ use anyhow::Result;
 use dagstream_observer::DeliveredSubDag;
 use dagstream_store::Store;
 use dagstream_types::CheckpointBuilder;
-use dagstream_types::{CommitIndex, TrustedCommit};
+use dagstream_types::{CommitIndex, RandomnessOutput, TrustedCommit};
 use serde_json::{json, Value};
 
-pub fn commit_json(commit: &TrustedCommit, tx_count: usize, checkpoint: Option<u64>) -> Value {
+/// A commit as JSON. `randomness` appears only for a commit that
+/// generated rounds: each round's number, its randomness and the group
+/// signature it derives from (hex).
+pub fn commit_json(
+    commit: &TrustedCommit,
+    tx_count: usize,
+    checkpoint: Option<u64>,
+    randomness: &[RandomnessOutput],
+) -> Value {
     let leader = commit.leader();
-    json!({
+    let mut value = json!({
         "index": commit.index(),
         "digest": commit.digest().to_string(),
         "leader": {
@@ -25,7 +33,20 @@ pub fn commit_json(commit: &TrustedCommit, tx_count: usize, checkpoint: Option<u
         "block_count": commit.commit().blocks.len(),
         "tx_count": tx_count,
         "checkpoint": checkpoint,
-    })
+    });
+    if !randomness.is_empty() {
+        value["randomness"] = randomness
+            .iter()
+            .map(|output| {
+                json!({
+                    "round": output.round,
+                    "value": output.value().to_string(),
+                    "signature": hex::encode(output.signature.0),
+                })
+            })
+            .collect();
+    }
+    value
 }
 
 /// An `--output` line: the commit as `inspect --json` shows it, and the
@@ -33,7 +54,12 @@ pub fn commit_json(commit: &TrustedCommit, tx_count: usize, checkpoint: Option<u
 pub fn delivered_json(delivered: &DeliveredSubDag) -> Value {
     let sub_dag = &delivered.sub_dag;
     let tx_count = sub_dag.blocks.iter().map(|b| b.transactions().len()).sum();
-    let mut value = commit_json(&sub_dag.commit, tx_count, Some(delivered.checkpoint));
+    let mut value = commit_json(
+        &sub_dag.commit,
+        tx_count,
+        Some(delivered.checkpoint),
+        &delivered.randomness,
+    );
     value["certified_checkpoint"] = json!(delivered.certified_checkpoint);
     value
 }

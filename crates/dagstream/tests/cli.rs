@@ -353,6 +353,23 @@ fn validator_and_observer_processes_end_to_end() {
         .collect();
     assert!(certified.windows(2).all(|w| w[0] <= w[1]), "{certified:?}");
     assert!(certified.last().unwrap().is_some(), "{certified:?}");
+    // Nearly every commit generates a randomness round (the first ones and
+    // a few others none, some two); the rounds never repeat or go back.
+    let rounds: Vec<u64> = written
+        .iter()
+        .filter_map(|line| line.get("randomness"))
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .map(|r| {
+            assert_eq!(r["value"].as_str().unwrap().len(), 64, "{r}");
+            r["round"].as_u64().unwrap()
+        })
+        .collect();
+    assert!(
+        rounds.len() * 10 > written.len() * 8,
+        "{} rounds",
+        rounds.len()
+    );
+    assert!(rounds.windows(2).all(|w| w[0] != w[1]), "{rounds:?}");
     for index in [1, written.len() as u64 / 2, written.len() as u64] {
         let shown = run(&[
             "inspect",
