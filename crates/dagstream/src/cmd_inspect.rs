@@ -7,9 +7,10 @@ use anyhow::{bail, Context, Result};
 use dagstream_observer::checkpoint::{load_certificate, load_open, load_summary, CheckpointLookup};
 use dagstream_observer::delivery::load_randomness;
 use dagstream_store::Store;
-use dagstream_types::checkpoint::extend_contents;
+use dagstream_types::checkpoint::{extend_contents, extend_randomness};
 use dagstream_types::{
-    BlockLimits, CommitIndex, Committee, Digest, Genesis, TrustedCommit, VerifiedBlock,
+    BlockLimits, CheckpointKind, CommitIndex, Committee, Digest, Genesis, TrustedCommit,
+    VerifiedBlock,
 };
 use serde_json::json;
 use std::path::Path;
@@ -202,16 +203,36 @@ fn show_checkpoint(
     let summary = load_summary(store, sequence)?
         .with_context(|| format!("checkpoint {sequence} is not closed in this store"))?;
     let mut commits = Vec::new();
+    let mut rounds = Vec::new();
     let mut contents = Digest::ZERO;
     for index in summary.first_commit..=summary.last_commit {
         let commit = store
             .read_commit(index)?
             .with_context(|| format!("commit {index} of checkpoint {sequence} is missing"))?;
-        contents = extend_contents(&contents, &commit.digest());
-        commits.push(json!({"index": index, "digest": commit.digest().to_string()}));
+        match summary.kind {
+            CheckpointKind::Regular => {
+                contents = extend_contents(&contents, &commit.digest());
+                commits.push(json!({"index": index, "digest": commit.digest().to_string()}));
+            }
+            CheckpointKind::Randomness => {
+                for output in load_randomness(store, index)? {
+                    if let Some(verifier) = committee.and_then(|c| c.randomness()) {
+                        verifier.verify(&output).with_context(|| {
+                            format!("checkpoint {sequence}: commit {index}'s randomness")
+                        })?;
+                    }
+                    contents = extend_randomness(&contents, &output);
+                    rounds.push(json!({
+                        "commit": index,
+                        "round": output.round,
+                        "value": output.value().to_string(),
+                    }));
+                }
+            }
+        }
     }
     if contents != summary.content_digest {
-        bail!("checkpoint {sequence}: its commits do not hash to its content digest");
+        bail!("checkpoint {sequence}: its contents do not hash to its content digest");
     }
     if let Some(previous) = sequence.checked_sub(1) {
         if let Some(before) = load_summary(store, previous)? {
@@ -234,6 +255,10 @@ fn show_checkpoint(
         .map(|c| c.signatures.iter().map(|(author, _)| *author).collect());
     let value = json!({
         "sequence": sequence,
+        "kind": match summary.kind {
+            CheckpointKind::Regular => "regular",
+            CheckpointKind::Randomness => "randomness",
+        },
         "epoch": summary.epoch,
         "digest": summary.digest().to_string(),
         "first_commit": summary.first_commit,
@@ -242,6 +267,7 @@ fn show_checkpoint(
         "content_digest": summary.content_digest.to_string(),
         "previous_digest": summary.previous_digest.to_string(),
         "commits": commits,
+        "randomness": rounds,
         "certified": certificate.is_some(),
         "signers": signers,
         "certificate_checked": certificate.is_some() && committee.is_some(),

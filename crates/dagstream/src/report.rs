@@ -5,6 +5,7 @@
 //! checkpoint keys (a validator's).
 
 use anyhow::Result;
+use dagstream_observer::delivery::load_randomness;
 use dagstream_observer::DeliveredSubDag;
 use dagstream_store::Store;
 use dagstream_types::CheckpointBuilder;
@@ -80,7 +81,13 @@ pub fn checkpoints_at(store: &dyn Store, through: CommitIndex) -> Result<Checkpo
         let Some(last) = chunk.last() else { break };
         next = last.index() + 1;
         for commit in &chunk {
-            checkpointer.place(commit.index(), commit.digest(), commit.timestamp_ms());
+            let randomness = load_randomness(store, commit.index())?;
+            checkpointer.place(
+                commit.index(),
+                commit.digest(),
+                commit.timestamp_ms(),
+                &randomness,
+            );
         }
     }
     Ok(checkpointer)

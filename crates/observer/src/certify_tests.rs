@@ -10,8 +10,8 @@ use dagstream_sim::{generate, CommitteeKeys};
 use dagstream_store::WriteBatch;
 use dagstream_test_utils::TestCommittee;
 use dagstream_types::{
-    AuthorityIndex, Block, CertifiedCheckpoint, CheckpointSummary, Commit, CommittedSubDag,
-    Committee, Digest, Signature, SystemMessage, TrustedCommit, VerifiedBlock,
+    AuthorityIndex, Block, CertifiedCheckpoint, CheckpointKind, CheckpointSummary, Commit,
+    CommittedSubDag, Committee, Digest, Signature, SystemMessage, TrustedCommit, VerifiedBlock,
 };
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ fn closed(sequence: u64) -> ClosedCheckpoint {
             content_digest: Digest::of(&sequence.to_le_bytes()),
             previous_digest: Digest::ZERO,
             timestamp_ms: 1_000 + 200 * sequence,
+            kind: CheckpointKind::Regular,
         },
         leader_round: 10 + 2 * sequence,
         timestamp_ms: 1_200 + 200 * sequence,

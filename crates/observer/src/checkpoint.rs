@@ -19,7 +19,9 @@
 
 use crate::{ObserverError, Result};
 use dagstream_store::{Store, StoreError};
-use dagstream_types::{CertifiedCheckpoint, CheckpointSummary, CommitIndex, OpenCheckpoint};
+use dagstream_types::{
+    CertifiedCheckpoint, CheckpointKind, CheckpointSummary, CommitIndex, OpenCheckpoint,
+};
 
 /// Meta key of the open checkpoint.
 pub const OPEN_CHECKPOINT_KEY: &str = "observer/checkpoint";
@@ -120,17 +122,21 @@ impl CheckpointLookup {
         if index >= open.first_commit {
             return Ok(open.sequence);
         }
-        // In order, the next checkpoint is the one after the last found.
+        // In order, the next checkpoint is the one after the last found, or
+        // after its randomness checkpoint.
         if let Some(next) = self.last.filter(|c| c.last_commit + 1 == index) {
-            if let Some(found) = load_summary(store, next.sequence + 1)? {
-                if contains(&found, index) {
-                    self.last = Some(found);
-                    return Ok(found.sequence);
+            for sequence in [next.sequence + 1, next.sequence + 2] {
+                if let Some(found) = load_summary(store, sequence)? {
+                    if contains(&found, index) {
+                        self.last = Some(found);
+                        return Ok(found.sequence);
+                    }
                 }
             }
         }
         // Otherwise a binary search over the closed checkpoints, whose
-        // ranges are consecutive and ascending.
+        // ranges are ascending (consecutive, or repeated by a randomness
+        // checkpoint).
         let (mut low, mut high) = (0, open.sequence);
         while low < high {
             let middle = low + (high - low) / 2;
@@ -141,8 +147,20 @@ impl CheckpointLookup {
             } else if index > checkpoint.last_commit {
                 low = middle + 1;
             } else {
-                self.last = Some(checkpoint);
-                return Ok(middle);
+                // A randomness checkpoint has its regular one's commits,
+                // and follows it.
+                let regular = match checkpoint.kind {
+                    CheckpointKind::Regular => checkpoint,
+                    CheckpointKind::Randomness => load_summary(store, middle - 1)?
+                        .filter(|c| c.kind == CheckpointKind::Regular)
+                        .ok_or_else(|| {
+                            corrupt(format!(
+                                "randomness checkpoint {middle} follows no regular one"
+                            ))
+                        })?,
+                };
+                self.last = Some(regular);
+                return Ok(regular.sequence);
             }
         }
         Err(corrupt(format!(

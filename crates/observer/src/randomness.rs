@@ -2,8 +2,8 @@
 //! blocks of either stream, rounds placed at commits by the chain's
 //! [`RandomnessTally`], and each round's signature interpolated from
 //! partials, or, for a commit received on the commit stream, the one the
-//! upstream sent (checked against the group key by
-//! [`verify_commit_batch`](crate::verify::verify_commit_batch)).
+//! upstream sent (checked against the group key when its batch was
+//! verified).
 //!
 //! Trust: the tally counts stake only, over committed blocks, so the
 //! observer places every round where every node does; a round's signature

@@ -227,9 +227,12 @@ impl Sequencer {
                 }
             };
             let commit = &sub_dag.commit;
-            let placed =
-                self.checkpoints
-                    .place(commit.index(), commit.digest(), commit.timestamp_ms());
+            let placed = self.checkpoints.place(
+                commit.index(),
+                commit.digest(),
+                commit.timestamp_ms(),
+                &randomness,
+            );
             for block in &sub_dag.blocks {
                 sequenced.batch.add_block(block);
             }
@@ -239,7 +242,7 @@ impl Sequencer {
                     .batch
                     .put_meta(randomness_key(commit.index()), encode_outputs(&randomness));
             }
-            if let Some(summary) = placed.closed {
+            for summary in placed.closed {
                 sequenced
                     .batch
                     .put_meta(summary_key(summary.sequence), summary.encode());

@@ -46,17 +46,23 @@ fn chain() -> &'static Chain {
             commits.extend(output.commits);
             generated.extend(output.randomness);
         }
-        let randomness = commits
+        let randomness: Vec<Vec<RandomnessOutput>> = commits
             .iter()
             .map(|c| generated.remove(&c.index()).unwrap_or_default())
             .collect();
         let mut builder = CheckpointBuilder::new(committee.epoch());
         let checkpoints = commits
             .iter()
-            .map(|c| {
+            .zip(&randomness)
+            .map(|(c, generated)| {
                 let commit = &c.commit;
                 builder
-                    .place(commit.index(), commit.digest(), commit.timestamp_ms())
+                    .place(
+                        commit.index(),
+                        commit.digest(),
+                        commit.timestamp_ms(),
+                        generated,
+                    )
                     .sequence
             })
             .collect();
@@ -114,11 +120,12 @@ fn certifiable() -> &'static Vec<u64> {
         let mut pipeline = Pipeline::new(Arc::new(MemStore::new()), 0, 1_000);
         pipeline.commits(&chain.commits).unwrap();
         let sequences = sequences(&pipeline.certified);
-        // All but the newest closed checkpoints, whose signatures are in
-        // blocks not committed yet.
+        // All but the newest closed checkpoints (two, each with its
+        // randomness checkpoint), whose signatures are in blocks not
+        // committed yet.
         let closed = *chain.checkpoints.last().unwrap();
         assert!(
-            sequences.len() as u64 + 2 >= closed,
+            sequences.len() as u64 + 4 >= closed,
             "{sequences:?} of {closed}"
         );
         sequences

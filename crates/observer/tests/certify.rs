@@ -23,7 +23,13 @@ fn validator_summaries(store: &dyn Store, through: u64) -> Vec<CheckpointSummary
     let mut builder = CheckpointBuilder::new(0);
     let mut summaries = Vec::new();
     for commit in store.scan_commits(1, usize::MAX).unwrap() {
-        let placed = builder.place(commit.index(), commit.digest(), commit.timestamp_ms());
+        let randomness = load_randomness(store, commit.index()).unwrap();
+        let placed = builder.place(
+            commit.index(),
+            commit.digest(),
+            commit.timestamp_ms(),
+            &randomness,
+        );
         summaries.extend(placed.closed);
     }
     assert!(

@@ -7,6 +7,7 @@ use common::{
     committee_and_keys, consume, fresh_observer, stale_validator, validator, validator_on_clock,
     wait_status, TestClock, INTERVAL_MS,
 };
+use dagstream_observer::delivery::load_randomness;
 use dagstream_observer::{start, ObserverConfig};
 use dagstream_publisher::{Publisher, PublisherConfig};
 use dagstream_store::MemStore;
@@ -139,7 +140,13 @@ async fn an_observer_relays_to_another_observer() {
     let mut builder = CheckpointBuilder::new(0);
     let mut expected = Vec::new();
     for commit in validator.store.scan_commits(1, 250).unwrap() {
-        let placed = builder.place(commit.index(), commit.digest(), commit.timestamp_ms());
+        let randomness = load_randomness(validator.store.as_ref(), commit.index()).unwrap();
+        let placed = builder.place(
+            commit.index(),
+            commit.digest(),
+            commit.timestamp_ms(),
+            &randomness,
+        );
         expected.extend(placed.closed);
     }
     assert!(expected.len() > 10);

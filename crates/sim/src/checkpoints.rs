@@ -11,8 +11,8 @@
 use crate::rng::SeededStream;
 use crate::CommitteeKeys;
 use dagstream_types::{
-    AuthorityIndex, CheckpointBuilder, CheckpointSummary, CommittedSubDag, Committee, Epoch,
-    OpenCheckpoint, Round, StakeAggregator, SystemMessage,
+    AuthorityIndex, CheckpointBuilder, CheckpointSummary, CommitIndex, CommittedSubDag, Committee,
+    Epoch, OpenCheckpoint, RandomnessOutput, Round, StakeAggregator, SystemMessage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +84,7 @@ impl Checkpoints {
         &mut self,
         round: Round,
         commits: &[CommittedSubDag],
+        randomness: &[(CommitIndex, Vec<RandomnessOutput>)],
         committee: &Committee,
         seed: u64,
         crashed: &[AuthorityIndex],
@@ -106,12 +107,17 @@ impl Checkpoints {
             .retain(|(closed, _)| closed + MAX_SIGNATURE_DELAY_ROUNDS > round);
         let mut closed = Vec::new();
         for commit in commits {
+            let generated = randomness
+                .iter()
+                .find(|(index, _)| *index == commit.index())
+                .map_or(&[][..], |(_, outputs)| outputs.as_slice());
             let placed = self.builder.place(
                 commit.index(),
                 commit.commit.digest(),
                 commit.commit.timestamp_ms(),
+                generated,
             );
-            if let Some(summary) = placed.closed {
+            for summary in placed.closed {
                 self.unsigned.push((round, summary));
                 closed.push(summary);
             }

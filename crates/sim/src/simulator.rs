@@ -179,18 +179,19 @@ impl Simulator {
         self.recent[1] = previous;
         self.votes = output.commits.iter().map(|c| c.reference()).collect();
         self.next_round += 1;
-        let checkpoints = self.checkpoints.on_round(
-            round,
-            &output.commits,
-            &self.committee,
-            self.config.seed,
-            &self.config.crashed,
-        );
         let randomness = self
             .randomness
             .as_mut()
             .map(|r| r.on_round(round, &output.commits, &self.committee))
             .unwrap_or_default();
+        let checkpoints = self.checkpoints.on_round(
+            round,
+            &output.commits,
+            &randomness,
+            &self.committee,
+            self.config.seed,
+            &self.config.crashed,
+        );
         Ok(RoundOutput {
             round,
             blocks,

@@ -80,7 +80,7 @@ fn chain_stability_vector() {
     assert_eq!(index, 50);
     assert_eq!(
         digest.to_string(),
-        "87c16ae278f102834d890099f1fdd2704f2cab21bf00461c59a6eb13637ec106"
+        "eee092af561976025024cbc5f2f673b4d29639cc7e4866f257d38499f19dd8b3"
     );
 }
 
@@ -101,9 +101,14 @@ fn every_closed_checkpoint_is_signed_by_every_live_authority() {
         let mut closed = Vec::new();
         for commit in &output.commits {
             let c = &commit.commit;
+            let randomness = output
+                .randomness
+                .iter()
+                .find(|(index, _)| *index == c.index())
+                .map_or(vec![], |(_, outputs)| outputs.clone());
             closed.extend(
                 builder
-                    .place(c.index(), c.digest(), c.timestamp_ms())
+                    .place(c.index(), c.digest(), c.timestamp_ms(), &randomness)
                     .closed,
             );
         }

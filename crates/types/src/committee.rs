@@ -152,7 +152,10 @@ impl Committee {
         let randomness = genesis
             .randomness
             .as_ref()
-            .map(|keys| RandomnessVerifier::new(keys, &genesis, quorum_threshold).map(Arc::new))
+            .map(|keys| {
+                let stakes = genesis.authorities.iter().map(|a| a.stake);
+                RandomnessVerifier::new(keys, genesis.epoch, stakes, quorum_threshold).map(Arc::new)
+            })
             .transpose()?;
         Ok(Committee {
             genesis,

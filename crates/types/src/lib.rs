@@ -19,8 +19,9 @@
 //!   [`CheckpointBuilder`], the signatures authorities carry in blocks
 //!   ([`SystemMessage`]) and [`CertifiedCheckpoint`]s.
 //! - [`randomness`](mod@randomness): BLS12-381 threshold randomness, its
-//!   genesis keys, partials and the [`RandomnessTally`] that places each
-//!   round at a commit.
+//!   genesis keys, partials, interpolation and checks;
+//!   [`randomness_tally`]: the [`RandomnessTally`] that places each round
+//!   at a commit.
 //! - [`crypto`]: keys, signatures and the signing messages.
 //! - [`limits`]: size limits for untrusted input.
 //! - [`stake`]: [`StakeAggregator`], the stake of distinct authorities,
@@ -82,6 +83,7 @@ pub mod error;
 mod fixed_bytes;
 pub mod limits;
 pub mod randomness;
+pub mod randomness_tally;
 pub mod reference;
 pub mod stake;
 pub mod time;
@@ -89,8 +91,8 @@ pub mod time;
 pub use block::{Block, SignedBlock, Transaction, VerifiedBlock};
 pub use bytes::Bytes;
 pub use checkpoint::{
-    CertifiedCheckpoint, CheckpointBuilder, CheckpointSummary, OpenCheckpoint, SystemMessage,
-    MIN_CHECKPOINT_INTERVAL_MS,
+    CertifiedCheckpoint, CheckpointBuilder, CheckpointKind, CheckpointSummary, OpenCheckpoint,
+    SystemMessage, MIN_CHECKPOINT_INTERVAL_MS,
 };
 pub use commit::{Commit, CommittedSubDag, ConsensusState, TrustedCommit};
 pub use committee::{Authority, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
@@ -99,9 +101,10 @@ pub use digest::Digest;
 pub use error::{Result, TypesError};
 pub use limits::BlockLimits;
 pub use randomness::{
-    BlsPublicKey, BlsSignature, RandomnessKeys, RandomnessOutput, RandomnessRound, RandomnessTally,
+    BlsPublicKey, BlsSignature, RandomnessKeys, RandomnessOutput, RandomnessRound,
     RandomnessVerifier,
 };
+pub use randomness_tally::RandomnessTally;
 pub use reference::{BlockRef, CommitIndex, CommitRef, RefHasher, RefMap, RefSet};
 pub use stake::StakeAggregator;
 pub use time::unix_time_ms;

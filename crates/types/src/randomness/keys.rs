@@ -6,7 +6,7 @@ use super::{
     round_message, BlsPublicKey, BlsSignature, RandomnessKeys, RandomnessOutput, RandomnessRound,
     MAX_RANDOMNESS_SHARES, RANDOMNESS_DST,
 };
-use crate::{AuthorityIndex, Epoch, Genesis, Result, Stake, TypesError};
+use crate::{AuthorityIndex, Epoch, Result, Stake, TypesError};
 use blstrs::{Bls12, G1Affine, G1Projective, G2Affine, G2Prepared, G2Projective, Scalar};
 use ff::{BatchInvert, Field};
 use group::prime::PrimeCurveAffine;
@@ -130,16 +130,21 @@ pub struct RandomnessVerifier {
 }
 
 impl RandomnessVerifier {
-    /// Decodes `keys` for `genesis`, whose quorum is `threshold` stake. A
-    /// committee that cannot run randomness is an
-    /// [`TypesError::InvalidCommittee`].
-    pub(crate) fn new(keys: &RandomnessKeys, genesis: &Genesis, threshold: Stake) -> Result<Self> {
+    /// Decodes `keys` for a committee of `epoch` with `stakes`, in
+    /// committee order, whose quorum is `threshold` stake. A committee that
+    /// cannot run randomness is an [`TypesError::InvalidCommittee`].
+    pub(crate) fn new(
+        keys: &RandomnessKeys,
+        epoch: Epoch,
+        stakes: impl ExactSizeIterator<Item = Stake>,
+        threshold: Stake,
+    ) -> Result<Self> {
         let invalid = |reason: String| TypesError::InvalidCommittee { reason };
-        let mut first_share = Vec::with_capacity(genesis.authorities.len() + 1);
+        let mut first_share = Vec::with_capacity(stakes.len() + 1);
         let mut total: u64 = 0;
-        for authority in &genesis.authorities {
+        for stake in stakes {
             first_share.push(total);
-            total = total.saturating_add(authority.stake);
+            total = total.saturating_add(stake);
         }
         first_share.push(total);
         if total > MAX_RANDOMNESS_SHARES {
@@ -167,7 +172,7 @@ impl RandomnessVerifier {
             .map(|(i, key)| decode(key, &format!("share key {i}")))
             .collect::<Result<_>>()?;
         Ok(RandomnessVerifier {
-            epoch: genesis.epoch,
+            epoch,
             threshold,
             group_key: decode(&keys.group_key, "group key")?,
             share_keys,

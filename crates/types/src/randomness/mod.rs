@@ -12,8 +12,8 @@
 //! When commit `c` is decided, every authority signs randomness round `c`,
 //! the 16 bytes `epoch || c` (both little-endian `u64`), with each of its
 //! shares, and carries the partial signatures in one of its next blocks
-//! ([`SystemMessage::RandomnessPartial`](crate::SystemMessage)). The
-//! [`RandomnessTally`] reads committed blocks in commit order: round `r` is
+//! (`SystemMessage::RandomnessPartial`). The `RandomnessTally`
+//! (`randomness_tally`) reads committed blocks in commit order: round `r` is
 //! *generated* at the first commit after which partials for `r` from
 //! authorities of 2f+1 stake are committed. That rule only counts stake,
 //! so every node places each round at the same commit without checking a
@@ -30,10 +30,8 @@
 //! signature.
 
 mod keys;
-mod tally;
 
 pub use keys::{Aggregation, HashedRound, RandomnessDealing, RandomnessVerifier};
-pub use tally::RandomnessTally;
 
 use crate::error::{bcs_decode, bcs_encode};
 use crate::{Digest, Epoch, Result};

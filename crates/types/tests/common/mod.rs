@@ -2,7 +2,7 @@
 //! (`docs/wire-format.md`), shared by the tests of this crate.
 #![allow(dead_code)]
 
-use dagstream_types::randomness::RandomnessDealing;
+use dagstream_types::randomness::{HashedRound, RandomnessDealing};
 use dagstream_types::*;
 use ed25519_dalek::SigningKey;
 
@@ -51,12 +51,13 @@ pub fn summary() -> CheckpointSummary {
         content_digest: checkpoint::extend_contents(&Digest::ZERO, &Digest::of(b"commit 1")),
         previous_digest: Digest::ZERO,
         timestamp_ms: GENESIS_TIME_MS + 105,
+        kind: CheckpointKind::Regular,
     }
 }
 
 /// The vector block: authority 2 at round 1 over all four genesis blocks,
-/// with two transactions, one commit vote and its signature of the vector
-/// summary.
+/// with two transactions, one commit vote, its signature of the vector
+/// summary and its randomness partial.
 pub fn block(committee: &Committee) -> Block {
     Block {
         epoch: 0,
@@ -75,8 +76,22 @@ pub fn block(committee: &Committee) -> Block {
             index: 7,
             digest: Digest::of(b"vote"),
         }],
-        system_messages: vec![summary().signature_message(&key(2))],
+        system_messages: vec![summary().signature_message(&key(2)), partial()],
     }
+}
+
+/// Authority 2's partial signature on randomness round 1 of epoch 0: its
+/// one share's (share index 2).
+pub fn partial() -> SystemMessage {
+    SystemMessage::RandomnessPartial {
+        round: 1,
+        shares: dealing().sign_shares(&HashedRound::new(0, 1), 2..3),
+    }
+}
+
+/// The group's signature on randomness round 1 of epoch 0.
+pub fn randomness() -> RandomnessOutput {
+    dealing().sign_group(&HashedRound::new(0, 1))
 }
 
 /// The vector commit: commit 1, whose sub-DAG is the vector block alone.

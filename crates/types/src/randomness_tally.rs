@@ -1,8 +1,9 @@
 //! The rule that places each randomness round at a commit: pure stake
-//! counting over committed blocks, the same on every node.
+//! counting over committed blocks, the same on every node (see
+//! [`randomness`](crate::randomness)).
 
-use super::{RandomnessRound, RANDOMNESS_ROUND_LIFETIME};
 use crate::error::{bcs_decode, bcs_encode};
+use crate::randomness::{RandomnessRound, RANDOMNESS_ROUND_LIFETIME};
 use crate::{AuthorityIndex, CommitIndex, Committee, Result, SystemMessage, VerifiedBlock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
