@@ -4,7 +4,9 @@
 
 use crate::{chain, report};
 use anyhow::{bail, Context, Result};
-use dagstream_observer::checkpoint::{load_certificate, load_open, load_summary, CheckpointLookup};
+use dagstream_observer::checkpoint::{
+    load_certification, load_open, load_summary, CheckpointLookup,
+};
 use dagstream_observer::delivery::load_randomness;
 use dagstream_store::Store;
 use dagstream_types::checkpoint::{extend_contents, extend_randomness};
@@ -241,18 +243,19 @@ fn show_checkpoint(
             }
         }
     }
-    let certificate = load_certificate(store, sequence)?;
-    if let (Some(certificate), Some(committee)) = (&certificate, committee) {
-        if certificate.summary != summary {
-            bail!("the certificate of checkpoint {sequence} is over another summary");
-        }
+    // Its own certificate, or that of a later checkpoint whose summary
+    // chain reaches it (links checked by the lookup).
+    let certification = load_certification(store, sequence)?;
+    let certificate = certification.as_ref().map(|c| &c.certificate);
+    if let (Some(certificate), Some(committee)) = (certificate, committee) {
+        let by = certificate.summary.sequence;
         certificate
             .verify(committee)
-            .with_context(|| format!("the certificate of checkpoint {sequence} is invalid"))?;
+            .with_context(|| format!("the certificate of checkpoint {by} is invalid"))?;
     }
-    let signers: Option<Vec<u32>> = certificate
-        .as_ref()
-        .map(|c| c.signatures.iter().map(|(author, _)| *author).collect());
+    let certified_by = certificate.map(|c| c.summary.sequence);
+    let signers: Option<Vec<u32>> =
+        certificate.map(|c| c.signatures.iter().map(|(author, _)| *author).collect());
     let value = json!({
         "sequence": sequence,
         "kind": match summary.kind {
@@ -269,6 +272,7 @@ fn show_checkpoint(
         "commits": commits,
         "randomness": rounds,
         "certified": certificate.is_some(),
+        "certified_by": certified_by,
         "signers": signers,
         "certificate_checked": certificate.is_some() && committee.is_some(),
     });
@@ -277,11 +281,14 @@ fn show_checkpoint(
         return Ok(());
     }
     println!("{}", serde_json::to_string_pretty(&value)?);
-    match (&certificate, committee) {
+    match (certified_by, committee) {
         (None, _) => println!("checkpoint {sequence}: contents verified; not certified yet"),
-        (Some(_), Some(_)) => {
+        (Some(by), Some(_)) if by == sequence => {
             println!("checkpoint {sequence}: contents and certificate verified")
         }
+        (Some(by), Some(_)) => println!(
+            "checkpoint {sequence}: contents verified; certified through the summary chain of checkpoint {by}, whose certificate is verified"
+        ),
         (Some(_), None) => println!(
             "checkpoint {sequence}: contents verified; certificate not checked (no genesis.json in the data dir)"
         ),

@@ -20,7 +20,12 @@
 //! Signatures are verified in one batch per call (a block, or a whole
 //! commit batch when catching up), and only as many as make a quorum: the
 //! rest wait as spares, verified only if one of the first turns out
-//! forged.
+//! forged. When several checkpoints reach a quorum in one call, only the
+//! newest one's signatures are verified: its certificate certifies the
+//! older ones through the summaries' `previous_digest` chain, which the
+//! observer formed itself from its own commits (2f+1 stake signing a
+//! summary vouch for every summary it chains to). Only checkpoints
+//! certified on their own get a stored certificate.
 //!
 //! # Bounds
 //! Signatures for checkpoints the observer has not closed yet are kept
@@ -94,10 +99,15 @@ struct Candidate {
     seen: Seen,
 }
 
-/// A checkpoint that reached its quorum, with how long it took.
+/// A certified checkpoint, with how long it took.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Certified {
-    pub certificate: CertifiedCheckpoint,
+    pub summary: CheckpointSummary,
+    /// Its own certificate: verified signatures of 2f+1 stake. `None`: it
+    /// is certified through the summary chain of a later checkpoint
+    /// certified in the same step (each summary holds the digest of the
+    /// one before), whose quorum vouches for every summary it chains to.
+    pub certificate: Option<CertifiedCheckpoint>,
     /// Rounds from the closing commit's decision (two rounds after its
     /// leader, when decided directly) to the block that completed the
     /// quorum.
@@ -266,8 +276,9 @@ impl Certifier {
     pub fn take_certified(&mut self, batch: &mut WriteBatch) -> Vec<Certified> {
         let certified = std::mem::take(&mut self.certified);
         for done in &certified {
-            let sequence = done.certificate.summary.sequence;
-            batch.put_meta(certificate_key(sequence), done.certificate.encode());
+            if let Some(certificate) = &done.certificate {
+                batch.put_meta(certificate_key(done.summary.sequence), certificate.encode());
+            }
         }
         if !certified.is_empty() {
             if let Some(highest) = self.highest_certified {
@@ -334,9 +345,28 @@ impl Certifier {
     /// Verifies the queued signatures in one batch, counts the valid ones
     /// and certifies what reaches a quorum. A forged one is replaced by
     /// spares, verified in turn.
+    ///
+    /// Of the checkpoints whose queued signatures would make a quorum
+    /// (many, in a commit batch when catching up), only the newest is
+    /// verified: once certified, it certifies the older ones through its
+    /// summary chain, and their signatures are never checked. If it falls
+    /// short, the others are verified in the next pass.
     fn verify_queued(&mut self, outcomes: &mut [Outcome]) {
         while !self.queue.is_empty() {
-            let queue = std::mem::take(&mut self.queue);
+            let newest_ready = self
+                .queue
+                .iter()
+                .map(|c| c.sequence)
+                .filter(|sequence| {
+                    self.uncertified
+                        .get(sequence)
+                        .is_some_and(|p| self.committee.reached_quorum(p.queued_stake))
+                })
+                .max();
+            let (queue, deferred): (Vec<Candidate>, Vec<Candidate>) =
+                std::mem::take(&mut self.queue)
+                    .into_iter()
+                    .partition(|c| newest_ready.is_none_or(|newest| c.sequence >= newest));
             let signatures: Vec<(Digest, AuthorityIndex, Signature)> = queue
                 .iter()
                 .map(|c| (c.seen.summary_digest, c.seen.author, c.seen.signature))
@@ -377,11 +407,17 @@ impl Certifier {
                 }
             }
             for sequence in reached {
-                let done = self.uncertified.remove(&sequence).expect("reached above");
-                // Spares promoted for it are no longer needed.
-                self.queue.retain(|c| c.sequence != sequence);
+                // Certified through the chain of a newer one already?
+                let Some(done) = self.uncertified.remove(&sequence) else {
+                    continue;
+                };
                 self.certify(done);
             }
+            // What is certified needs no more signatures: spares promoted,
+            // and the signatures set aside for older checkpoints.
+            self.queue.extend(deferred);
+            let uncertified = &self.uncertified;
+            self.queue.retain(|c| uncertified.contains_key(&c.sequence));
         }
     }
 
@@ -413,19 +449,37 @@ impl Certifier {
             })
             .copied()
             .expect("the signers make a quorum");
-        let decided = done.closed.leader_round + 2;
         let summary = done.closed.summary;
+        // The older checkpoints still waiting are in its summary chain,
+        // formed here from the same commits: certified with it, first.
+        let older: Vec<u64> = self
+            .uncertified
+            .range(..summary.sequence)
+            .map(|(s, _)| *s)
+            .collect();
+        for sequence in older {
+            let chained = self.uncertified.remove(&sequence).expect("listed above");
+            self.certified.push(Certified {
+                summary: chained.closed.summary,
+                certificate: None,
+                rounds: last.round.saturating_sub(chained.closed.leader_round + 2),
+                ms: last
+                    .timestamp_ms
+                    .saturating_sub(chained.closed.timestamp_ms),
+            });
+        }
         self.highest_certified = self.highest_certified.max(Some(summary.sequence));
         self.certified.push(Certified {
-            certificate: CertifiedCheckpoint {
+            summary,
+            certificate: Some(CertifiedCheckpoint {
                 summary,
                 signatures: done
                     .signers
                     .values()
                     .map(|s| (s.author, s.signature))
                     .collect(),
-            },
-            rounds: last.round.saturating_sub(decided),
+            }),
+            rounds: last.round.saturating_sub(done.closed.leader_round + 2),
             ms: last.timestamp_ms.saturating_sub(done.closed.timestamp_ms),
         });
     }
@@ -443,19 +497,19 @@ const MAX_RECOVERY_COMMITS: usize = 1_024;
 impl Certifier {
     /// The certifier of the chain in `store`: its highest certified
     /// checkpoint, and the signatures in its persisted blocks for the
-    /// closed checkpoints of the last [`RECOVERY_WINDOW`] that lack a
-    /// certificate. Signatures in blocks not persisted come again with
+    /// closed checkpoints after it (of the last [`RECOVERY_WINDOW`]). Signatures in blocks not persisted come again with
     /// the blocks.
     pub fn recover(committee: Arc<Committee>, store: &dyn Store) -> Result<Certifier> {
         let highest_certified = load_highest_certified(store)?;
         let highest_closed = load_open(store)?.and_then(|open| open.sequence.checked_sub(1));
         let mut uncertified = Vec::new();
         if let Some(highest_closed) = highest_closed {
-            let from = highest_closed.saturating_sub(RECOVERY_WINDOW - 1);
+            // Everything up to the highest certified is certified, by its
+            // own certificate or through the chain of a later one.
+            let from = highest_closed
+                .saturating_sub(RECOVERY_WINDOW - 1)
+                .max(highest_certified.map_or(0, |h| h + 1));
             for sequence in from..=highest_closed {
-                if store.read_meta(&certificate_key(sequence))?.is_some() {
-                    continue;
-                }
                 let missing = |what: String| {
                     ObserverError::Store(StoreError::Corrupt {
                         what: "checkpoint",

@@ -113,7 +113,7 @@ fn a_checkpoint_is_certified_exactly_at_quorum_stake() {
     assert_eq!(certifier.highest_certified(), Some(0));
     let certified = certifier.take_certified(&mut batch);
     assert_eq!(certified.len(), 1);
-    let certificate = &certified[0].certificate;
+    let certificate = certified[0].certificate.as_ref().unwrap();
     assert_eq!(certificate.summary, checkpoint.summary);
     assert_eq!(signers(certificate), vec![0, 1, 2, 3]);
     certificate.verify(&committee).unwrap();
@@ -139,8 +139,16 @@ fn a_checkpoint_is_certified_exactly_at_quorum_stake() {
     certifier.observe(&signing(&keys, 2, 17, &next.summary));
     assert_eq!(certifier.highest_certified(), Some(1));
     let certified = certifier.take_certified(&mut WriteBatch::new());
-    assert_eq!(signers(&certified[0].certificate), vec![2, 3]);
-    certified[0].certificate.verify(&committee).unwrap();
+    assert_eq!(
+        signers(certified[0].certificate.as_ref().unwrap()),
+        vec![2, 3]
+    );
+    certified[0]
+        .certificate
+        .as_ref()
+        .unwrap()
+        .verify(&committee)
+        .unwrap();
 }
 
 /// Authorities 0, 1 and 2 sign (6 of 7); the test's authority 3 does not
@@ -221,7 +229,10 @@ fn a_duplicate_signer_counts_once() {
     certifier.observe(&signing(&keys, 0, 14, &checkpoint.summary));
     assert_eq!(certifier.highest_certified(), Some(0));
     let certified = certifier.take_certified(&mut WriteBatch::new());
-    assert_eq!(signers(&certified[0].certificate), vec![0, 1, 3]);
+    assert_eq!(
+        signers(certified[0].certificate.as_ref().unwrap()),
+        vec![0, 1, 3]
+    );
 }
 
 /// Signatures can arrive before the observer closes the checkpoint (a
@@ -319,6 +330,117 @@ fn spares_replace_a_forged_signature() {
     // 3's own signature completes it, with every valid signer.
     certifier.observe(&signing(&keys, 3, 14, &summary));
     let certified = certifier.take_certified(&mut WriteBatch::new());
-    assert_eq!(signers(&certified[0].certificate), vec![0, 1, 2, 3]);
-    certified[0].certificate.verify(&committee).unwrap();
+    assert_eq!(
+        signers(certified[0].certificate.as_ref().unwrap()),
+        vec![0, 1, 2, 3]
+    );
+    certified[0]
+        .certificate
+        .as_ref()
+        .unwrap()
+        .verify(&committee)
+        .unwrap();
+}
+
+/// One commit batch carrying every signature of checkpoints 0 to 2, the
+/// newest one's by authority 3 forged if `forge`.
+fn catch_up_batch(keys: &CommitteeKeys, forge: bool) -> Sequenced {
+    let mut blocks = Vec::new();
+    for sequence in 0..3 {
+        let summary = closed(sequence).summary;
+        for author in 0..4 {
+            let message = if forge && sequence == 2 && author == 3 {
+                SystemMessage::CheckpointSignature {
+                    sequence,
+                    summary_digest: summary.digest(),
+                    signature: summary.sign(&keys.keys()[2]),
+                }
+            } else {
+                signed(keys, author, &summary)
+            };
+            blocks.push(block(keys, author, 20 + sequence, vec![message]));
+        }
+    }
+    let commit = TrustedCommit::new(Commit {
+        index: 10,
+        previous_digest: Digest::ZERO,
+        timestamp_ms: 1_800,
+        leader: blocks.last().unwrap().reference(),
+        blocks: blocks.iter().map(|b| b.reference()).collect(),
+    });
+    Sequenced {
+        sub_dags: vec![DeliveredSubDag {
+            sub_dag: CommittedSubDag { commit, blocks },
+            checkpoint: 3,
+            certified_checkpoint: None,
+            randomness: vec![],
+        }],
+        ..Sequenced::default()
+    }
+}
+
+/// Which checkpoints were certified, each with whether by its own
+/// certificate (valid, stored) or through a later one's chain.
+fn certified_how(certifier: &mut Certifier, committee: &Committee) -> Vec<(u64, bool)> {
+    let mut batch = WriteBatch::new();
+    let certified = certifier.take_certified(&mut batch);
+    let stored: Vec<String> = batch
+        .meta()
+        .iter()
+        .map(|(key, _)| key.clone())
+        .filter(|key| key.starts_with("certificate/"))
+        .collect();
+    let own: Vec<String> = certified
+        .iter()
+        .filter(|c| c.certificate.is_some())
+        .map(|c| certificate_key(c.summary.sequence))
+        .collect();
+    assert_eq!(stored, own);
+    certified
+        .iter()
+        .map(|c| {
+            if let Some(certificate) = &c.certificate {
+                certificate.verify(committee).unwrap();
+                assert_eq!(certificate.summary, c.summary);
+            }
+            (c.summary.sequence, c.certificate.is_some())
+        })
+        .collect()
+}
+
+#[test]
+fn catching_up_the_newest_checkpoint_certifies_the_older_through_its_chain() {
+    let (committee, keys) = committee();
+    let mut certifier = Certifier::new(committee.clone(), None, None, vec![]);
+    for sequence in 0..3 {
+        certifier.on_closed(closed(sequence));
+    }
+    certifier.on_sequenced(&catch_up_batch(&keys, false), true);
+    assert_eq!(certifier.highest_certified(), Some(2));
+    assert_eq!(
+        certified_how(&mut certifier, &committee),
+        vec![(0, false), (1, false), (2, true)]
+    );
+    assert_eq!(certifier.uncertified(), 0);
+}
+
+#[test]
+fn a_newest_checkpoint_short_of_its_quorum_leaves_the_older_to_their_own() {
+    let (committee, keys) = committee();
+    let mut certifier = Certifier::new(committee.clone(), None, None, vec![]);
+    for sequence in 0..3 {
+        certifier.on_closed(closed(sequence));
+    }
+    // Authority 3's signature of checkpoint 2 is forged: 6 of 7 remain.
+    let outcomes = certifier.on_sequenced(&catch_up_batch(&keys, true), true);
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Outcome::Forged).count(),
+        1
+    );
+    assert_eq!(certifier.highest_certified(), Some(1));
+    assert_eq!(
+        certified_how(&mut certifier, &committee),
+        vec![(0, false), (1, true)]
+    );
+    assert_eq!(certifier.uncertified(), 1);
 }

@@ -84,6 +84,61 @@ pub fn load_certificate(store: &dyn Store, sequence: u64) -> Result<Option<Certi
         .map_err(|err| corrupt(format!("the certificate of checkpoint {sequence}: {err}")))
 }
 
+/// Most summaries [`load_certification`] walks to find the certificate a
+/// checkpoint is certified through: more than a catch-up step certifies
+/// at once (a commit batch is at most a few hundred commits, a checkpoint
+/// about three).
+pub const MAX_CHAIN_WALK: u64 = 4_096;
+
+/// How a stored checkpoint is certified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Certification {
+    /// The certificate that vouches for it: its own, or that of the first
+    /// later checkpoint that has one.
+    pub certificate: CertifiedCheckpoint,
+    /// The stored summaries from the checkpoint up to the certified one,
+    /// each the `previous_digest` of the next: only the checkpoint's own
+    /// summary if it has its own certificate.
+    pub chain: Vec<CheckpointSummary>,
+}
+
+/// How closed checkpoint `sequence` is certified: by its own certificate,
+/// or through the summary chain of the next checkpoint that has one, the
+/// links checked here. `None`: not certified (yet). A broken link is a
+/// corrupt store. The certificate itself is the caller's to verify
+/// against the committee.
+pub fn load_certification(store: &dyn Store, sequence: u64) -> Result<Option<Certification>> {
+    let Some(highest) = load_highest_certified(store)?.filter(|h| *h >= sequence) else {
+        return Ok(None);
+    };
+    let mut chain = Vec::new();
+    for next in sequence..=highest.min(sequence + MAX_CHAIN_WALK) {
+        let summary = load_summary(store, next)?
+            .ok_or_else(|| corrupt(format!("certified checkpoint {next} has no summary")))?;
+        if let Some(previous) = chain.last().map(CheckpointSummary::digest) {
+            if summary.previous_digest != previous {
+                return Err(corrupt(format!(
+                    "checkpoint {next} does not chain to checkpoint {}",
+                    next - 1
+                )));
+            }
+        }
+        chain.push(summary);
+        if let Some(certificate) = load_certificate(store, next)? {
+            if certificate.summary != summary {
+                return Err(corrupt(format!(
+                    "the certificate of checkpoint {next} is over another summary"
+                )));
+            }
+            return Ok(Some(Certification { certificate, chain }));
+        }
+    }
+    Err(corrupt(format!(
+        "checkpoint {sequence} is below the highest certified, {highest}, but no certificate \
+         within {MAX_CHAIN_WALK} checkpoints vouches for it"
+    )))
+}
+
 /// The highest certified checkpoint's sequence as stored.
 pub fn load_highest_certified(store: &dyn Store) -> Result<Option<u64>> {
     let Some(bytes) = store.read_meta(HIGHEST_CERTIFIED_KEY)? else {

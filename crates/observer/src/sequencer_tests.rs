@@ -2,8 +2,8 @@
 //! block path ([`Deriver`]), the [`Sequencer`], checkpoints, the
 //! [`Certifier`] and [`Delivery`], wired as the node wires them.
 
-use crate::certify::Certifier;
-use crate::checkpoint::{load_certificate, load_summary, CheckpointLookup};
+use crate::certify::{Certified, Certifier};
+use crate::checkpoint::{load_certification, load_summary, CheckpointLookup};
 use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
 use crate::sequencer::{decide, Sequencer, Sequencing};
@@ -12,8 +12,8 @@ use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
 use dagstream_test_utils::TestCommittee;
 use dagstream_types::{
-    CertifiedCheckpoint, CheckpointBuilder, CommittedSubDag, Committee, Digest, RandomnessOutput,
-    TrustedCommit, VerifiedBlock,
+    CheckpointBuilder, CommittedSubDag, Committee, Digest, RandomnessOutput, TrustedCommit,
+    VerifiedBlock,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -132,27 +132,33 @@ fn certifiable() -> &'static Vec<u64> {
     })
 }
 
-/// The certified checkpoints' sequences, sorted, each checked: a valid
-/// certificate of the summary the store holds, stored once.
+/// The certified checkpoints' sequences, sorted, each checked: the
+/// summary the store holds, with its own valid certificate stored, or
+/// chained to a later one's.
 fn checked(pipeline: &Pipeline) -> Vec<u64> {
     let committee = &chain().committee;
-    for certificate in &pipeline.certified {
-        let sequence = certificate.summary.sequence;
-        certificate.verify(committee).unwrap();
-        let store = pipeline.store.as_ref();
+    let store = pipeline.store.as_ref();
+    for certified in &pipeline.certified {
+        let sequence = certified.summary.sequence;
         assert_eq!(
             load_summary(store, sequence).unwrap(),
-            Some(certificate.summary)
+            Some(certified.summary)
         );
-        assert_eq!(
-            load_certificate(store, sequence).unwrap().as_ref(),
-            Some(certificate)
-        );
+        let certification = load_certification(store, sequence).unwrap().unwrap();
+        certification.certificate.verify(committee).unwrap();
+        assert_eq!(certification.chain[0], certified.summary);
+        match &certified.certificate {
+            Some(certificate) => {
+                assert_eq!(&certification.certificate, certificate);
+                assert_eq!(certification.chain.len(), 1);
+            }
+            None => assert!(certification.chain.len() > 1),
+        }
     }
     sequences(&pipeline.certified)
 }
 
-fn sequences(certified: &[CertifiedCheckpoint]) -> Vec<u64> {
+fn sequences(certified: &[Certified]) -> Vec<u64> {
     let mut sequences: Vec<u64> = certified.iter().map(|c| c.summary.sequence).collect();
     sequences.sort();
     let count = sequences.len();
@@ -171,7 +177,7 @@ struct Pipeline {
     /// What the consumer received.
     delivered: Vec<DeliveredSubDag>,
     /// What the certifier certified, in the order it did.
-    certified: Vec<CertifiedCheckpoint>,
+    certified: Vec<Certified>,
 }
 
 impl Pipeline {
@@ -203,8 +209,7 @@ impl Pipeline {
             .unwrap_or_default();
         self.certifier.on_sequenced(&sequenced, received);
         let certified = self.certifier.take_certified(&mut sequenced.batch);
-        self.certified
-            .extend(certified.into_iter().map(|c| c.certificate));
+        self.certified.extend(certified);
         if !sequenced.batch.is_empty() {
             self.store.write(sequenced.batch)?;
             self.delivery.push(sequenced.sub_dags);

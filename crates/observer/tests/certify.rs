@@ -10,11 +10,11 @@ use common::{
     committee_and_keys, consume, fresh_observer, validator_on_clock, wait_status, TestClock,
     INTERVAL_MS,
 };
-use dagstream_observer::checkpoint::{load_certificate, load_highest_certified, load_summary};
+use dagstream_observer::checkpoint::{load_certification, load_highest_certified, load_summary};
 use dagstream_observer::delivery::load_randomness;
 use dagstream_observer::ObserverConfig;
 use dagstream_store::Store;
-use dagstream_types::{CertifiedCheckpoint, CheckpointBuilder, CheckpointSummary};
+use dagstream_types::{CheckpointBuilder, CheckpointSummary};
 use std::time::Duration;
 
 /// The summaries of checkpoints `0..=through`, formed from the validator's
@@ -41,23 +41,25 @@ fn validator_summaries(store: &dyn Store, through: u64) -> Vec<CheckpointSummary
     summaries
 }
 
-/// Checkpoints `0..=through` as certified in `store`: each certificate
-/// valid, over the summary the store holds.
-fn certificates(store: &dyn Store, through: u64) -> Vec<CertifiedCheckpoint> {
+/// The summaries of checkpoints `0..=through` as certified in `store`:
+/// each by a valid certificate of its own, or chained to a later one's.
+/// Returns them with how many had their own.
+fn certified(store: &dyn Store, through: u64) -> (Vec<CheckpointSummary>, usize) {
     let (committee, _) = committee_and_keys();
-    (0..=through)
+    let mut own = 0;
+    let summaries = (0..=through)
         .map(|sequence| {
-            let certificate = load_certificate(store, sequence)
+            let certification = load_certification(store, sequence)
                 .unwrap()
                 .unwrap_or_else(|| panic!("checkpoint {sequence} is not certified"));
-            certificate.verify(&committee).unwrap();
-            assert_eq!(
-                load_summary(store, sequence).unwrap(),
-                Some(certificate.summary)
-            );
-            certificate
+            certification.certificate.verify(&committee).unwrap();
+            let summary = certification.chain[0];
+            assert_eq!(load_summary(store, sequence).unwrap(), Some(summary));
+            own += usize::from(certification.chain.len() == 1);
+            summary
         })
-        .collect()
+        .collect();
+    (summaries, own)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,16 +97,18 @@ async fn observers_of_different_upstreams_certify_the_same_checkpoints_and_rando
     b.stop().await.unwrap();
     drop(ticker);
 
-    let a_certified = certificates(a_store.as_ref(), through);
-    let b_certified = certificates(b_store.as_ref(), through);
-    let summaries = |certified: &[CertifiedCheckpoint]| -> Vec<CheckpointSummary> {
-        certified.iter().map(|c| c.summary).collect()
-    };
-    assert_eq!(summaries(&a_certified), summaries(&b_certified));
+    let (a_certified, a_own) = certified(a_store.as_ref(), through);
+    let (b_certified, b_own) = certified(b_store.as_ref(), through);
+    assert_eq!(a_certified, b_certified);
     assert_eq!(
-        summaries(&a_certified),
+        a_certified,
         validator_summaries(first.store.as_ref(), through)
     );
+    // Catching up, a commit batch's newest checkpoint certifies the older
+    // ones through its chain; following blocks, each its own.
+    for own in [a_own, b_own] {
+        assert!((1..=through as usize).contains(&own), "{own} certificates");
+    }
     for store in [&a_store, &b_store] {
         assert!(load_highest_certified(store.as_ref()).unwrap() >= Some(through));
     }
