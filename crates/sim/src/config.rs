@@ -101,6 +101,9 @@ pub struct SimConfig {
     pub crashed: Vec<AuthorityIndex>,
     /// Authorities whose blocks the others reference one round late.
     pub slow: Vec<AuthorityIndex>,
+    /// Byzantine authorities whose randomness partials are forged: their
+    /// shares' signatures on another round, in validly signed blocks.
+    pub forged_partials: Vec<AuthorityIndex>,
     /// Chance, in percent, that a block references each block of the
     /// previous round beyond the quorum it must reference. At 80, measured
     /// over 300 rounds, about 2% of leaders need the indirect rule in 4- and
@@ -121,6 +124,7 @@ impl Default for SimConfig {
             tx_size_bytes: Profile::Small.tx_size_bytes(),
             crashed: vec![],
             slow: vec![],
+            forged_partials: vec![],
             extra_parent_percent: 80,
             max_timestamp_jitter_ms: 10,
         }
@@ -135,7 +139,11 @@ const BLOCK_OVERHEAD_BYTES: u64 = 64 * 1024;
 impl SimConfig {
     /// Checks the config against the committee and the block limits.
     pub fn validate(&self, committee: &Committee, limits: &BlockLimits) -> Result<()> {
-        for (option, list) in [("crashed", &self.crashed), ("slow", &self.slow)] {
+        for (option, list) in [
+            ("crashed", &self.crashed),
+            ("slow", &self.slow),
+            ("forged_partials", &self.forged_partials),
+        ] {
             for &authority in list {
                 if !committee.is_valid_index(authority) {
                     return Err(SimError::UnknownAuthority {

@@ -77,12 +77,14 @@ impl Randomness {
         }
     }
 
-    /// The partials `author` carries in its block of `round`.
+    /// The partials `author` carries in its block of `round`; `forged`:
+    /// its shares' signatures on another round (a Byzantine authority).
     pub fn messages(
         &self,
         seed: u64,
         round: Round,
         author: AuthorityIndex,
+        forged: bool,
         committee: &Committee,
     ) -> Vec<SystemMessage> {
         let Some(verifier) = committee.randomness() else {
@@ -93,9 +95,18 @@ impl Randomness {
             .filter(|(decided, hashed)| {
                 decided + partial_delay(seed, hashed.round(), author) == round
             })
-            .map(|(_, hashed)| SystemMessage::RandomnessPartial {
-                round: hashed.round(),
-                shares: self.dealing.sign_shares(hashed, verifier.shares_of(author)),
+            .map(|(_, hashed)| {
+                let shares = verifier.shares_of(author);
+                let shares = if forged {
+                    let other = HashedRound::new(committee.epoch(), hashed.round() + (1 << 32));
+                    self.dealing.sign_shares(&other, shares)
+                } else {
+                    self.dealing.sign_shares(hashed, shares)
+                };
+                SystemMessage::RandomnessPartial {
+                    round: hashed.round(),
+                    shares,
+                }
             })
             .collect()
     }

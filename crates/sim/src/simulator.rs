@@ -265,7 +265,8 @@ impl Simulator {
         let seed = self.config.seed;
         let mut messages = self.checkpoints.messages(seed, round, author, &self.keys);
         if let Some(randomness) = &self.randomness {
-            messages.extend(randomness.messages(seed, round, author, &self.committee));
+            let forged = self.config.forged_partials.contains(&author);
+            messages.extend(randomness.messages(seed, round, author, forged, &self.committee));
         }
         messages
     }

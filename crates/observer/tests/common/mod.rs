@@ -4,7 +4,7 @@
 
 use dagstream_observer::{DeliveredSubDag, Mode, ObserverHandle, ObserverStatus};
 use dagstream_publisher::PublisherConfig;
-use dagstream_sim::CommitteeKeys;
+use dagstream_sim::{CommitteeKeys, SimConfig};
 use dagstream_test_utils::{TestChain, TestCommittee, ROUND_INTERVAL_MS};
 use dagstream_types::{CommitRef, Committee};
 use std::sync::Arc;
@@ -52,9 +52,15 @@ pub async fn validator(history: u64) -> Validator {
 /// A validator sharing `clock` with others (same chain, same pace), or with
 /// its own clock.
 pub async fn validator_on_clock(history: u64, clock: Option<TestClock>) -> Validator {
+    validator_with(history, clock, SimConfig::default()).await
+}
+
+/// [`validator_on_clock`] of a committee that behaves as `sim` says.
+pub async fn validator_with(history: u64, clock: Option<TestClock>, sim: SimConfig) -> Validator {
     let committee = TestCommittee::new(AUTHORITIES, COMMITTEE_SEED);
     // The observers read the validator's store, not the blocks kept here.
-    let mut chain = TestChain::in_memory(&committee).keep_blocks(false);
+    let store: Arc<dyn dagstream_store::Store> = Arc::new(dagstream_store::MemStore::new());
+    let mut chain = TestChain::new(&committee, sim, store).keep_blocks(false);
     chain.produce(history as usize);
     let own_clock = clock.is_none();
     let clock = clock.unwrap_or_else(|| TestClock::at(history * INTERVAL_MS));
