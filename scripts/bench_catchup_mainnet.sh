@@ -60,11 +60,20 @@ while true; do
         break
     fi
 done
-python3 - "$started" "$now" "${local_tip%.*}" <<'PY'
+# CPU time (user + system, in clock ticks) of each process so far: the
+# observer's is its own cost of catching up, whatever the validator (which
+# simulates every authority of the committee on the same cores) takes.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+observer_cpu=$(cpu "$observer")
+validator_cpu=$(cpu "${pids[0]}")
+python3 - "$started" "$now" "${local_tip%.*}" "$observer_cpu" "$validator_cpu" "$(getconf CLK_TCK)" <<'PY'
 import sys
 started, ended, commits = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+observer_cpu, validator_cpu, tick = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 seconds = ended - started
 live = 1000 / 75  # commits per second at the mainnet profile
 rate = commits / seconds
 print(f"caught up {commits} commits in {seconds:.1f} s: {rate:.0f} commits/s, {rate / live:.1f}x live ({live:.1f}/s)")
+print(f"observer CPU {observer_cpu / tick:.1f} s: {1000 * observer_cpu / tick / commits:.2f} ms per commit; "
+      f"validator CPU since its start {validator_cpu / tick:.1f} s")
 PY
