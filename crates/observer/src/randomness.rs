@@ -102,7 +102,10 @@ impl RandomnessStage {
             let SystemMessage::RandomnessPartial { round, shares } = message else {
                 continue;
             };
+            // A generated round needs no more partials (a third of them
+            // come after the quorum).
             if !(oldest..=self.tip + MAX_ROUNDS_AHEAD).contains(round)
+                || self.tally.is_generated(*round)
                 || shares.len() as u64 != self.committee.stake(block.author())
             {
                 continue;

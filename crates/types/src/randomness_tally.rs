@@ -81,6 +81,12 @@ impl RandomnessTally {
         generated
     }
 
+    /// Whether `round` is generated (and still within its lifetime):
+    /// later partials for it count for nothing.
+    pub fn is_generated(&self, round: RandomnessRound) -> bool {
+        self.generated.contains(&round)
+    }
+
     /// Rounds started and neither generated nor given up.
     pub fn pending(&self) -> impl Iterator<Item = RandomnessRound> + '_ {
         self.pending.keys().copied()

@@ -226,6 +226,7 @@ fn the_tally_generates_a_round_at_the_commit_that_brings_quorum_stake() {
         &committee,
     );
     assert_eq!(generated, vec![2, 3]);
+    assert!(tally.is_generated(2) && tally.is_generated(3) && !tally.is_generated(4));
     assert_eq!(tally.pending().collect::<Vec<_>>(), Vec::<u64>::new());
     // The state survives its encoding.
     assert_eq!(RandomnessTally::decode(&tally.encode()).unwrap(), tally);
