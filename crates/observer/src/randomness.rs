@@ -74,7 +74,10 @@ impl RandomnessStage {
             forgeries: 0,
         };
         if stage.committee.randomness().is_some() {
-            for index in tip.saturating_sub(RECOVERY_COMMITS - 1).max(1)..=tip {
+            // A pruned store holds its newest commits only.
+            let lowest = store.commit_range()?.map_or(1, |(lowest, _)| lowest);
+            let from = tip.saturating_sub(RECOVERY_COMMITS - 1).max(lowest);
+            for index in from..=tip {
                 for block in &load_sub_dag(store, index)?.blocks {
                     stage.observe(block);
                 }

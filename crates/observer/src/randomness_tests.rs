@@ -189,3 +189,37 @@ fn a_received_commit_must_carry_exactly_the_rounds_its_blocks_generate() {
         ObserverError::RandomnessMismatch { index: 2, .. }
     ));
 }
+
+/// After a restart on a pruned store, the stage collects the partials of
+/// the commits it still holds.
+#[test]
+fn recovery_reads_only_the_commits_a_pruned_store_holds() {
+    let f = Fixture::new();
+    let mut sim = f.fixture.simulator(dagstream_sim::SimConfig::default());
+    let store = MemStore::new();
+    let mut tip = 0;
+    for _ in 0..40 {
+        let output = sim.produce_round().unwrap();
+        let mut batch = dagstream_store::WriteBatch::new();
+        for block in &output.blocks {
+            batch.add_block(block);
+        }
+        for commit in &output.commits {
+            batch.add_commit(commit.commit.clone());
+            tip = commit.index();
+        }
+        dagstream_store::Store::write(&store, batch).unwrap();
+    }
+    assert!(tip > 35, "{tip} commits");
+    // Keep the last 10 commits (and their rounds) only.
+    let keep_from = tip - 9;
+    let round = dagstream_store::Store::read_commit(&store, keep_from)
+        .unwrap()
+        .unwrap()
+        .leader()
+        .round;
+    dagstream_store::Store::prune(&store, keep_from, round.saturating_sub(5)).unwrap();
+    // Reading the pruned commits would fail as a missing commit.
+    let recovered = RandomnessStage::recover(f.fixture.committee.clone(), &store, tip);
+    assert!(recovered.is_ok(), "{:?}", recovered.err());
+}
