@@ -16,11 +16,15 @@ use dagstream_types::{
 };
 use serde::{Deserialize, Serialize};
 
-/// The latest round after the closing one at which a signature is carried.
+/// The latest round after the deciding one at which a signature (of a
+/// checkpoint, or a randomness partial) is carried.
 pub const MAX_SIGNATURE_DELAY_ROUNDS: Round = 2;
 
 /// Chance, in percent, that an authority carries a signature a round late.
 const LATE_SIGNATURE_PERCENT: u64 = 20;
+
+/// The seeded stream of checkpoint signatures' delays.
+const SIGNATURE_PURPOSE: &str = "checkpoint signature";
 
 /// What recovery needs to continue the checkpoints: persisted with each
 /// round.
@@ -70,7 +74,7 @@ impl Checkpoints {
         self.unsigned
             .iter()
             .filter(|(closed, summary)| {
-                closed + signature_delay(seed, summary.sequence, author) == round
+                closed + signature_delay(seed, SIGNATURE_PURPOSE, summary.sequence, author) == round
             })
             .map(|(_, summary)| summary.signature_message(&keys.keys()[author as usize]))
             .collect()
@@ -95,7 +99,9 @@ impl Checkpoints {
             }
             let mut stake = StakeAggregator::new(committee);
             for author in committee.indexes().filter(|a| !crashed.contains(a)) {
-                if closed + signature_delay(seed, summary.sequence, author) <= round {
+                if closed + signature_delay(seed, SIGNATURE_PURPOSE, summary.sequence, author)
+                    <= round
+                {
                     stake.add(author, committee);
                 }
             }
@@ -126,10 +132,16 @@ impl Checkpoints {
     }
 }
 
-/// 1 round, or 2 with [`LATE_SIGNATURE_PERCENT`]: a seeded choice per
-/// checkpoint and authority.
-fn signature_delay(seed: u64, sequence: u64, author: AuthorityIndex) -> Round {
-    let mut stream = SeededStream::new(seed, "checkpoint signature", sequence, author);
+/// How many rounds after the deciding one `author` carries its signature
+/// of `item` (a checkpoint, or a randomness round) for `purpose`: 1, or 2
+/// with [`LATE_SIGNATURE_PERCENT`], a seeded choice.
+pub(crate) fn signature_delay(
+    seed: u64,
+    purpose: &str,
+    item: u64,
+    author: AuthorityIndex,
+) -> Round {
+    let mut stream = SeededStream::new(seed, purpose, item, author);
     if stream.percent(LATE_SIGNATURE_PERCENT) {
         2
     } else {

@@ -12,7 +12,7 @@
 //! the dealer's secret signs exactly what the committed partials
 //! interpolate to, at a fraction of the cost.
 
-use crate::rng::SeededStream;
+use crate::checkpoints::{signature_delay, MAX_SIGNATURE_DELAY_ROUNDS};
 use crate::CommitteeKeys;
 use dagstream_types::randomness::{HashedRound, RandomnessDealing};
 use dagstream_types::{
@@ -21,11 +21,8 @@ use dagstream_types::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Chance, in percent, that an authority carries a partial a round late.
-const LATE_PARTIAL_PERCENT: u64 = 20;
-
-/// The latest round after the deciding one at which a partial is carried.
-const MAX_PARTIAL_DELAY_ROUNDS: Round = 2;
+/// The seeded stream of partials' delays.
+const PARTIAL_PURPOSE: &str = "randomness partial";
 
 /// What recovery needs to continue the randomness: persisted with each
 /// round.
@@ -93,7 +90,7 @@ impl Randomness {
         self.unsent
             .iter()
             .filter(|(decided, hashed)| {
-                decided + partial_delay(seed, hashed.round(), author) == round
+                decided + signature_delay(seed, PARTIAL_PURPOSE, hashed.round(), author) == round
             })
             .map(|(_, hashed)| {
                 let shares = verifier.shares_of(author);
@@ -120,7 +117,7 @@ impl Randomness {
         committee: &Committee,
     ) -> Vec<(CommitIndex, Vec<RandomnessOutput>)> {
         self.unsent
-            .retain(|(decided, _)| decided + MAX_PARTIAL_DELAY_ROUNDS > round);
+            .retain(|(decided, _)| decided + MAX_SIGNATURE_DELAY_ROUNDS > round);
         let mut generated = Vec::new();
         for commit in commits {
             let rounds = self
@@ -140,16 +137,5 @@ impl Randomness {
                 .push((round, HashedRound::new(committee.epoch(), commit.index())));
         }
         generated
-    }
-}
-
-/// 1 round, or 2 with [`LATE_PARTIAL_PERCENT`]: a seeded choice per round
-/// and authority.
-fn partial_delay(seed: u64, round: u64, author: AuthorityIndex) -> Round {
-    let mut stream = SeededStream::new(seed, "randomness partial", round, author);
-    if stream.percent(LATE_PARTIAL_PERCENT) {
-        2
-    } else {
-        1
     }
 }
