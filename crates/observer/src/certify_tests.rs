@@ -46,8 +46,9 @@ fn closed(sequence: u64) -> ClosedCheckpoint {
 }
 
 /// A block of `author` at `round` carrying `messages`: the certifier
-/// reads only its author, round, time and messages.
-fn block(
+/// (and the randomness stage) read only its author, round, time and
+/// messages.
+pub(crate) fn block(
     keys: &CommitteeKeys,
     author: AuthorityIndex,
     round: u64,
@@ -300,22 +301,7 @@ fn spares_replace_a_forged_signature() {
         signing(&keys, 1, 13, &summary),
         signing(&keys, 0, 13, &summary),
     ];
-    let commit = TrustedCommit::new(Commit {
-        index: 10,
-        previous_digest: Digest::ZERO,
-        timestamp_ms: 1_400,
-        leader: blocks[3].reference(),
-        blocks: blocks.iter().map(|b| b.reference()).collect(),
-    });
-    let sequenced = Sequenced {
-        sub_dags: vec![DeliveredSubDag {
-            sub_dag: CommittedSubDag { commit, blocks },
-            checkpoint: 3,
-            certified_checkpoint: None,
-            randomness: vec![],
-        }],
-        ..Sequenced::default()
-    };
+    let sequenced = received_commit(blocks, 1_400);
     let outcomes = certifier.on_sequenced(&sequenced, true);
     assert_eq!(
         outcomes,
@@ -361,11 +347,17 @@ fn catch_up_batch(keys: &CommitteeKeys, forge: bool) -> Sequenced {
             blocks.push(block(keys, author, 20 + sequence, vec![message]));
         }
     }
+    received_commit(blocks, 1_800)
+}
+
+/// Commit 10, received on the commit stream, of `blocks` (the last its
+/// leader) at `timestamp_ms`: what the sequencer hands the certifier.
+fn received_commit(blocks: Vec<VerifiedBlock>, timestamp_ms: u64) -> Sequenced {
     let commit = TrustedCommit::new(Commit {
         index: 10,
         previous_digest: Digest::ZERO,
-        timestamp_ms: 1_800,
-        leader: blocks.last().unwrap().reference(),
+        timestamp_ms,
+        leader: blocks.last().expect("a leader").reference(),
         blocks: blocks.iter().map(|b| b.reference()).collect(),
     });
     Sequenced {

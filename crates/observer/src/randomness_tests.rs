@@ -7,7 +7,7 @@ use dagstream_store::MemStore;
 use dagstream_test_utils::TestCommittee;
 use dagstream_types::randomness::{HashedRound, RandomnessDealing};
 use dagstream_types::{
-    AuthorityIndex, Block, Commit, CommittedSubDag, Digest, RandomnessOutput, SystemMessage,
+    AuthorityIndex, Commit, CommittedSubDag, Digest, RandomnessOutput, SystemMessage,
     TrustedCommit, VerifiedBlock,
 };
 use std::sync::Arc;
@@ -48,19 +48,7 @@ impl Fixture {
         round: u64,
         messages: Vec<SystemMessage>,
     ) -> VerifiedBlock {
-        VerifiedBlock::sign(
-            Block {
-                epoch: 0,
-                round,
-                author,
-                timestamp_ms: 0,
-                ancestors: vec![],
-                transactions: vec![],
-                commit_votes: vec![],
-                system_messages: messages,
-            },
-            &self.fixture.keys.keys()[author as usize],
-        )
+        crate::certify_tests::block(&self.fixture.keys, author, round, messages)
     }
 
     fn group(&self, round: u64) -> RandomnessOutput {
