@@ -14,16 +14,7 @@ fn weighted(stakes: &[Stake]) -> (Committee, RandomnessDealing) {
     let total: Stake = stakes.iter().sum();
     let quorum = 2 * total / 3 + 1;
     let dealing = RandomnessDealing::deal(&[9; 32], total, quorum);
-    let mut genesis = common::genesis();
-    genesis.authorities = stakes
-        .iter()
-        .enumerate()
-        .map(|(i, &stake)| Authority {
-            index: i as u32,
-            stake,
-            public_key: PublicKey::from_signing_key(&key(i as u32)),
-        })
-        .collect();
+    let mut genesis = common::genesis_with_stakes(stakes);
     genesis.randomness = Some(dealing.keys().clone());
     (Committee::new(genesis).unwrap(), dealing)
 }

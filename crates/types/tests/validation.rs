@@ -374,20 +374,11 @@ fn a_batch_names_its_forged_block() {
 #[test]
 fn quorum_is_the_smallest_stake_above_two_thirds() {
     let with_stakes = |stakes: &[u64]| {
-        let mut genesis = common::genesis();
-        genesis.authorities = stakes
-            .iter()
-            .enumerate()
-            .map(|(i, &stake)| Authority {
-                index: i as u32,
-                stake,
-                public_key: PublicKey::from_signing_key(&common::key(i as u32)),
-            })
-            .collect();
-        // The vector's randomness keys are for four shares.
-        genesis.randomness = None;
-        Committee::new(genesis).unwrap().quorum_threshold()
+        Committee::new(common::genesis_with_stakes(stakes))
+            .unwrap()
+            .quorum_threshold()
     };
+
     assert_eq!(with_stakes(&[1]), 1);
     assert_eq!(with_stakes(&[1, 1, 1]), 3);
     assert_eq!(with_stakes(&[1, 1, 1, 1]), 3);

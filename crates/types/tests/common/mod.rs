@@ -36,6 +36,24 @@ pub fn dealing() -> RandomnessDealing {
     RandomnessDealing::deal(&[7; 32], 4, 3)
 }
 
+/// The vector genesis with authorities of `stakes` (same keys) and no
+/// randomness, whose keys are for four shares of stake 1.
+pub fn genesis_with_stakes(stakes: &[Stake]) -> Genesis {
+    Genesis {
+        authorities: stakes
+            .iter()
+            .enumerate()
+            .map(|(i, &stake)| Authority {
+                index: i as u32,
+                stake,
+                public_key: PublicKey::from_signing_key(&key(i as u32)),
+            })
+            .collect(),
+        randomness: None,
+        ..genesis()
+    }
+}
+
 pub fn committee() -> Committee {
     Committee::new(genesis()).unwrap()
 }
