@@ -17,15 +17,17 @@
 //! however many of its blocks carry a signature.
 //!
 //! # Cost
-//! Signatures are verified in one batch per call (a block, or a whole
-//! commit batch when catching up), and only as many as make a quorum: the
-//! rest wait as spares, verified only if one of the first turns out
-//! forged. When several checkpoints reach a quorum in one call, only the
-//! newest one's signatures are verified: its certificate certifies the
-//! older ones through the summaries' `previous_digest` chain, which the
-//! observer formed itself from its own commits (2f+1 stake signing a
-//! summary vouch for every summary it chains to). Only checkpoints
-//! certified on their own get a stored certificate.
+//! A signature is verified only once its checkpoint has signatures of a
+//! quorum's stake queued, and only as many as make that quorum: the rest
+//! wait as spares, verified only if one of the first turns out forged.
+//! Of the checkpoints ready, only the newest one's signatures are
+//! verified, in one batch: its certificate certifies the older ones
+//! through the summaries' `previous_digest` chain, which the observer
+//! formed itself from its own commits (2f+1 stake signing a summary vouch
+//! for every summary it chains to). Only checkpoints certified on their
+//! own get a stored certificate. At the tip, that is each checkpoint as
+//! soon as its quorum is in; catching up, one in every
+//! [`CATCH_UP_CERTIFY_EVERY`].
 //!
 //! # Bounds
 //! Signatures for checkpoints the observer has not closed yet are kept
@@ -58,6 +60,13 @@ pub const MAX_EARLY_CHECKPOINTS: u64 = 64;
 /// that does not, at about 100 bytes of summary each plus the signatures
 /// seen.
 pub const MAX_UNCERTIFIED: usize = 1_024;
+
+/// While catching up, signatures are verified once this many checkpoints
+/// have a quorum's worth queued: the newest one's quorum then certifies
+/// them all, for one checkpoint's signatures. About a hundred commits:
+/// well inside [`MAX_UNCERTIFIED`] and the recovery window. At the tip
+/// every checkpoint is verified as soon as it can be.
+pub const CATCH_UP_CERTIFY_EVERY: usize = 32;
 
 /// A checkpoint signature as found in a block.
 #[derive(Clone, Copy, Debug)]
@@ -147,8 +156,11 @@ pub struct Certifier {
     certified: Vec<Certified>,
     /// Checkpoints given up unrecorded, since start.
     abandoned: u64,
-    /// Signatures to verify before the call returns.
+    /// Signatures waiting for their checkpoint's quorum to be verified.
     queue: Vec<Candidate>,
+    /// Whether the last commits sequenced were behind the upstream's tip:
+    /// verification then waits for [`CATCH_UP_CERTIFY_EVERY`] checkpoints.
+    catching_up: bool,
 }
 
 impl Certifier {
@@ -170,6 +182,7 @@ impl Certifier {
             certified: Vec::new(),
             abandoned: 0,
             queue: Vec::new(),
+            catching_up: false,
         };
         for closed in uncertified {
             certifier.track(closed);
@@ -248,8 +261,15 @@ impl Certifier {
     /// observed yet), the signatures in the commits' blocks, in commit
     /// order. Each checkpoint is closed before the blocks of the commits
     /// after it are read, so that a long catch-up batch never holds
-    /// signatures past the early window.
-    pub fn on_sequenced(&mut self, sequenced: &Sequenced, with_blocks: bool) -> Vec<Outcome> {
+    /// signatures past the early window. `catching_up`: the commits are
+    /// behind the upstream's tip, and verification can wait for more.
+    pub fn on_sequenced(
+        &mut self,
+        sequenced: &Sequenced,
+        with_blocks: bool,
+        catching_up: bool,
+    ) -> Vec<Outcome> {
+        self.catching_up = catching_up;
         let mut outcomes = Vec::new();
         let mut closed = sequenced.closed.iter().peekable();
         for delivered in &sequenced.sub_dags {
@@ -342,54 +362,50 @@ impl Certifier {
         });
     }
 
-    /// Verifies the queued signatures in one batch, counts the valid ones
-    /// and certifies what reaches a quorum. A forged one is replaced by
+    /// Verifies the queued signatures of the newest checkpoint whose
+    /// queue would make a quorum, in one batch, counts the valid ones and
+    /// certifies it if they reach the quorum. A forged one is replaced by
     /// spares, verified in turn.
     ///
-    /// Of the checkpoints whose queued signatures would make a quorum
-    /// (many, in a commit batch when catching up), only the newest is
-    /// verified: once certified, it certifies the older ones through its
-    /// summary chain, and their signatures are never checked. If it falls
-    /// short, the others are verified in the next pass.
-    fn verify_queued(&mut self, outcomes: &mut [Outcome]) {
-        while !self.queue.is_empty() {
-            let newest_ready = self
-                .queue
-                .iter()
-                .map(|c| c.sequence)
-                .filter(|sequence| {
-                    self.uncertified
-                        .get(sequence)
-                        .is_some_and(|p| self.committee.reached_quorum(p.queued_stake))
-                })
-                .max();
-            let (queue, deferred): (Vec<Candidate>, Vec<Candidate>) =
+    /// Only that newest one is verified: once certified, it certifies the
+    /// older ones through its summary chain, and their signatures are
+    /// never checked; if it falls short, the next newest is verified. The
+    /// signatures of checkpoints short of a quorum wait. Catching up, all
+    /// of this waits until [`CATCH_UP_CERTIFY_EVERY`] checkpoints are
+    /// ready.
+    fn verify_queued(&mut self, outcomes: &mut Vec<Outcome>) {
+        if self.catching_up && self.ready().nth(CATCH_UP_CERTIFY_EVERY - 1).is_none() {
+            self.forget_slots();
+            return;
+        }
+        loop {
+            let Some(newest) = self.ready().next() else {
+                break;
+            };
+            let (queue, waiting): (Vec<Candidate>, Vec<Candidate>) =
                 std::mem::take(&mut self.queue)
                     .into_iter()
-                    .partition(|c| newest_ready.is_none_or(|newest| c.sequence >= newest));
+                    .partition(|c| c.sequence == newest);
+            self.queue = waiting;
             let signatures: Vec<(Digest, AuthorityIndex, Signature)> = queue
                 .iter()
                 .map(|c| (c.seen.summary_digest, c.seen.author, c.seen.signature))
                 .collect();
             let valid = CheckpointSummary::verify_signatures(&signatures, &self.committee);
-            let mut reached = BTreeSet::new();
+            let pending = self
+                .uncertified
+                .get_mut(&newest)
+                .expect("ready checkpoints are uncertified");
             for (candidate, valid) in queue.into_iter().zip(valid) {
-                let sequence = candidate.sequence;
-                // Its checkpoint may have been given up since it was queued.
-                let Some(pending) = self.uncertified.get_mut(&sequence) else {
-                    continue;
-                };
                 let author = candidate.seen.author;
                 if valid {
                     pending.signers.insert(author, candidate.seen);
                     pending.stake.add(author, &self.committee);
-                    if pending.stake.reached_quorum(&self.committee) {
-                        reached.insert(sequence);
-                    }
                     continue;
                 }
-                if let Some(slot) = candidate.slot {
-                    outcomes[slot] = Outcome::Forged;
+                match candidate.slot {
+                    Some(slot) => outcomes[slot] = Outcome::Forged,
+                    None => outcomes.push(Outcome::Forged),
                 }
                 // The author may still send a valid one.
                 pending.authors.remove(&author);
@@ -401,23 +417,37 @@ impl Certifier {
                     pending.queued_stake += self.committee.stake(seen.author);
                     self.queue.push(Candidate {
                         slot: None,
-                        sequence,
+                        sequence: newest,
                         seen,
                     });
                 }
             }
-            for sequence in reached {
-                // Certified through the chain of a newer one already?
-                let Some(done) = self.uncertified.remove(&sequence) else {
-                    continue;
-                };
+            if pending.stake.reached_quorum(&self.committee) {
+                let done = self.uncertified.remove(&newest).expect("looked up above");
                 self.certify(done);
+                // What is certified needs no more signatures.
+                let uncertified = &self.uncertified;
+                self.queue.retain(|c| uncertified.contains_key(&c.sequence));
             }
-            // What is certified needs no more signatures: spares promoted,
-            // and the signatures set aside for older checkpoints.
-            self.queue.extend(deferred);
-            let uncertified = &self.uncertified;
-            self.queue.retain(|c| uncertified.contains_key(&c.sequence));
+        }
+        self.forget_slots();
+    }
+
+    /// The checkpoints whose signatures queued would make a quorum, newest
+    /// first.
+    fn ready(&self) -> impl Iterator<Item = u64> + '_ {
+        self.uncertified
+            .iter()
+            .rev()
+            .filter(|(_, p)| self.committee.reached_quorum(p.queued_stake))
+            .map(|(sequence, _)| *sequence)
+    }
+
+    /// The signatures still queued after a call report their outcome, if
+    /// forged, in the call that verifies them.
+    fn forget_slots(&mut self) {
+        for candidate in &mut self.queue {
+            candidate.slot = None;
         }
     }
 

@@ -2,7 +2,9 @@
 //! stakes: quorum exactly, forgeries, duplicates, early signatures and
 //! bounds.
 
-use crate::certify::{Certifier, Outcome, MAX_EARLY_CHECKPOINTS, MAX_UNCERTIFIED};
+use crate::certify::{
+    Certifier, Outcome, CATCH_UP_CERTIFY_EVERY, MAX_EARLY_CHECKPOINTS, MAX_UNCERTIFIED,
+};
 use crate::checkpoint::{certificate_key, HIGHEST_CERTIFIED_KEY};
 use crate::delivery::DeliveredSubDag;
 use crate::sequencer::{ClosedCheckpoint, Sequenced};
@@ -13,6 +15,7 @@ use dagstream_types::{
     AuthorityIndex, Block, CertifiedCheckpoint, CheckpointKind, CheckpointSummary, Commit,
     CommittedSubDag, Committee, Digest, Signature, SystemMessage, TrustedCommit, VerifiedBlock,
 };
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Stakes 1, 2, 3 and 4: a total of 10, a quorum of 7.
@@ -302,7 +305,7 @@ fn spares_replace_a_forged_signature() {
         signing(&keys, 0, 13, &summary),
     ];
     let sequenced = received_commit(blocks, 1_400);
-    let outcomes = certifier.on_sequenced(&sequenced, true);
+    let outcomes = certifier.on_sequenced(&sequenced, true, false);
     assert_eq!(
         outcomes,
         vec![
@@ -328,14 +331,14 @@ fn spares_replace_a_forged_signature() {
         .unwrap();
 }
 
-/// One commit batch carrying every signature of checkpoints 0 to 2, the
-/// newest one's by authority 3 forged if `forge`.
-fn catch_up_batch(keys: &CommitteeKeys, forge: bool) -> Sequenced {
+/// One commit batch carrying every signature of checkpoints `sequences`,
+/// authority 3's of checkpoint `forged` forged.
+fn catch_up_batch(keys: &CommitteeKeys, sequences: Range<u64>, forged: Option<u64>) -> Sequenced {
     let mut blocks = Vec::new();
-    for sequence in 0..3 {
+    for sequence in sequences {
         let summary = closed(sequence).summary;
         for author in 0..4 {
-            let message = if forge && sequence == 2 && author == 3 {
+            let message = if forged == Some(sequence) && author == 3 {
                 SystemMessage::CheckpointSignature {
                     sequence,
                     summary_digest: summary.digest(),
@@ -407,7 +410,7 @@ fn catching_up_the_newest_checkpoint_certifies_the_older_through_its_chain() {
     for sequence in 0..3 {
         certifier.on_closed(closed(sequence));
     }
-    certifier.on_sequenced(&catch_up_batch(&keys, false), true);
+    certifier.on_sequenced(&catch_up_batch(&keys, 0..3, None), true, false);
     assert_eq!(certifier.highest_certified(), Some(2));
     assert_eq!(
         certified_how(&mut certifier, &committee),
@@ -424,7 +427,7 @@ fn a_newest_checkpoint_short_of_its_quorum_leaves_the_older_to_their_own() {
         certifier.on_closed(closed(sequence));
     }
     // Authority 3's signature of checkpoint 2 is forged: 6 of 7 remain.
-    let outcomes = certifier.on_sequenced(&catch_up_batch(&keys, true), true);
+    let outcomes = certifier.on_sequenced(&catch_up_batch(&keys, 0..3, Some(2)), true, false);
     assert_eq!(
         outcomes.iter().filter(|o| **o == Outcome::Forged).count(),
         1
@@ -435,4 +438,44 @@ fn a_newest_checkpoint_short_of_its_quorum_leaves_the_older_to_their_own() {
         vec![(0, false), (1, true)]
     );
     assert_eq!(certifier.uncertified(), 1);
+}
+
+#[test]
+fn catching_up_verification_waits_for_enough_ready_checkpoints() {
+    let (committee, keys) = committee();
+    let mut certifier = Certifier::new(committee.clone(), None, None, vec![]);
+    let every = CATCH_UP_CERTIFY_EVERY as u64;
+    for sequence in 0..=every {
+        certifier.on_closed(closed(sequence));
+    }
+    // One checkpoint short: every signature waits, none is verified.
+    let outcomes = certifier.on_sequenced(&catch_up_batch(&keys, 0..every - 1, None), true, true);
+    assert!(!outcomes.contains(&Outcome::Forged));
+    assert_eq!(certifier.highest_certified(), None);
+    assert!(!certifier.has_certified());
+    // The last one ready: the newest certifies them all through its chain.
+    let last = every - 1;
+    certifier.on_sequenced(&catch_up_batch(&keys, last..every, None), true, true);
+    assert_eq!(certifier.highest_certified(), Some(last));
+    let mut expected: Vec<(u64, bool)> = (0..last).map(|s| (s, false)).collect();
+    expected.push((last, true));
+    assert_eq!(certified_how(&mut certifier, &committee), expected);
+    // The next waits, a forgery in it unnoticed; at the tip it is verified
+    // and the forgery reported: 6 of 7 remain.
+    let outcomes = certifier.on_sequenced(
+        &catch_up_batch(&keys, every..every + 1, Some(every)),
+        true,
+        true,
+    );
+    assert!(!outcomes.contains(&Outcome::Forged));
+    let outcomes = certifier.on_sequenced(&Sequenced::default(), false, false);
+    assert_eq!(outcomes, vec![Outcome::Forged]);
+    assert_eq!(certifier.highest_certified(), Some(last));
+    // Authority 3's own signature completes it.
+    certifier.observe(&signing(&keys, 3, 90, &closed(every).summary));
+    assert_eq!(certifier.highest_certified(), Some(every));
+    assert_eq!(
+        certified_how(&mut certifier, &committee),
+        vec![(every, true)]
+    );
 }

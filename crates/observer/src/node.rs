@@ -43,6 +43,7 @@ use dagstream_store::Store;
 use dagstream_types::{CommitIndex, Committee, VerifiedBlock};
 use std::sync::Arc;
 use std::time::Duration;
+use write::Origin;
 // Every decision (stall, state machine, backoff, cool-down) is timed by
 // the runtime's clock, so that a simulation in virtual time replays them.
 use tokio::sync::{broadcast, mpsc, watch};
@@ -477,7 +478,7 @@ impl Node {
         }
         let commits = self.deriver.add_blocks(verified)?;
         // Derived commits carry no randomness to refuse.
-        self.sequence(commits, verified_at, false).await?;
+        self.sequence(commits, verified_at, Origin::Derived).await?;
         Ok(ended)
     }
 
@@ -496,6 +497,10 @@ impl Node {
             Ok(previous) => previous,
             Err(err) => return faulty(err),
         };
+        let last = response.commits.last().map_or(first, |c| c.commit_index);
+        let origin = Origin::Received {
+            behind: response.highest_commit_index > last,
+        };
         let committee = self.committee.clone();
         let limits = self.config.block_limits;
         let verified = self
@@ -505,7 +510,7 @@ impl Node {
             .await
             .expect("commit verification does not panic");
         match verified {
-            Ok(sub_dags) => match self.sequence(sub_dags, Instant::now(), true).await? {
+            Ok(sub_dags) => match self.sequence(sub_dags, Instant::now(), origin).await? {
                 Some(refused) => faulty(refused),
                 None => Ok(None),
             },

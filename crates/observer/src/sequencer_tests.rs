@@ -207,7 +207,7 @@ impl Pipeline {
             .sequencer
             .sequence(sub_dags, self.store.as_ref())?
             .unwrap_or_default();
-        self.certifier.on_sequenced(&sequenced, received);
+        self.certifier.on_sequenced(&sequenced, received, false);
         let certified = self.certifier.take_certified(&mut sequenced.batch);
         self.certified.extend(certified);
         if !sequenced.batch.is_empty() {

@@ -8,10 +8,20 @@ use crate::sequencer::ReceivedSubDag;
 use crate::{ObserverError, Result};
 use tokio::time::Instant;
 
+/// Where commits to sequence come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// Derived here from the block stream, whose blocks were observed.
+    Derived,
+    /// Received on the commit stream; `behind`: the upstream's tip lies
+    /// past them (catching up).
+    Received { behind: bool },
+}
+
 impl Node {
     /// Sequences commits, certifies the checkpoints they close (with the
-    /// signatures in their blocks, if they came on the commit stream,
-    /// `received`), and starts writing the new commits and certificates in
+    /// signatures in their blocks, if they came on the commit stream),
+    /// and starts writing the new commits and certificates in
     /// one atomic write (which also announces the commits to relayed
     /// subscribers), once the previous write is durable.
     ///
@@ -21,7 +31,7 @@ impl Node {
         &mut self,
         sub_dags: Vec<S>,
         verified_at: Instant,
-        received: bool,
+        origin: Origin,
     ) -> Result<Option<ObserverError>> {
         let sub_dags: Vec<ReceivedSubDag> = sub_dags.into_iter().map(Into::into).collect();
         self.stamps
@@ -45,7 +55,11 @@ impl Node {
                 .map(|d| d.randomness.len() as u64)
                 .sum(),
         );
-        let outcomes = self.certifier.on_sequenced(&sequenced, received);
+        let outcomes = self.certifier.on_sequenced(
+            &sequenced,
+            matches!(origin, Origin::Received { .. }),
+            origin == Origin::Received { behind: true },
+        );
         self.metrics.signatures(&outcomes);
         let certified = self.certifier.take_certified(&mut sequenced.batch);
         let highest = self.certifier.highest_certified();
@@ -65,8 +79,12 @@ impl Node {
     /// Makes everything sequenced and certified durable, before the node
     /// stops.
     pub(super) async fn finish(&mut self) -> Result<()> {
-        self.sequence(Vec::<ReceivedSubDag>::new(), Instant::now(), false)
-            .await?;
+        self.sequence(
+            Vec::<ReceivedSubDag>::new(),
+            Instant::now(),
+            Origin::Derived,
+        )
+        .await?;
         self.settle().await
     }
 

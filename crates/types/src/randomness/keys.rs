@@ -239,20 +239,16 @@ impl RandomnessVerifier {
                 })?;
             transcript.update(&output.round.to_le_bytes());
             transcript.update(&output.signature.0);
-            signatures.push(G1Projective::from(signature));
+            signatures.push(signature);
             hashes.push(HashedRound::new(self.epoch, output.round).point);
         }
-        let mut reader = transcript.finalize_xof();
-        let weights: Vec<Scalar> = (0..outputs.len())
-            .map(|_| {
-                let mut bytes = [0u8; 32];
-                // 128-bit weights: a forgery passes with probability 2^-128.
-                reader.fill(&mut bytes[..16]);
-                Option::from(Scalar::from_bytes_le(&bytes)).expect("below 2^128")
-            })
-            .collect();
-        let signature = G1Projective::multi_exp(&signatures, &weights).to_affine();
-        let hash = G1Projective::multi_exp(&hashes, &weights).to_affine();
+        // 128-bit weights: a forgery passes with probability 2^-128.
+        let mut weights = vec![0u8; 16 * outputs.len()];
+        transcript.finalize_xof().fill(&mut weights);
+        let mut hashes_affine = vec![G1Affine::identity(); hashes.len()];
+        G1Projective::batch_normalize(&hashes, &mut hashes_affine);
+        let signature = weighted_sum(&signatures, &weights, 128).to_affine();
+        let hash = weighted_sum(&hashes_affine, &weights, 128).to_affine();
         if pairing_holds(&signature, &hash, &self.group_key, &self.negative_generator) {
             return Ok(());
         }
@@ -327,7 +323,7 @@ impl RandomnessVerifier {
                 continue;
             }
             for (share, signature) in shares.zip(partial) {
-                points.push(G1Projective::from(decode_signature(signature)?));
+                points.push(decode_signature(signature)?);
                 xs.push(share + 1);
                 if xs.len() == threshold {
                     break 'partials;
@@ -352,15 +348,54 @@ impl RandomnessVerifier {
             })
             .collect();
         denominators.iter_mut().batch_invert();
-        let coefficients: Vec<Scalar> = denominators.iter().map(|d| product * d).collect();
+        let coefficients: Vec<u8> = denominators
+            .iter()
+            .flat_map(|d| (product * d).to_bytes_le())
+            .collect();
         let output = RandomnessOutput {
             round: round.round,
-            signature: BlsSignature(
-                G1Projective::multi_exp(&points, &coefficients).to_compressed(),
-            ),
+            signature: BlsSignature(weighted_sum(&points, &coefficients, 256).to_compressed()),
         };
         self.verify(&output).ok().map(|()| output)
     }
+}
+
+/// `Σ s_i·P_i` for the `nbits`-bit scalars `s_i` (little-endian, `nbits /
+/// 8` bytes each, back to back): blst's multi-scalar multiplication, on
+/// this thread. (blstrs's `multi_exp` takes 255-bit scalars always, and
+/// spreads small sums over a thread pool at a higher cost in CPU.)
+fn weighted_sum(points: &[G1Affine], scalars: &[u8], nbits: usize) -> G1Projective {
+    let mut sum = G1Projective::identity();
+    let Some(first) = points.first() else {
+        return sum;
+    };
+    assert_eq!(
+        scalars.len(),
+        points.len() * nbits.div_ceil(8),
+        "one scalar a point"
+    );
+    // blst reads a contiguous array through its first pointer when the
+    // second is null.
+    let points_ptrs: [*const blst::blst_p1_affine; 2] = [first.as_ref(), std::ptr::null()];
+    let scalars_ptrs: [*const u8; 2] = [scalars.as_ptr(), std::ptr::null()];
+    // SAFETY: `G1Affine` is a `repr(transparent)` `blst_p1_affine`, so
+    // `points` is a contiguous array of `points.len()` of them; `scalars`
+    // holds that many scalars of `nbits` bits (checked above); the
+    // scratch space has the size blst asks for, in its limbs; and `sum`
+    // is a `repr(transparent)` `blst_p1`, written once.
+    unsafe {
+        let words = blst::blst_p1s_mult_pippenger_scratch_sizeof(points.len()) / 8;
+        let mut scratch = vec![0u64; words.max(1)];
+        blst::blst_p1s_mult_pippenger(
+            sum.as_mut(),
+            points_ptrs.as_ptr(),
+            points.len(),
+            scalars_ptrs.as_ptr(),
+            nbits,
+            scratch.as_mut_ptr(),
+        );
+    }
+    sum
 }
 
 /// A G1 point in its subgroup, or `None`.
@@ -380,4 +415,42 @@ fn pairing_holds(
         .final_exponentiation()
         .is_identity()
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sum blst computes is the one of blstrs's group operations, for
+    /// both scalar sizes used, one point, a few (blst's window method), and
+    /// more than 32 (its Pippenger buckets).
+    #[test]
+    fn weighted_sum_is_the_sum_of_the_multiples() {
+        let mut reader =
+            blake3::Hasher::new_derive_key("dagstream weighted sum test").finalize_xof();
+        for (count, nbits) in [(1, 128), (3, 128), (40, 128), (1, 256), (5, 256), (33, 256)] {
+            let points: Vec<G1Affine> = (0..count)
+                .map(|i: u64| HashedRound::new(0, i).point.to_affine())
+                .collect();
+            let scalars: Vec<Scalar> = (0..count)
+                .map(|_| {
+                    let mut bytes = [0u8; 32];
+                    // Below the group order: the top byte stays small.
+                    reader.fill(&mut bytes[..nbits / 8 - 1]);
+                    Option::from(Scalar::from_bytes_le(&bytes)).expect("below the order")
+                })
+                .collect();
+            let bytes: Vec<u8> = scalars
+                .iter()
+                .flat_map(|s| s.to_bytes_le()[..nbits / 8].to_vec())
+                .collect();
+            let expected: G1Projective = points.iter().zip(&scalars).map(|(p, s)| p * s).sum();
+            assert_eq!(
+                weighted_sum(&points, &bytes, nbits),
+                expected,
+                "{count} points"
+            );
+        }
+        assert_eq!(weighted_sum(&[], &[], 128), G1Projective::identity());
+    }
 }
