@@ -60,6 +60,11 @@ while true; do
         break
     fi
 done
+# The commit stream's batches: their mean size in commits (each batch is
+# verified as a whole: its certificate, and its randomness, once).
+batches=$(metric "$port_vm" 'dagstream_publisher_batch_size_count{service="commits"}')
+batched=$(metric "$port_vm" 'dagstream_publisher_batch_size_sum{service="commits"}')
+echo "commit batches: ${batches:-?}, ${batched:-?} commits"
 # CPU time (user + system, in clock ticks) of each process so far: the
 # observer's is its own cost of catching up, whatever the validator (which
 # simulates every authority of the committee on the same cores) takes.

@@ -1,6 +1,7 @@
 //! Batches from the simulated committee verify; every kind of tampering is
 //! rejected with its own error.
 
+use crate::upstream::coalesce::{coalesce, MAX_COALESCED_BYTES};
 use crate::verify::verify_commit_batch;
 use crate::ObserverError;
 use bytes::Bytes;
@@ -137,6 +138,30 @@ fn honest_batches_verify_into_the_same_chain() {
     // An empty batch (a heartbeat) verifies to nothing.
     let heartbeat = CommitStreamResponse::default();
     assert!(chain.verify(3, &heartbeat).unwrap().is_empty());
+}
+
+/// Batches joined by the commit reader verify as one: the last commit's
+/// certificate covers the rest, and their randomness is checked together.
+#[test]
+fn joined_batches_verify_under_the_last_certificate() {
+    let chain = chain();
+    let mut joined = chain.batch(0..5);
+    for range in [5..12, 12..20] {
+        coalesce(&mut joined, chain.batch(range), MAX_COALESCED_BYTES).unwrap();
+    }
+    assert!(!chain.randomness.is_empty());
+    let verified = chain.verify(0, &joined).unwrap();
+    let expected: Vec<_> = chain.commits[..20].iter().map(|c| c.reference()).collect();
+    let got: Vec<_> = verified.iter().map(|c| c.reference()).collect();
+    assert_eq!(got, expected);
+    // The first batch's certificate does not cover the joined ones.
+    let mut wrong = joined.clone();
+    wrong.certifier_blocks = chain.batch(0..5).certifier_blocks;
+    let err = chain.verify(0, &wrong).unwrap_err();
+    assert!(
+        matches!(err, ObserverError::MissingQuorum { index: 20, stake: 0, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]

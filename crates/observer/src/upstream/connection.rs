@@ -4,10 +4,12 @@
 //! spawns a reader per stream. Each reader forwards what it receives, in
 //! order, into a bounded queue, ending with [`Inbound::Ended`]; when a queue
 //! is full the reader stops reading and HTTP/2 flow control pushes back on
-//! the publisher. [`Connection::send`] turns the state machine's commands
+//! the publisher (the commit reader first joins the commit batches that
+//! follow each other, up to a bound: [`super::coalesce`]). [`Connection::send`] turns the state machine's commands
 //! into requests. [`probe`] asks an upstream how far it is with one unary
 //! call, over a connection kept for probing.
 
+use super::coalesce::{coalesce, MAX_COALESCED_BYTES};
 use super::credentials::{Credentials, Upstream};
 use super::transport::Transport;
 use crate::state_machine::Command;
@@ -263,21 +265,45 @@ pub async fn connect(
         }
     });
     let commit_reader = tokio::spawn(async move {
+        // A response read while the queue was full, joined with those that
+        // follow it until there is room (`coalesce`).
+        let mut held: Option<CommitStreamResponse> = None;
         let reason = loop {
-            match commit_stream.message().await {
-                Ok(Some(response)) => {
-                    let certified = response.highest_certified_checkpoint;
-                    seen(&link_tx, response.highest_commit_index, certified);
-                    if !response.commits.is_empty()
-                        && commits_tx.send(Inbound::Item(response)).await.is_err()
-                    {
-                        return;
-                    }
+            tokio::select! {
+                // Room first: at the tip a response is never held back.
+                biased;
+                permit = commits_tx.reserve(), if held.is_some() => {
+                    let Ok(permit) = permit else { return };
+                    permit.send(Inbound::Item(held.take().expect("held")));
                 }
-                Ok(None) => break "the commit stream ended".to_string(),
-                Err(status) => break format!("commit stream: {status}"),
+                message = commit_stream.message() => match message {
+                    Ok(Some(response)) => {
+                        let certified = response.highest_certified_checkpoint;
+                        seen(&link_tx, response.highest_commit_index, certified);
+                        if response.commits.is_empty() {
+                            continue;
+                        }
+                        let Some(joined) = held.as_mut() else {
+                            held = Some(response);
+                            continue;
+                        };
+                        if let Err(response) = coalesce(joined, response, MAX_COALESCED_BYTES) {
+                            let first = held.replace(response).expect("held");
+                            if commits_tx.send(Inbound::Item(first)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => break "the commit stream ended".to_string(),
+                    Err(status) => break format!("commit stream: {status}"),
+                },
             }
         };
+        if let Some(last) = held {
+            if commits_tx.send(Inbound::Item(last)).await.is_err() {
+                return;
+            }
+        }
         let _ = commits_tx.send(Inbound::Ended(reason)).await;
     });
     Ok(Connection {

@@ -1,8 +1,10 @@
 //! The observer's upstreams: [`connection`] (one gRPC session, and probes),
+//! [`coalesce`] (commit batches joined while the observer is busy),
 //! [`selection`] (which upstream to follow, and when to retry),
 //! [`credentials`] (TLS and the token it presents) and [`transport`] (TCP,
 //! or the embedder's connections).
 
+pub mod coalesce;
 pub mod connection;
 pub mod credentials;
 pub mod selection;
