@@ -22,7 +22,11 @@ port_vm=${VALIDATOR_METRICS_PORT:-7394}
 port_om=${OBSERVER_METRICS_PORT:-7395}
 source "$(dirname "$0")/bench_common.sh" catchup
 
-"$bin" genesis --out "$dir/genesis" --profile mainnet --history-rounds "$history" --log-level warn
+# RANDOMNESS=off: a chain without randomness, to measure what it costs.
+genesis_flags=()
+[[ ${RANDOMNESS:-on} == off ]] && genesis_flags+=(--no-randomness)
+"$bin" genesis --out "$dir/genesis" --profile mainnet --history-rounds "$history" --log-level warn \
+    "${genesis_flags[@]}"
 "$bin" validator --data-dir "$dir/validator" --genesis "$dir/genesis" --profile mainnet \
     --listen "127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_vm" --log-level warn &
 pids+=($!)

@@ -11,6 +11,9 @@ pub struct GenesisArgs {
     pub seed: u64,
     pub round_interval_ms: Option<u64>,
     pub history_rounds: u64,
+    /// Whether the committee deals randomness shares (a group key in the
+    /// genesis, partials in blocks).
+    pub randomness: bool,
 }
 
 /// Makes a genesis whose round `history_rounds` is now.
@@ -25,14 +28,18 @@ pub fn make(args: &GenesisArgs) -> Result<(Genesis, CommitteeKeys)> {
     if interval == 0 {
         bail!("--round-interval-ms must be positive");
     }
-    Ok(generate(&GenesisParams {
+    let (mut genesis, keys) = generate(&GenesisParams {
         authorities,
         round_interval_ms: interval,
         genesis_time_ms: unix_time_ms()
             .saturating_sub(args.history_rounds.saturating_mul(interval)),
         gc_depth_rounds: DEFAULT_GC_DEPTH_ROUNDS,
         seed: args.seed,
-    }))
+    });
+    if !args.randomness {
+        genesis.randomness = None;
+    }
+    Ok((genesis, keys))
 }
 
 /// Writes `genesis.json` and `committee-keys.json` (owner-only) into `dir`.

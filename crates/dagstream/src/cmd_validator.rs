@@ -73,6 +73,7 @@ fn resolve_genesis(args: &ValidatorArgs) -> Result<(Genesis, CommitteeKeys)> {
             seed: args.seed.unwrap_or(0),
             round_interval_ms: None,
             history_rounds: args.history_rounds,
+            randomness: true,
         })?,
     };
     cmd_genesis::write(dir, &genesis, &keys)?;

@@ -101,6 +101,10 @@ enum Command {
         /// Place the genesis this many rounds in the past.
         #[arg(long, default_value_t = 0)]
         history_rounds: u64,
+        /// A chain without randomness: no group key, and no partials in
+        /// blocks.
+        #[arg(long)]
+        no_randomness: bool,
     },
     /// Run the simulated committee and serve its streams.
     Validator {
@@ -258,6 +262,7 @@ fn run(command: Command) -> Result<()> {
             seed,
             round_interval_ms,
             history_rounds,
+            no_randomness,
         } => cmd_genesis::run(
             &out,
             &cmd_genesis::GenesisArgs {
@@ -266,6 +271,7 @@ fn run(command: Command) -> Result<()> {
                 seed,
                 round_interval_ms,
                 history_rounds,
+                randomness: !no_randomness,
             },
         ),
         Command::Validator {
