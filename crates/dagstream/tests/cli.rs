@@ -174,6 +174,11 @@ fn genesis_writes_public_and_private_files() {
     let genesis: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("genesis.json")).unwrap()).unwrap();
     assert_eq!(genesis["authorities"].as_array().unwrap().len(), 7);
+    // A group key and one share key per unit of stake, by default.
+    assert_eq!(
+        genesis["randomness"]["share_keys"].as_array().unwrap().len(),
+        7
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -187,6 +192,14 @@ fn genesis_writes_public_and_private_files() {
     let again = run(&["genesis", "--out", out.to_str().unwrap()]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    // A chain without randomness has no group key.
+    let plain = dir.path().join("plain");
+    let output = run(&["genesis", "--out", plain.to_str().unwrap(), "--no-randomness"]);
+    assert!(output.status.success());
+    let genesis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(plain.join("genesis.json")).unwrap())
+            .unwrap();
+    assert!(genesis["randomness"].is_null(), "{}", genesis["randomness"]);
 }
 
 #[test]
