@@ -4,7 +4,7 @@
 # whether its memory stays flat meanwhile.
 #
 #   cargo build --release -p dagstream
-#   scripts/bench_catchup_mainnet.sh [HISTORY_ROUNDS]
+#   [PIN=1] [RANDOMNESS=off] scripts/bench_catchup_mainnet.sh [HISTORY_ROUNDS]
 #
 # A validator (`--profile mainnet`: 100 authorities, 75 ms rounds, 5,000 TPS,
 # 13.3 commits per second live) first produces HISTORY_ROUNDS rounds of
@@ -27,7 +27,14 @@ genesis_flags=()
 [[ ${RANDOMNESS:-on} == off ]] && genesis_flags+=(--no-randomness)
 "$bin" genesis --out "$dir/genesis" --profile mainnet --history-rounds "$history" --log-level warn \
     "${genesis_flags[@]}"
-"$bin" validator --data-dir "$dir/validator" --genesis "$dir/genesis" --profile mainnet \
+# PIN=1: the validator (which simulates the whole committee) on CPU 0 and
+# the observer on CPU 1, so that neither's load slows the other: the
+# observer's rate is then its own, on one core.
+pin_validator=() pin_observer=()
+if [[ ${PIN:-0} == 1 ]]; then
+    pin_validator=(taskset -c 0) pin_observer=(taskset -c 1)
+fi
+"${pin_validator[@]}" "$bin" validator --data-dir "$dir/validator" --genesis "$dir/genesis" --profile mainnet \
     --listen "127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_vm" --log-level warn &
 pids+=($!)
 # The genesis lies HISTORY_ROUNDS rounds in the past: the validator
@@ -45,7 +52,7 @@ done
 start_tip=$(metric "$port_vm" dagstream_validator_highest_commit)
 echo "validator serving, tip at commit ${start_tip:-?}"
 
-"$bin" observer --data-dir "$dir/observer" --genesis "$dir/genesis" \
+"${pin_observer[@]}" "$bin" observer --data-dir "$dir/observer" --genesis "$dir/genesis" \
     --upstream "http://127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_om" --log-level warn &
 pids+=($!)
 observer=$!
