@@ -176,7 +176,10 @@ fn genesis_writes_public_and_private_files() {
     assert_eq!(genesis["authorities"].as_array().unwrap().len(), 7);
     // A group key and one share key per unit of stake, by default.
     assert_eq!(
-        genesis["randomness"]["share_keys"].as_array().unwrap().len(),
+        genesis["randomness"]["share_keys"]
+            .as_array()
+            .unwrap()
+            .len(),
         7
     );
     #[cfg(unix)]
@@ -194,7 +197,12 @@ fn genesis_writes_public_and_private_files() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
     // A chain without randomness has no group key.
     let plain = dir.path().join("plain");
-    let output = run(&["genesis", "--out", plain.to_str().unwrap(), "--no-randomness"]);
+    let output = run(&[
+        "genesis",
+        "--out",
+        plain.to_str().unwrap(),
+        "--no-randomness",
+    ]);
     assert!(output.status.success());
     let genesis: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(plain.join("genesis.json")).unwrap())

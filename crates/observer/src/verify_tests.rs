@@ -159,7 +159,14 @@ fn joined_batches_verify_under_the_last_certificate() {
     wrong.certifier_blocks = chain.batch(0..5).certifier_blocks;
     let err = chain.verify(0, &wrong).unwrap_err();
     assert!(
-        matches!(err, ObserverError::MissingQuorum { index: 20, stake: 0, .. }),
+        matches!(
+            err,
+            ObserverError::MissingQuorum {
+                index: 20,
+                stake: 0,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

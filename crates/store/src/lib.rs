@@ -141,7 +141,8 @@ pub trait Store: Send + Sync + 'static {
     fn read_meta(&self, key: &str) -> Result<Option<Bytes>>;
 
     /// Retention: deletes, atomically and durably, the commits with index
-    /// `< below_commit` and the blocks with round `< below_round`.
+    /// `< below_commit` (with their [`randomness_key`] entries) and the
+    /// blocks with round `< below_round`.
     fn prune(&self, below_commit: CommitIndex, below_round: Round) -> Result<PruneStats>;
 }
 

@@ -133,6 +133,13 @@ impl Store for MemStore {
         let pruned_commits = std::mem::replace(&mut inner.commits, kept_commits);
         let kept_blocks = inner.blocks.split_off(&BlockRef::round_start(below_round));
         let pruned_blocks = std::mem::replace(&mut inner.blocks, kept_blocks);
+        let (first, bound) = (
+            crate::randomness_key(0),
+            crate::randomness_key(below_commit),
+        );
+        inner
+            .meta
+            .retain(|key, _| !(first.as_str()..bound.as_str()).contains(&key.as_str()));
         Ok(PruneStats {
             commits: pruned_commits.len() as u64,
             blocks: pruned_blocks.len() as u64,

@@ -181,10 +181,25 @@ pub(crate) fn write_commits_and_meta(
     Ok(())
 }
 
-/// Deletes the commits with index `< below_commit` in `txn`.
+/// Deletes the commits with index `< below_commit` in `txn`, and their
+/// randomness (`randomness_key`). Returns how many commits.
 pub(crate) fn prune_commits(txn: &WriteTransaction, below_commit: CommitIndex) -> Result<u64> {
     let mut commits = txn.open_table(COMMITS).map_err(db_error("open table"))?;
-    drain_below(&mut commits, &below_commit.to_be_bytes()).map_err(db_error("prune"))
+    let pruned =
+        drain_below(&mut commits, &below_commit.to_be_bytes()).map_err(db_error("prune"))?;
+    let mut meta = txn.open_table(META).map_err(db_error("open table"))?;
+    // The keys are zero-padded: their byte order is the commits' order.
+    let (first, bound) = (
+        crate::randomness_key(0),
+        crate::randomness_key(below_commit),
+    );
+    for entry in meta
+        .extract_from_if(first.as_bytes()..bound.as_bytes(), |_, _| true)
+        .map_err(db_error("prune"))?
+    {
+        entry.map_err(db_error("prune"))?;
+    }
+    Ok(pruned)
 }
 
 pub(crate) fn read_commit(db: &Database, index: CommitIndex) -> Result<Option<TrustedCommit>> {

@@ -8,7 +8,9 @@ mod common;
 
 use bytes::Bytes;
 use common::{block, commit, AUTHORS};
-use dagstream_store::{PruneStats, RedbOptions, RedbStore, Store, StoreError, WriteBatch};
+use dagstream_store::{
+    randomness_key, PruneStats, RedbOptions, RedbStore, Store, StoreError, WriteBatch,
+};
 use dagstream_types::{BlockRef, CommitIndex, Digest, TrustedCommit, VerifiedBlock};
 use std::path::Path;
 
@@ -380,7 +382,12 @@ fn meta_last_write_wins(store: &dyn Store) {
 
 fn prune_deletes_below_bounds_and_keeps_the_sequence(store: &dyn Store) {
     let steps = chain(7);
-    store.write(batch_of(&steps[..6])).unwrap();
+    let mut batch = batch_of(&steps[..6]);
+    for index in 1..=6 {
+        batch.put_meta(randomness_key(index), vec![index as u8]);
+    }
+    batch.put_meta("other", vec![1]);
+    store.write(batch).unwrap();
 
     let stats = store.prune(3, 4).unwrap();
     assert_eq!(
@@ -393,6 +400,13 @@ fn prune_deletes_below_bounds_and_keeps_the_sequence(store: &dyn Store) {
     assert_eq!(store.commit_range().unwrap(), Some((3, 6)));
     assert_eq!(store.read_commit(2).unwrap(), None);
     assert_eq!(indexes(&store.scan_commits(0, 100).unwrap()), [3, 4, 5, 6]);
+    // The randomness of the commits pruned goes with them; other metadata
+    // stays.
+    for index in 1..=6 {
+        let kept = store.read_meta(&randomness_key(index)).unwrap().is_some();
+        assert_eq!(kept, index >= 3, "randomness of commit {index}");
+    }
+    assert!(store.read_meta("other").unwrap().is_some());
     for (blocks, _) in &steps[..6] {
         for b in blocks {
             let kept = b.round() >= 4;
