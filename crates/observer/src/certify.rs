@@ -68,6 +68,13 @@ pub const MAX_UNCERTIFIED: usize = 1_024;
 /// every checkpoint is verified as soon as it can be.
 pub const CATCH_UP_CERTIFY_EVERY: usize = 32;
 
+/// How many commits behind the upstream's highest commit sequenced
+/// commits must be to count as catching up: about what
+/// [`CATCH_UP_CERTIFY_EVERY`] checkpoints hold. Nearer the tip (where a
+/// commit made while a batch was on its way is a usual lag) every
+/// checkpoint is verified as soon as it can be.
+pub const CATCH_UP_LAG_COMMITS: u64 = 100;
+
 /// A checkpoint signature as found in a block.
 #[derive(Clone, Copy, Debug)]
 struct Seen {
@@ -199,6 +206,11 @@ impl Certifier {
         self.uncertified.len()
     }
 
+    /// Signatures waiting for their checkpoint's quorum.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Checkpoints given up without a quorum since start.
     pub fn abandoned(&self) -> u64 {
         self.abandoned
@@ -315,7 +327,9 @@ impl Certifier {
 
     fn track(&mut self, closed: ClosedCheckpoint) {
         if self.uncertified.len() == MAX_UNCERTIFIED {
-            self.uncertified.pop_first();
+            if let Some((given_up, _)) = self.uncertified.pop_first() {
+                self.queue.retain(|c| c.sequence != given_up);
+            }
             self.abandoned += 1;
         }
         self.uncertified.insert(

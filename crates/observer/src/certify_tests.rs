@@ -272,13 +272,19 @@ fn early_signatures_wait_for_the_observers_own_summary() {
 
 #[test]
 fn uncertified_checkpoints_are_bounded() {
-    let (committee, _) = committee();
+    let (committee, keys) = committee();
     let mut certifier = Certifier::new(committee, None, None, vec![]);
-    for sequence in 0..MAX_UNCERTIFIED as u64 + 3 {
+    // Checkpoint 0 gets signatures short of its quorum: they wait.
+    certifier.on_closed(closed(0));
+    one_short(&keys, &mut certifier, &closed(0).summary);
+    assert_eq!(certifier.queued(), 3);
+    for sequence in 1..MAX_UNCERTIFIED as u64 + 3 {
         certifier.on_closed(closed(sequence));
     }
     assert_eq!(certifier.uncertified(), MAX_UNCERTIFIED);
     assert_eq!(certifier.abandoned(), 3);
+    // Given up, with its signatures.
+    assert_eq!(certifier.queued(), 0);
 }
 
 /// Only signatures that make a quorum are verified; the rest wait as

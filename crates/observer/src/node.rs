@@ -23,7 +23,7 @@
 
 mod write;
 
-use crate::certify::Certifier;
+use crate::certify::{Certifier, CATCH_UP_LAG_COMMITS};
 use crate::config::ObserverConfig;
 use crate::delivery::{DeliveredSubDag, Delivery};
 use crate::derive::Deriver;
@@ -499,7 +499,7 @@ impl Node {
         };
         let last = response.commits.last().map_or(first, |c| c.commit_index);
         let origin = Origin::Received {
-            behind: response.highest_commit_index > last,
+            behind: response.highest_commit_index > last.saturating_add(CATCH_UP_LAG_COMMITS),
         };
         let committee = self.committee.clone();
         let limits = self.config.block_limits;

@@ -14,7 +14,7 @@ pub(super) enum Origin {
     /// Derived here from the block stream, whose blocks were observed.
     Derived,
     /// Received on the commit stream; `behind`: the upstream's tip lies
-    /// past them (catching up).
+    /// far past them (catching up, [`crate::certify::CATCH_UP_LAG_COMMITS`]).
     Received { behind: bool },
 }
 
