@@ -343,7 +343,12 @@ pub async fn run<K: StreamKind>(
                             outbox.fail(answer);
                             break EndReason::InvalidArgument;
                         }
-                        None => break EndReason::ClientClosed,
+                        None => {
+                            // Nobody to answer; the status says why, should
+                            // a subscriber that is still there miss one.
+                            tracing::debug!(%status, subscriber, service, "request stream failed");
+                            break EndReason::ClientClosed;
+                        }
                     },
                 };
                 if !limiter.allow(Instant::now().into_std()) {
