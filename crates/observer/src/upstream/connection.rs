@@ -5,9 +5,10 @@
 //! order, into a bounded queue, ending with [`Inbound::Ended`]; when a queue
 //! is full the reader stops reading and HTTP/2 flow control pushes back on
 //! the publisher (the commit reader first joins the commit batches that
-//! follow each other, up to a bound: [`super::coalesce`]). [`Connection::send`] turns the state machine's commands
-//! into requests. [`probe`] asks an upstream how far it is with one unary
-//! call, over a connection kept for probing.
+//! follow each other, up to a bound: [`super::coalesce`]).
+//! [`Connection::send`] turns the state machine's commands into requests.
+//! [`probe`] asks an upstream how far it is with one unary call, over a
+//! connection kept for probing.
 
 use super::coalesce::{coalesce, MAX_COALESCED_BYTES};
 use super::credentials::{Credentials, Upstream};
