@@ -117,6 +117,11 @@ fn metric(addr: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The JSON document at `path`.
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -131,8 +136,7 @@ fn dashboard_metrics() -> Vec<String> {
         env!("CARGO_MANIFEST_DIR"),
         "/../../deploy/grafana/dagstream.json"
     );
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dashboard = json(Path::new(path));
     let mut names = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
@@ -171,8 +175,7 @@ fn genesis_writes_public_and_private_files() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let genesis: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("genesis.json")).unwrap()).unwrap();
+    let genesis = json(&out.join("genesis.json"));
     assert_eq!(genesis["authorities"].as_array().unwrap().len(), 7);
     // A group key and one share key per unit of stake, by default.
     assert_eq!(
@@ -203,10 +206,12 @@ fn genesis_writes_public_and_private_files() {
         plain.to_str().unwrap(),
         "--no-randomness",
     ]);
-    assert!(output.status.success());
-    let genesis: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(plain.join("genesis.json")).unwrap())
-            .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let genesis = json(&plain.join("genesis.json"));
     assert!(genesis["randomness"].is_null(), "{}", genesis["randomness"]);
 }
 
@@ -530,9 +535,7 @@ fn the_demo_passes_its_own_checks() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
-            .unwrap();
+    let summary = json(&report.join("summary.json"));
     assert_eq!(summary["passed"], true);
     assert_eq!(summary["observers"].as_array().unwrap().len(), 3);
     assert!(std::fs::read_to_string(report.join("timeline.svg"))
