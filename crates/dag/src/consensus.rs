@@ -44,8 +44,23 @@ pub struct DagConsensus {
 impl DagConsensus {
     /// A core at genesis.
     pub fn new(committee: Arc<Committee>, config: DagConfig) -> Self {
-        let committer = Committer::new(&committee, 0);
-        let linearizer = Linearizer::new(None, committee.gc_depth_rounds());
+        Self::new_epoch(committee, config, None)
+    }
+
+    /// A core at the start of `committee`'s epoch, whose first commit
+    /// follows `previous`, the last commit of the epoch before (`None` for
+    /// the chain's first committee).
+    pub fn new_epoch(
+        committee: Arc<Committee>,
+        config: DagConfig,
+        previous: Option<TrustedCommit>,
+    ) -> Self {
+        let committer = Committer::new(&committee, committee.genesis_round());
+        let linearizer = Linearizer::new(
+            previous,
+            committee.gc_depth_rounds(),
+            committee.genesis_round(),
+        );
         DagConsensus {
             dag: DagState::new(committee, config.max_pending_blocks),
             committer,
@@ -72,8 +87,17 @@ impl DagConsensus {
             mut blocks,
             committed,
         } = state;
-        let last_leader_round = last_commit.as_ref().map_or(0, |c| c.leader().round);
-        let linearizer = Linearizer::new(last_commit, committee.gc_depth_rounds());
+        // The last commit may be the previous epoch's last, whose leader is
+        // below this committee's genesis round.
+        let last_leader_round = last_commit
+            .as_ref()
+            .map_or(0, |c| c.leader().round)
+            .max(committee.genesis_round());
+        let linearizer = Linearizer::new(
+            last_commit,
+            committee.gc_depth_rounds(),
+            committee.genesis_round(),
+        );
         let mut dag = DagState::new(committee.clone(), config.max_pending_blocks);
         dag.set_gc_round(linearizer.gc_round());
         // Causal order: ancestors are always from lower rounds.

@@ -32,8 +32,11 @@ struct Accepted {
 }
 
 impl DagState {
-    /// A DAG holding only the genesis blocks.
+    /// A DAG holding only the genesis blocks, at the committee's genesis
+    /// round, which is also its first GC round: nothing below belongs to
+    /// this committee's epoch.
     pub fn new(committee: Arc<Committee>, max_pending_blocks: usize) -> Self {
+        let genesis_round = committee.genesis_round();
         let accepted = VerifiedBlock::genesis(&committee)
             .into_iter()
             .map(|block| {
@@ -52,8 +55,8 @@ impl DagState {
             pending: RefMap::default(),
             waiters: BTreeMap::new(),
             max_pending_blocks,
-            gc_round: 0,
-            highest_accepted_round: 0,
+            gc_round: genesis_round,
+            highest_accepted_round: genesis_round,
         }
     }
 

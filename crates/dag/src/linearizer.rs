@@ -11,19 +11,25 @@ use dagstream_types::{
 /// ancestors above the GC round that no earlier commit holds, sorted by
 /// `(round, author, digest)`: the leader, alone at the highest round, comes
 /// last. The GC round for commit `k` is `leader_round(k - 1) - gc_depth`
-/// (saturating), a function of the chain alone, so every node linearizes
-/// identically.
+/// (saturating), and never below the committee's genesis round: a function
+/// of the chain alone, so every node linearizes identically. In a later
+/// epoch the first commit chains to the last commit of the epoch before,
+/// whose blocks all lie at or below the genesis round.
 pub struct Linearizer {
     last_commit: Option<TrustedCommit>,
     gc_depth: Round,
+    genesis_round: Round,
 }
 
 impl Linearizer {
-    /// A linearizer that continues after `last_commit` (`None`: from genesis).
-    pub fn new(last_commit: Option<TrustedCommit>, gc_depth: Round) -> Self {
+    /// A linearizer that continues after `last_commit` (`None`: from
+    /// genesis), for a committee whose genesis blocks are at
+    /// `genesis_round`.
+    pub fn new(last_commit: Option<TrustedCommit>, gc_depth: Round, genesis_round: Round) -> Self {
         Linearizer {
             last_commit,
             gc_depth,
+            genesis_round,
         }
     }
 
@@ -35,11 +41,13 @@ impl Linearizer {
         self.last_commit.as_ref().map_or(0, |c| c.index())
     }
 
-    /// The GC round implied by the last commit.
+    /// The GC round implied by the last commit, at least the genesis
+    /// round.
     pub fn gc_round(&self) -> Round {
         self.last_commit
             .as_ref()
             .map_or(0, |c| c.leader().round.saturating_sub(self.gc_depth))
+            .max(self.genesis_round)
     }
 
     /// Commits `leader`: collects its sub-DAG, marks it committed in `dag`,

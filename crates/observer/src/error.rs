@@ -179,7 +179,11 @@ mod tests {
     /// Every integrity error has its name in [`INTEGRITY_ERROR_NAMES`].
     #[test]
     fn integrity_error_names_are_complete() {
-        let types = || TypesError::GenesisRound { author: 0 };
+        let types = || TypesError::GenesisRound {
+            author: 0,
+            round: 0,
+            genesis_round: 0,
+        };
         let errors = [
             ObserverError::BrokenChain {
                 expected_after: 1,

@@ -80,7 +80,8 @@ impl VerifiedBlock {
         Self::from_parts(SignedBlock { block, signature }, Bytes::from(serialized))
     }
 
-    /// The genesis blocks of a committee, one per authority at round 0.
+    /// The genesis blocks of a committee, one per authority at its genesis
+    /// round (0 for the chain's first committee).
     ///
     /// Nobody signs or sends them: every node derives the same ones, with an
     /// all-zero signature, the genesis time as timestamp, and nothing else.
@@ -91,7 +92,7 @@ impl VerifiedBlock {
                 let signed = SignedBlock {
                     block: Block {
                         epoch: committee.epoch(),
-                        round: 0,
+                        round: committee.genesis_round(),
                         author,
                         timestamp_ms: committee.genesis().genesis_time_ms,
                         ancestors: vec![],
@@ -190,6 +191,10 @@ impl VerifiedBlock {
         self.inner.reference.round
     }
 
+    pub fn epoch(&self) -> Epoch {
+        self.inner.signed.block.epoch
+    }
+
     pub fn author(&self) -> AuthorityIndex {
         self.inner.reference.author
     }
@@ -276,9 +281,11 @@ impl<'c> Unsigned<'c> {
         let key = committee
             .verifying_key(block.author)
             .ok_or(unknown(block.author))?;
-        if block.round == 0 {
+        if block.round <= committee.genesis_round() {
             return Err(TypesError::GenesisRound {
                 author: block.author,
+                round: block.round,
+                genesis_round: committee.genesis_round(),
             });
         }
         if block.transactions.len() > limits.max_transactions_per_block {

@@ -86,6 +86,11 @@ impl Genesis {
 #[derive(Clone, Debug)]
 pub struct Committee {
     genesis: Genesis,
+    /// The round of this committee's genesis blocks: 0 for the chain's
+    /// first committee, and for a later one the round its epoch's DAG
+    /// starts after (rounds continue across epochs, see
+    /// [`epoch`](crate::epoch)).
+    genesis_round: Round,
     verifying_keys: Vec<VerificationKey>,
     total_stake: Stake,
     quorum_threshold: Stake,
@@ -97,6 +102,13 @@ impl Committee {
     /// Validates a genesis: indexes in order, positive stake, valid and
     /// distinct keys, a positive round interval.
     pub fn new(genesis: Genesis) -> Result<Committee> {
+        Self::starting_at(genesis, 0)
+    }
+
+    /// Validates the committee of a later epoch, whose genesis blocks are
+    /// at `genesis_round`: what [`NextEpoch`](crate::epoch::NextEpoch)
+    /// hands over.
+    pub fn starting_at(genesis: Genesis, genesis_round: Round) -> Result<Committee> {
         let invalid = |reason: String| TypesError::InvalidCommittee { reason };
         if genesis.authorities.is_empty() {
             return Err(invalid("no authorities".into()));
@@ -159,6 +171,7 @@ impl Committee {
             .transpose()?;
         Ok(Committee {
             genesis,
+            genesis_round,
             verifying_keys,
             total_stake,
             quorum_threshold,
@@ -173,6 +186,12 @@ impl Committee {
 
     pub fn epoch(&self) -> Epoch {
         self.genesis.epoch
+    }
+
+    /// The round of this committee's genesis blocks; its authorities'
+    /// first blocks are one round later.
+    pub fn genesis_round(&self) -> Round {
+        self.genesis_round
     }
 
     pub fn size(&self) -> usize {
@@ -235,9 +254,12 @@ impl Committee {
         self.genesis.gc_depth_rounds
     }
 
-    /// When round `round` is scheduled, in Unix milliseconds (saturating).
+    /// When round `round` is scheduled, in Unix milliseconds (saturating):
+    /// the genesis round at `genesis_time_ms`, then one round interval
+    /// apart.
     pub fn round_time_ms(&self, round: Round) -> u64 {
         round
+            .saturating_sub(self.genesis_round)
             .saturating_mul(self.genesis.round_interval_ms)
             .saturating_add(self.genesis.genesis_time_ms)
     }

@@ -27,8 +27,14 @@ pub enum TypesError {
         author: AuthorityIndex,
         committee_size: usize,
     },
-    #[error("block by authority {author} has round 0, which only genesis blocks have")]
-    GenesisRound { author: AuthorityIndex },
+    #[error(
+        "block by authority {author} has round {round}, not above its committee's genesis round {genesis_round}"
+    )]
+    GenesisRound {
+        author: AuthorityIndex,
+        round: Round,
+        genesis_round: Round,
+    },
     #[error("block has {count} transactions, over the limit of {max}")]
     TooManyTransactions { count: usize, max: usize },
     #[error("ancestor at round {ancestor_round} is not below the block's round {round}")]
@@ -79,6 +85,18 @@ pub enum TypesError {
     },
     #[error("the randomness of round {round} is not the group's signature")]
     InvalidRandomness { round: u64 },
+    #[error("checkpoint {sequence} hands over no epoch: it is not an end-of-epoch checkpoint")]
+    NotEndOfEpoch { sequence: u64 },
+    #[error("the hand-off of epoch {from} names a committee of epoch {to}, not {}", from + 1)]
+    EpochSkipped { from: Epoch, to: Epoch },
+    #[error("end-of-epoch checkpoint {sequence} does not commit to the committee sent with it")]
+    NextCommitteeMismatch { sequence: u64 },
+    #[error("end-of-epoch checkpoint {sequence} does not follow this node's checkpoint {last}")]
+    FinalCheckpointMismatch { sequence: u64, last: u64 },
+    #[error(
+        "the next committee starts at round {genesis_round}, not above the ending one's {ending}"
+    )]
+    EpochStartsBack { genesis_round: Round, ending: Round },
 }
 
 impl TypesError {
@@ -108,6 +126,11 @@ impl TypesError {
             TypesError::CertificateSigners { .. } => "certificate_signers",
             TypesError::CertificateBelowQuorum { .. } => "certificate_below_quorum",
             TypesError::InvalidRandomness { .. } => "invalid_randomness",
+            TypesError::NotEndOfEpoch { .. } => "not_end_of_epoch",
+            TypesError::EpochSkipped { .. } => "epoch_skipped",
+            TypesError::NextCommitteeMismatch { .. } => "next_committee_mismatch",
+            TypesError::FinalCheckpointMismatch { .. } => "final_checkpoint_mismatch",
+            TypesError::EpochStartsBack { .. } => "epoch_starts_back",
         }
     }
 }

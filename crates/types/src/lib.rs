@@ -18,6 +18,9 @@
 //! - [`checkpoint`]: commits grouped into [`CheckpointSummary`]s by the
 //!   [`CheckpointBuilder`], the signatures authorities carry in blocks
 //!   ([`SystemMessage`]) and [`CertifiedCheckpoint`]s.
+//! - [`epoch`]: how a committee hands the chain to the next: the
+//!   [`EndOfPublishTally`] that places the boundary, the [`NextEpoch`] and
+//!   the certified [`EpochChange`] that proves it.
 //! - [`randomness`](mod@randomness): BLS12-381 threshold randomness, its
 //!   genesis keys, partials, interpolation and checks;
 //!   [`randomness_tally`]: the [`RandomnessTally`] that places each round
@@ -79,6 +82,7 @@ pub mod commit;
 pub mod committee;
 pub mod crypto;
 pub mod digest;
+pub mod epoch;
 pub mod error;
 mod fixed_bytes;
 pub mod limits;
@@ -98,6 +102,7 @@ pub use commit::{Commit, CommittedSubDag, ConsensusState, TrustedCommit};
 pub use committee::{Authority, Committee, Genesis, DEFAULT_GC_DEPTH_ROUNDS};
 pub use crypto::{PublicKey, Signature};
 pub use digest::Digest;
+pub use epoch::{EndOfPublishTally, EpochChange, NextEpoch};
 pub use error::{Result, TypesError};
 pub use limits::BlockLimits;
 pub use randomness::{

@@ -149,13 +149,21 @@ fn round_zero() {
     block.round = 0;
     assert_eq!(
         f.verify_block(block).unwrap_err(),
-        TypesError::GenesisRound { author: 1 }
+        TypesError::GenesisRound {
+            author: 1,
+            round: 0,
+            genesis_round: 0
+        }
     );
     // Genesis blocks themselves are never accepted from the wire.
     let genesis = VerifiedBlock::genesis(&f.committee)[0].serialized().clone();
     assert_eq!(
         f.verify(genesis).unwrap_err(),
-        TypesError::GenesisRound { author: 0 }
+        TypesError::GenesisRound {
+            author: 0,
+            round: 0,
+            genesis_round: 0
+        }
     );
 }
 

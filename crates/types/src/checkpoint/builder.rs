@@ -129,22 +129,58 @@ pub struct Placed {
 pub struct CheckpointBuilder {
     epoch: Epoch,
     open: Option<OpenCheckpoint>,
+    /// With no checkpoint open, the sequence and previous digest of the
+    /// next: `(0, zeros)` before commit 1, or after the checkpoint that
+    /// ended the previous epoch.
+    next: (u64, Digest),
 }
 
 impl CheckpointBuilder {
     /// Before commit 1.
     pub fn new(epoch: Epoch) -> Self {
-        CheckpointBuilder { epoch, open: None }
+        Self::resume(epoch, None)
     }
 
     /// Continues after the persisted `open` checkpoint (`None`: before
     /// commit 1).
     pub fn resume(epoch: Epoch, open: Option<OpenCheckpoint>) -> Self {
-        CheckpointBuilder { epoch, open }
+        CheckpointBuilder {
+            epoch,
+            open,
+            next: (0, Digest::ZERO),
+        }
+    }
+
+    /// The builder of `epoch`, whose first checkpoint follows `last`, the
+    /// final checkpoint of the epoch before.
+    pub fn after(epoch: Epoch, last: &CheckpointSummary) -> Self {
+        CheckpointBuilder {
+            epoch,
+            open: None,
+            next: (last.sequence + 1, last.digest()),
+        }
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
     }
 
     pub fn open(&self) -> Option<&OpenCheckpoint> {
         self.open.as_ref()
+    }
+
+    /// Closes the open checkpoint at the epoch's last commit, whatever the
+    /// time: the summaries it closes into (none if no checkpoint is open).
+    /// The last of them is what the epoch's final checkpoint follows
+    /// ([`CheckpointSummary::end_of_epoch`]).
+    pub fn end_epoch(&mut self) -> Vec<CheckpointSummary> {
+        let Some(open) = self.open.take() else {
+            return Vec::new();
+        };
+        let closed = open.close(self.epoch);
+        let last = closed.last().expect("a regular checkpoint");
+        self.next = (last.sequence + 1, last.digest());
+        closed
     }
 
     /// Places the next commit, `index` with `digest`, `timestamp_ms` and
@@ -158,16 +194,17 @@ impl CheckpointBuilder {
         randomness: &[RandomnessOutput],
     ) -> Placed {
         let Some(open) = self.open.as_mut() else {
+            let (sequence, previous_digest) = self.next;
             self.open = Some(OpenCheckpoint::start(
-                0,
+                sequence,
                 index,
                 &digest,
                 timestamp_ms,
                 randomness,
-                Digest::ZERO,
+                previous_digest,
             ));
             return Placed {
-                sequence: 0,
+                sequence,
                 closed: Vec::new(),
             };
         };

@@ -21,6 +21,12 @@
 //! sequence, the same commits, and a content digest over the rounds and
 //! their group signatures. It is signed and certified like any other.
 //!
+//! The epoch's last commit closes its checkpoint at once, whatever the
+//! time ([`CheckpointBuilder::end_epoch`]); the epoch's final checkpoint
+//! ([`CheckpointKind::EndOfEpoch`]) follows and hands the chain to the next
+//! committee ([`epoch`](crate::epoch)). Sequences and the previous-digest
+//! chain continue across epochs.
+//!
 //! ```
 //! use dagstream_types::checkpoint::{CheckpointBuilder, MIN_CHECKPOINT_INTERVAL_MS};
 //! use dagstream_types::Digest;
@@ -69,6 +75,11 @@ pub enum CheckpointKind {
     /// commit range, the content digest accumulates the rounds and their
     /// signatures, and it chains to that regular checkpoint.
     Randomness,
+    /// The last checkpoint of an epoch: its one commit is the epoch's last,
+    /// and its content digest is the digest of the
+    /// [`NextEpoch`](crate::epoch::NextEpoch) it hands the chain to
+    /// ([`epoch`](crate::epoch)).
+    EndOfEpoch,
 }
 
 /// A closed checkpoint, as signed.
@@ -178,6 +189,10 @@ pub enum SystemMessage {
         round: RandomnessRound,
         shares: Vec<BlsSignature>,
     },
+    /// The author has ended its epoch: once such messages of 2f+1 stake
+    /// are committed, the commit that brought them is the epoch's last
+    /// ([`EndOfPublishTally`](crate::epoch::EndOfPublishTally)).
+    EndOfPublish,
 }
 
 /// A summary with signatures of 2f+1 stake over it.
