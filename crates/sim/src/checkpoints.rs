@@ -12,7 +12,7 @@ use crate::rng::SeededStream;
 use crate::CommitteeKeys;
 use dagstream_types::{
     AuthorityIndex, CheckpointBuilder, CheckpointSummary, CommitIndex, CommittedSubDag, Committee,
-    Epoch, OpenCheckpoint, RandomnessOutput, Round, StakeAggregator, SystemMessage,
+    Epoch, NextEpoch, OpenCheckpoint, RandomnessOutput, Round, StakeAggregator, SystemMessage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +53,30 @@ impl Checkpoints {
             unsigned: state.unsigned,
             highest_certified: state.highest_certified,
         }
+    }
+
+    /// The checkpoints of `epoch`, whose first follows `last`, the final
+    /// checkpoint of the epoch before.
+    pub fn after(epoch: Epoch, last: &CheckpointSummary, highest_certified: Option<u64>) -> Self {
+        Checkpoints {
+            builder: CheckpointBuilder::after(epoch, last),
+            unsigned: Vec::new(),
+            highest_certified,
+        }
+    }
+
+    /// Ends the epoch at its last commit, decided at `round`: the open
+    /// checkpoint closes at once and the final checkpoint, handing over
+    /// `next`, follows. Returns them, in order; each is signed like any
+    /// other.
+    pub fn end_epoch(&mut self, round: Round, next: &NextEpoch) -> Vec<CheckpointSummary> {
+        let mut closed = self.builder.end_epoch();
+        let last = *closed
+            .last()
+            .expect("the epoch's last commit is in the open checkpoint");
+        closed.push(CheckpointSummary::end_of_epoch(&last, next.digest()));
+        self.unsigned.extend(closed.iter().map(|s| (round, *s)));
+        closed
     }
 
     pub fn state(&self) -> CheckpointState {

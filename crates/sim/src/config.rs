@@ -1,7 +1,7 @@
 //! Profiles and the simulator's configuration.
 
 use crate::{Result, SimError};
-use dagstream_types::{AuthorityIndex, BlockLimits, Committee, Stake};
+use dagstream_types::{AuthorityIndex, BlockLimits, Committee, Round, Stake};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -114,6 +114,16 @@ pub struct SimConfig {
     /// Largest timestamp jitter added to the round's scheduled time. 10 ms is
     /// the spread of clocks and scheduling on one datacenter network.
     pub max_timestamp_jitter_ms: u64,
+    /// Rounds after which the committee ends each epoch and hands the
+    /// chain to the next ([`epochs`](crate::epochs)); 0: never. Left out
+    /// of the config's JSON when 0, so that a chain without epochs keeps
+    /// the identity it had before epochs existed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub epoch_rounds: Round,
+}
+
+fn is_zero(value: &Round) -> bool {
+    *value == 0
 }
 
 impl Default for SimConfig {
@@ -127,6 +137,7 @@ impl Default for SimConfig {
             forged_partials: vec![],
             extra_parent_percent: 80,
             max_timestamp_jitter_ms: 10,
+            epoch_rounds: 0,
         }
     }
 }

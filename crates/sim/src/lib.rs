@@ -14,6 +14,8 @@
 //!   them to [`DagConsensus`](dagstream_dag::DagConsensus).
 //! - [`checkpoints`]: the checkpoints the commits close, each signed by
 //!   every live authority in one of its next blocks.
+//! - [`epochs`]: with [`SimConfig::epoch_rounds`], each epoch's end and
+//!   the next committee it hands the chain to.
 //! - `persist`: [`Simulator::batch_for`] makes each round one atomic store
 //!   batch (or [`Simulator::round_end_batch`] closes a round whose blocks
 //!   were written one by one); [`Simulator::recover`] continues a chain from
@@ -59,6 +61,7 @@
 
 pub mod checkpoints;
 pub mod config;
+pub mod epochs;
 mod error;
 pub mod genesis;
 mod persist;

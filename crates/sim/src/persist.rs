@@ -10,14 +10,18 @@
 //! those already stored.
 
 use crate::checkpoints::CheckpointState;
+use crate::epochs::EpochState;
 use crate::randomness::RandomnessState;
 use crate::{CommitteeKeys, Result, RoundOutput, SimConfig, SimError, Simulator};
 use dagstream_dag::{DagConfig, DagConsensus};
 use dagstream_store::recovery::load_consensus_state;
-use dagstream_store::{randomness_key, Store, WriteBatch, HIGHEST_CERTIFIED_CHECKPOINT_KEY};
+use dagstream_store::{
+    epoch_change_key, randomness_key, Store, WriteBatch, HIGHEST_CERTIFIED_CHECKPOINT_KEY,
+};
 use dagstream_types::randomness::encode_outputs;
 use dagstream_types::{
-    BlockLimits, BlockRef, CommitIndex, CommitRef, Committee, Digest, Round, VerifiedBlock,
+    BlockLimits, BlockRef, CommitIndex, CommitRef, Committee, Digest, EpochChange, Round,
+    VerifiedBlock,
 };
 use std::sync::Arc;
 
@@ -32,6 +36,9 @@ const CHECKPOINTS_KEY: &str = "sim/checkpoints";
 /// Meta key of the randomness state after the last round written (BCS of
 /// [`RandomnessState`]), for a chain with randomness.
 const RANDOMNESS_KEY: &str = "sim/randomness";
+/// Meta key of the epoch's state after the last round written (BCS of
+/// [`EpochState`]), for a chain whose epochs end.
+const EPOCH_KEY: &str = "sim/epoch";
 
 /// BLAKE3 of the committee digest and the config: two simulators with the
 /// same identity produce the same chain.
@@ -91,6 +98,14 @@ impl Simulator {
                 bcs::to_bytes(state).expect("the randomness state always has a BCS encoding");
             batch.put_meta(RANDOMNESS_KEY, state);
         }
+        if self.config().epoch_rounds > 0 {
+            let state =
+                bcs::to_bytes(&output.epoch_state).expect("the epoch state has a BCS encoding");
+            batch.put_meta(EPOCH_KEY, state);
+        }
+        if let Some(change) = &output.epoch_change {
+            batch.put_meta(epoch_change_key(change.epoch()), change.encode());
+        }
         if output.round == 1 {
             let identity = chain_identity(self.committee(), self.config());
             batch.put_meta(IDENTITY_KEY, identity.as_bytes().to_vec());
@@ -126,6 +141,16 @@ impl Simulator {
             .map_err(|_| corrupt(format!("progress marker of {} bytes", progress.len())))?;
         let last_round = Round::from_le_bytes(progress[..8].try_into().expect("8 bytes"));
         let votes_from = CommitIndex::from_le_bytes(progress[8..].try_into().expect("8 bytes"));
+        // The committee of the last round written: the genesis one, handed
+        // over by each stored hand-off in turn.
+        let mut simulator = Simulator::new(committee, keys, config, limits)?;
+        let mut last_final = None;
+        while let Some(bytes) = store.read_meta(&epoch_change_key(simulator.committee().epoch()))? {
+            let change = EpochChange::decode(&bytes)?;
+            simulator.follow(&change)?;
+            last_final = Some(change.certificate.summary);
+        }
+        let committee = simulator.committee().clone();
 
         let state = load_consensus_state(store, committee.gc_depth_rounds(), last_round)?;
         let last_index = state.last_commit.as_ref().map_or(0, |c| c.index());
@@ -140,7 +165,7 @@ impl Simulator {
 
         let recent = [last_round, last_round.saturating_sub(1)].map(|round| {
             let mut by_author = vec![None; committee.size()];
-            let source: Box<dyn Iterator<Item = BlockRef>> = if round == 0 {
+            let source: Box<dyn Iterator<Item = BlockRef>> = if round == committee.genesis_round() {
                 Box::new(
                     VerifiedBlock::genesis(&committee)
                         .into_iter()
@@ -151,7 +176,7 @@ impl Simulator {
                     state
                         .blocks
                         .iter()
-                        .filter(|b| b.round() == round)
+                        .filter(|b| b.round() == round && b.epoch() == committee.epoch())
                         .map(|b| b.reference()),
                 )
             };
@@ -175,8 +200,15 @@ impl Simulator {
         if committee.randomness().is_some() && randomness.is_none() {
             return Err(corrupt("the randomness state is missing".into()));
         }
+        let epoch = store
+            .read_meta(EPOCH_KEY)?
+            .map(|state| {
+                bcs::from_bytes::<EpochState>(&state)
+                    .map_err(|err| corrupt(format!("the epoch state: {err}")))
+            })
+            .transpose()?
+            .unwrap_or_default();
         let consensus = DagConsensus::recover(committee.clone(), DagConfig::default(), state)?;
-        let mut simulator = Simulator::new(committee, keys, config, limits)?;
         simulator.resume_at(
             last_round + 1,
             consensus,
@@ -184,6 +216,8 @@ impl Simulator {
             votes,
             checkpoints,
             randomness,
+            epoch,
+            last_final.as_ref(),
         );
         Ok(simulator)
     }

@@ -1,14 +1,15 @@
 //! The simulated committee: one round of signed blocks at a time.
 
 use crate::checkpoints::{CheckpointState, Checkpoints};
+use crate::epochs::{self, Ending, EpochState};
 use crate::randomness::{Randomness, RandomnessState};
 use crate::rng::SeededStream;
 use crate::{CommitteeKeys, Result, SimConfig, SimError};
 use dagstream_dag::{DagConfig, DagConsensus, Decision};
 use dagstream_types::{
-    AuthorityIndex, Block, BlockLimits, BlockRef, CheckpointSummary, CommitIndex, CommitRef,
-    CommittedSubDag, Committee, RandomnessOutput, Round, Stake, SystemMessage, Transaction,
-    VerifiedBlock,
+    AuthorityIndex, Block, BlockLimits, BlockRef, CertifiedCheckpoint, CheckpointSummary,
+    CommitIndex, CommitRef, CommittedSubDag, Committee, EpochChange, RandomnessOutput, Round,
+    Stake, SystemMessage, Transaction, TrustedCommit, VerifiedBlock,
 };
 use std::sync::Arc;
 
@@ -32,6 +33,11 @@ pub struct RoundOutput {
     /// The randomness state after this round, persisted with it; `None`
     /// for a chain without randomness.
     pub randomness_state: Option<RandomnessState>,
+    /// The epoch's state after this round, persisted with it.
+    pub epoch_state: EpochState,
+    /// The certified hand-off to the next committee, on the epoch's last
+    /// round; the next round is the next committee's first.
+    pub epoch_change: Option<EpochChange>,
 }
 
 /// A deterministic committee of authorities that all share one view.
@@ -57,6 +63,13 @@ pub struct Simulator {
     votes: Vec<CommitRef>,
     checkpoints: Checkpoints,
     randomness: Option<Randomness>,
+    epoch: EpochState,
+    /// The epoch's last commit, once decided: the consensus core makes no
+    /// commit of this epoch after it, and the next epoch's first commit
+    /// chains to it.
+    last_commit: Option<TrustedCommit>,
+    /// The next committee's keys, once its hand-off is under way.
+    next_keys: Option<CommitteeKeys>,
 }
 
 impl Simulator {
@@ -88,7 +101,46 @@ impl Simulator {
             config,
             next_round: 1,
             votes: vec![],
+            epoch: EpochState::default(),
+            last_commit: None,
+            next_keys: None,
         })
+    }
+
+    /// The committee after a hand-off, with its keys, at its genesis round:
+    /// its first commit follows `last_commit`, and its first checkpoint
+    /// `last_checkpoint`, the ending epoch's final one.
+    pub(crate) fn start_epoch(
+        &mut self,
+        committee: Arc<Committee>,
+        keys: CommitteeKeys,
+        last_commit: Option<TrustedCommit>,
+        last_checkpoint: &CheckpointSummary,
+        highest_certified: Option<u64>,
+    ) -> Result<()> {
+        keys.check(&committee)?;
+        let randomness = Randomness::new(&committee, &keys);
+        if randomness.as_ref().is_some_and(|r| !r.matches(&committee)) {
+            return Err(SimError::RandomnessMismatch);
+        }
+        let genesis: Vec<Option<BlockRef>> = VerifiedBlock::genesis(&committee)
+            .iter()
+            .map(|b| Some(b.reference()))
+            .collect();
+        self.consensus =
+            DagConsensus::new_epoch(committee.clone(), DagConfig::default(), last_commit);
+        self.checkpoints =
+            Checkpoints::after(committee.epoch(), last_checkpoint, highest_certified);
+        self.randomness = randomness;
+        self.recent = [genesis, vec![None; committee.size()]];
+        self.next_round = committee.genesis_round() + 1;
+        self.votes = vec![];
+        self.epoch = EpochState::default();
+        self.last_commit = None;
+        self.next_keys = None;
+        self.committee = committee;
+        self.keys = keys;
+        Ok(())
     }
 
     pub fn committee(&self) -> &Arc<Committee> {
@@ -101,7 +153,10 @@ impl Simulator {
 
     /// Index of the last commit produced; 0 before the first.
     pub fn last_commit_index(&self) -> CommitIndex {
-        self.consensus.last_commit().map_or(0, |c| c.index())
+        self.last_commit
+            .as_ref()
+            .or(self.consensus.last_commit())
+            .map_or(0, |c| c.index())
     }
 
     /// Continues from recovered state; see [`Simulator::recover`].
@@ -113,15 +168,71 @@ impl Simulator {
         votes: Vec<CommitRef>,
         checkpoints: CheckpointState,
         randomness: Option<RandomnessState>,
+        epoch: EpochState,
+        last_final: Option<&CheckpointSummary>,
     ) {
         self.next_round = next_round;
         self.consensus = consensus;
         self.recent = recent;
         self.votes = votes;
-        self.checkpoints = Checkpoints::resume(self.committee.epoch(), checkpoints);
+        self.checkpoints = match last_final {
+            // An epoch that has no commit yet: its first checkpoint follows
+            // the final one of the epoch before.
+            Some(last)
+                if checkpoints.open.is_none()
+                    && epoch.ending.is_none()
+                    && last.epoch + 1 == self.committee.epoch() =>
+            {
+                Checkpoints::after(self.committee.epoch(), last, checkpoints.highest_certified)
+            }
+            _ => Checkpoints::resume(self.committee.epoch(), checkpoints),
+        };
         if let (Some(randomness), Some(state)) = (self.randomness.as_mut(), randomness) {
             randomness.resume(&self.committee, state);
         }
+        if let Some(ending) = &epoch.ending {
+            self.last_commit = self.consensus.last_commit().cloned();
+            self.next_keys = Some(self.derive_next(ending.next.genesis_round).1);
+        }
+        self.epoch = epoch;
+    }
+
+    /// Takes the committee that `change` hands over to, with its keys
+    /// derived again, as recovery folds the stored hand-offs forward. The
+    /// hand-off must be certified by this committee and name the committee
+    /// this simulator derives.
+    pub(crate) fn follow(&mut self, change: &EpochChange) -> Result<()> {
+        change.certificate.verify(&self.committee)?;
+        let (next, keys) = self.derive_next(change.next.genesis_round);
+        if next != change.next {
+            return Err(SimError::CorruptState {
+                reason: format!(
+                    "the stored hand-off of epoch {} names another committee than this chain's",
+                    change.epoch()
+                ),
+            });
+        }
+        let committee = Arc::new(next.committee()?);
+        self.start_epoch(committee, keys, None, &change.certificate.summary, None)
+    }
+
+    /// The next committee and its keys, for an epoch that ends after
+    /// `last_round`.
+    fn derive_next(&self, last_round: Round) -> (dagstream_types::NextEpoch, CommitteeKeys) {
+        let laggards: Vec<AuthorityIndex> = self
+            .config
+            .crashed
+            .iter()
+            .chain(&self.config.slow)
+            .copied()
+            .collect();
+        epochs::next_epoch(
+            &self.committee,
+            &self.keys,
+            self.config.seed,
+            &laggards,
+            last_round,
+        )
     }
 
     pub fn next_round(&self) -> Round {
@@ -168,8 +279,16 @@ impl Simulator {
             on_block(&block);
             blocks.push(block);
         }
-        let output = self.consensus.add_blocks(blocks.iter().cloned())?;
-        debug_assert_eq!(output.accepted.len(), blocks.len());
+        // After the epoch's last commit its consensus is over: the blocks
+        // only carry the signatures of its last checkpoints.
+        let (decisions, mut commits) = if self.epoch.ending.is_none() {
+            let output = self.consensus.add_blocks(blocks.iter().cloned())?;
+            debug_assert_eq!(output.accepted.len(), blocks.len());
+            (output.decisions, output.commits)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let ends = self.config.epoch_rounds > 0 && self.cut_at_last_commit(&mut commits);
 
         let mut this_round = vec![None; self.committee.size()];
         for block in &blocks {
@@ -177,31 +296,103 @@ impl Simulator {
         }
         let previous = std::mem::replace(&mut self.recent[0], this_round);
         self.recent[1] = previous;
-        self.votes = output.commits.iter().map(|c| c.reference()).collect();
+        self.votes = commits.iter().map(|c| c.reference()).collect();
         self.next_round += 1;
         let randomness = self
             .randomness
             .as_mut()
-            .map(|r| r.on_round(round, &output.commits, &self.committee))
+            .map(|r| r.on_round(round, &commits, &self.committee))
             .unwrap_or_default();
-        let checkpoints = self.checkpoints.on_round(
+        let mut checkpoints = self.checkpoints.on_round(
             round,
-            &output.commits,
+            &commits,
             &randomness,
             &self.committee,
             self.config.seed,
             &self.config.crashed,
         );
-        Ok(RoundOutput {
+        if ends {
+            self.last_commit = commits.last().map(|c| c.commit.clone());
+            let (next, next_keys) = self.derive_next(epochs::last_round(round));
+            let closed = self.checkpoints.end_epoch(round, &next);
+            let summary = *closed.last().expect("the final checkpoint");
+            checkpoints.extend(closed);
+            self.epoch.ending = Some(Ending {
+                last_commit: self.last_commit_index(),
+                summary,
+                next,
+            });
+            self.next_keys = Some(next_keys);
+        }
+        let mut output = RoundOutput {
             round,
             blocks,
-            decisions: output.decisions,
-            commits: output.commits,
+            decisions,
+            commits,
             checkpoints,
             checkpoint_state: self.checkpoints.state(),
             randomness,
             randomness_state: self.randomness.as_ref().map(|r| r.state()),
-        })
+            epoch_state: self.epoch.clone(),
+            epoch_change: None,
+        };
+        if self
+            .epoch
+            .ending
+            .as_ref()
+            .is_some_and(|e| e.next.genesis_round == round)
+        {
+            output.epoch_change = Some(self.switch_epoch()?);
+            output.checkpoint_state = self.checkpoints.state();
+            output.randomness_state = self.randomness.as_ref().map(|r| r.state());
+            output.epoch_state = self.epoch.clone();
+        }
+        Ok(output)
+    }
+
+    /// Drops the commits after the epoch's last, if `commits` hold it:
+    /// whether they do.
+    fn cut_at_last_commit(&mut self, commits: &mut Vec<CommittedSubDag>) -> bool {
+        let last = commits
+            .iter()
+            .position(|c| self.epoch.tally.on_commit(&c.blocks, &self.committee));
+        if let Some(last) = last {
+            commits.truncate(last + 1);
+        }
+        last.is_some()
+    }
+
+    /// Certifies the ending epoch's final checkpoint with the signatures
+    /// every live authority carried, and starts the next epoch.
+    fn switch_epoch(&mut self) -> Result<EpochChange> {
+        let ending = self.epoch.ending.clone().expect("an epoch that ends");
+        let keys = self.keys.keys();
+        let signatures = self
+            .committee
+            .indexes()
+            .filter(|a| !self.config.crashed.contains(a))
+            .map(|a| (a, ending.summary.sign(&keys[a as usize])))
+            .collect();
+        let change = EpochChange {
+            certificate: CertifiedCheckpoint {
+                summary: ending.summary,
+                signatures,
+            },
+            next: ending.next,
+        };
+        change.certificate.verify(&self.committee)?;
+        let committee = Arc::new(change.next.committee()?);
+        let next_keys = self.next_keys.take().expect("derived with the ending");
+        let last_commit = self.last_commit.take();
+        let highest_certified = self.checkpoints.state().highest_certified;
+        self.start_epoch(
+            committee,
+            next_keys,
+            last_commit,
+            &change.certificate.summary,
+            highest_certified,
+        )?;
+        Ok(change)
     }
 
     fn make_block(&self, round: Round, author: AuthorityIndex) -> VerifiedBlock {
@@ -229,10 +420,11 @@ impl Simulator {
             stake += committee.stake(parent);
             ancestors.extend(previous[parent as usize]);
         }
-        // Slow authorities' blocks reach everyone a round late. Before round
-        // 2 there is nothing older than genesis, which is never late.
+        // Slow authorities' blocks reach everyone a round late. Before the
+        // epoch's second round there is nothing older than genesis, which
+        // is never late.
         for &parent in slow.iter().filter(|&&p| p != author) {
-            let late = if round >= 2 {
+            let late = if round >= committee.genesis_round() + 2 {
                 self.recent[1][parent as usize]
             } else {
                 previous[parent as usize]
@@ -260,13 +452,18 @@ impl Simulator {
         )
     }
 
-    /// Checkpoint signatures, then randomness partials.
+    /// Checkpoint signatures, then randomness partials, then the end of
+    /// the epoch once it has lasted its rounds.
     fn system_messages(&self, round: Round, author: AuthorityIndex) -> Vec<SystemMessage> {
         let seed = self.config.seed;
         let mut messages = self.checkpoints.messages(seed, round, author, &self.keys);
         if let Some(randomness) = &self.randomness {
             let forged = self.config.forged_partials.contains(&author);
             messages.extend(randomness.messages(seed, round, author, forged, &self.committee));
+        }
+        let epoch_rounds = self.config.epoch_rounds;
+        if epoch_rounds > 0 && round >= self.committee.genesis_round() + epoch_rounds {
+            messages.push(SystemMessage::EndOfPublish);
         }
         messages
     }

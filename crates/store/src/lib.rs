@@ -75,13 +75,25 @@ pub const HIGHEST_CERTIFIED_CHECKPOINT_KEY: &str = "checkpoints/highest_certifie
 pub fn randomness_key(index: CommitIndex) -> String {
     format!("randomness/{index:020}")
 }
+/// Meta key of the certified hand-off from epoch `epoch` to the next (BCS
+/// of a `dagstream_types::EpochChange`), written with the round (a
+/// validator) or the commits (an observer) that end the epoch, before
+/// anything of the next epoch. Publishers read it to hand subscribers over.
+pub fn epoch_change_key(epoch: Epoch) -> String {
+    format!("{EPOCH_CHANGE_PREFIX}{epoch:020}")
+}
+
+/// The prefix of every [`epoch_change_key`]: a scan of it lists the
+/// hand-offs in epoch order.
+pub const EPOCH_CHANGE_PREFIX: &str = "epochs/";
+
 pub use error::{Result, StoreError};
 pub use mem::MemStore;
 pub use redb_store::{RedbOptions, RedbStore};
 pub use segment_store::{SegmentOptions, SegmentStore};
 
 use bytes::Bytes;
-use dagstream_types::{BlockRef, CommitIndex, Round, TrustedCommit};
+use dagstream_types::{BlockRef, CommitIndex, Epoch, Round, TrustedCommit};
 
 /// Storage for blocks, commits and metadata.
 ///
