@@ -434,6 +434,7 @@ impl Subscriber {
             command: Some(block_stream_request::Command::Start(StartBlockStream {
                 highest_round_per_authority: vec![from_round; authorities],
                 preferred_batch_size: 0,
+                epoch: None,
             })),
         };
         commands.send(start).await.map_err(|e| fail(&e))?;

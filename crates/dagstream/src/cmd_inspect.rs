@@ -8,14 +8,16 @@ use dagstream_observer::checkpoint::{
     load_certification, load_open, load_summary, CheckpointLookup,
 };
 use dagstream_observer::delivery::load_randomness;
-use dagstream_store::Store;
+use dagstream_publisher::epochs::Epochs;
+use dagstream_store::{epoch_change_key, Store};
 use dagstream_types::checkpoint::{extend_contents, extend_randomness};
 use dagstream_types::{
-    BlockLimits, CheckpointKind, CommitIndex, Committee, Digest, Genesis, TrustedCommit,
-    VerifiedBlock,
+    BlockLimits, CheckpointKind, CommitIndex, Committee, Digest, EpochChange, Genesis,
+    TrustedCommit, VerifiedBlock,
 };
 use serde_json::json;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Commits read per scan: bounds memory whatever the chain's length.
 const CHUNK: usize = 1_000;
@@ -204,6 +206,20 @@ fn show_checkpoint(
     }
     let summary = load_summary(store, sequence)?
         .with_context(|| format!("checkpoint {sequence} is not closed in this store"))?;
+    // The committee of the checkpoint's epoch, handed over from the
+    // genesis one by the stored hand-offs.
+    let epochs = committee
+        .map(|genesis| Epochs::load(store, Arc::new(genesis.clone())))
+        .transpose()?;
+    let committee = match &epochs {
+        Some(epochs) => Some(
+            epochs
+                .committee(summary.epoch)
+                .with_context(|| format!("no hand-off to epoch {} is stored", summary.epoch))?
+                .as_ref(),
+        ),
+        None => None,
+    };
     let mut commits = Vec::new();
     let mut rounds = Vec::new();
     let mut contents = Digest::ZERO;
@@ -215,6 +231,17 @@ fn show_checkpoint(
             CheckpointKind::Regular => {
                 contents = extend_contents(&contents, &commit.digest());
                 commits.push(json!({"index": index, "digest": commit.digest().to_string()}));
+            }
+            CheckpointKind::EndOfEpoch => {
+                let change = store
+                    .read_meta(&epoch_change_key(summary.epoch))?
+                    .with_context(|| {
+                        format!(
+                            "checkpoint {sequence} ends epoch {}, whose hand-off is not stored",
+                            summary.epoch
+                        )
+                    })?;
+                contents = EpochChange::decode(&change)?.next.digest();
             }
             CheckpointKind::Randomness => {
                 for output in load_randomness(store, index)? {
@@ -261,6 +288,7 @@ fn show_checkpoint(
         "kind": match summary.kind {
             CheckpointKind::Regular => "regular",
             CheckpointKind::Randomness => "randomness",
+            CheckpointKind::EndOfEpoch => "end_of_epoch",
         },
         "epoch": summary.epoch,
         "digest": summary.digest().to_string(),

@@ -24,6 +24,7 @@ pub struct ValidatorArgs {
     pub seed: Option<u64>,
     pub tps: Option<u64>,
     pub tx_size: Option<usize>,
+    pub epoch_rounds: Option<u64>,
     pub history_rounds: u64,
     pub metrics_listen: Option<SocketAddr>,
     pub config: Option<PathBuf>,
@@ -97,6 +98,9 @@ fn resolve_sim_config(args: &ValidatorArgs) -> Result<SimConfig> {
     }
     if let Some(size) = args.tx_size {
         config.tx_size_bytes = size;
+    }
+    if let Some(rounds) = args.epoch_rounds {
+        config.epoch_rounds = rounds;
     }
     if !path.exists() {
         std::fs::write(&path, serde_json::to_string_pretty(&config)? + "\n")?;

@@ -127,6 +127,11 @@ enum Command {
         /// Transaction size in bytes (default: the profile's).
         #[arg(long)]
         tx_size: Option<usize>,
+        /// The committee ends each epoch after this many rounds and hands
+        /// the chain to the next one (`epoch_rounds` in sim.json); 0, the
+        /// default, never.
+        #[arg(long)]
+        epoch_rounds: Option<u64>,
         /// A new chain starts this many rounds in the past: history for
         /// observers to catch up on.
         #[arg(long, default_value_t = 0)]
@@ -282,6 +287,7 @@ fn run(command: Command) -> Result<()> {
             seed,
             tps,
             tx_size,
+            epoch_rounds,
             history_rounds,
             metrics_listen,
             config,
@@ -294,6 +300,7 @@ fn run(command: Command) -> Result<()> {
             seed,
             tps,
             tx_size,
+            epoch_rounds,
             history_rounds,
             metrics_listen,
             config,

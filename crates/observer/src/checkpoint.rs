@@ -178,9 +178,10 @@ impl CheckpointLookup {
             return Ok(open.sequence);
         }
         // In order, the next checkpoint is the one after the last found, or
-        // after its randomness checkpoint.
+        // after its randomness checkpoint, or after those and the epoch's
+        // final checkpoint.
         if let Some(next) = self.last.filter(|c| c.last_commit + 1 == index) {
-            for sequence in [next.sequence + 1, next.sequence + 2] {
+            for sequence in next.sequence + 1..=next.sequence + 3 {
                 if let Some(found) = load_summary(store, sequence)? {
                     if contains(&found, index) {
                         self.last = Some(found);
@@ -202,18 +203,28 @@ impl CheckpointLookup {
             } else if index > checkpoint.last_commit {
                 low = middle + 1;
             } else {
-                // A randomness checkpoint has its regular one's commits,
-                // and follows it.
-                let regular = match checkpoint.kind {
-                    CheckpointKind::Regular => checkpoint,
-                    CheckpointKind::Randomness => load_summary(store, middle - 1)?
-                        .filter(|c| c.kind == CheckpointKind::Regular)
+                // A randomness checkpoint has its regular one's commits and
+                // follows it; an epoch's final checkpoint has its last
+                // commit and follows its regular (and randomness) one.
+                let mut regular = checkpoint;
+                for back in 1..=2 {
+                    if regular.kind == CheckpointKind::Regular {
+                        break;
+                    }
+                    regular = middle
+                        .checked_sub(back)
+                        .map(|sequence| load_summary(store, sequence))
+                        .transpose()?
+                        .flatten()
                         .ok_or_else(|| {
-                            corrupt(format!(
-                                "randomness checkpoint {middle} follows no regular one"
-                            ))
-                        })?,
-                };
+                            corrupt(format!("checkpoint {middle} follows no regular one"))
+                        })?;
+                }
+                if regular.kind != CheckpointKind::Regular || !contains(&regular, index) {
+                    return Err(corrupt(format!(
+                        "checkpoint {middle} follows no regular one with commit {index}"
+                    )));
+                }
                 self.last = Some(regular);
                 return Ok(regular.sequence);
             }

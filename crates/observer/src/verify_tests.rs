@@ -88,6 +88,7 @@ impl Chain {
                 .iter()
                 .map(|b| b.serialized().clone())
                 .collect(),
+            epoch_changes: vec![],
         }
     }
 

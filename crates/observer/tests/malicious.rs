@@ -70,11 +70,13 @@ impl BlockStreamService for Fake {
             blocks: vec![block],
             highest_commit_index: CLAIMED_HIGHEST,
             highest_certified_checkpoint: None,
+            epoch_changes: vec![],
         });
         Ok(Response::new(feed(first, || BlockStreamResponse {
             blocks: vec![],
             highest_commit_index: CLAIMED_HIGHEST,
             highest_certified_checkpoint: None,
+            epoch_changes: vec![],
         })))
     }
 }
@@ -106,6 +108,7 @@ impl CommitStreamService for Fake {
             highest_commit_index: CLAIMED_HIGHEST,
             highest_certified_checkpoint: None,
             certifier_blocks: vec![],
+            epoch_changes: vec![],
         });
         Ok(Response::new(Box::pin(futures::stream::select(
             ReceiverStream::new(rx),

@@ -7,10 +7,18 @@
 //! once. An author's blocks are accepted in round order (each references the
 //! previous), so that filter never drops a block that was not sent. If the
 //! feed lags, the stream reads the source again instead of skipping.
+//!
+//! The per-author rounds are indexed by the committee of the stream's
+//! epoch: the one the Start names, or the publisher's current one. A
+//! response holds blocks of one epoch; before the first block of a later
+//! epoch the stream ends the response, and the next one carries the
+//! hand-offs that lead there, then that epoch's blocks. Blocks of an epoch
+//! the subscriber has left are never sent.
 
 use crate::batching::{batch_size, ByteBudget};
 use crate::context::Context;
 use crate::end_reason::EndReason;
+use crate::epochs::Epochs;
 use crate::error::Result;
 use crate::metrics::{self, PublisherMetrics};
 use crate::session::{Batch, Command, Heads, StreamKind};
@@ -19,7 +27,7 @@ use bytes::Bytes;
 use dagstream_proto::v1::{
     block_stream_request, BlockStreamRequest, BlockStreamResponse, StartBlockStream,
 };
-use dagstream_types::{BlockRef, Round};
+use dagstream_types::{BlockRef, Epoch, Round};
 use prometheus::IntCounterVec;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,8 +40,13 @@ const SCAN_CHUNK: usize = 512;
 
 /// Where a started stream is.
 pub(crate) struct Cursor {
+    /// The epoch of the blocks sent (or held by the subscriber), whose
+    /// committee indexes `sent`.
+    epoch: Epoch,
     /// Highest round sent (or already held by the subscriber) per author.
     sent: Vec<Round>,
+    /// Hand-offs that go with the next batch, before its blocks.
+    hand_offs: Vec<Bytes>,
     /// While reading the backlog: the next ref to read from the source.
     backlog: Option<BlockRef>,
     feed: broadcast::Receiver<Accepted>,
@@ -42,12 +55,20 @@ pub(crate) struct Cursor {
 
 impl Cursor {
     fn start(shared: &Context, start: StartBlockStream) -> Result<Cursor, Status> {
-        let size = shared.source.committee().size();
+        let epochs = shared.source.epochs();
+        let current = epochs.current().epoch();
+        let epoch = start.epoch.unwrap_or(current);
+        let Some(committee) = epochs.committee(epoch) else {
+            return Err(Status::invalid_argument(format!(
+                "epoch {epoch} is not one this publisher has (its current epoch is {current})"
+            )));
+        };
+        let size = committee.size();
         let got = start.highest_round_per_authority.len();
         if got != size {
             return Err(Status::invalid_argument(format!(
-                "highest_round_per_authority has {got} entries, but the committee has {size} \
-                 authorities"
+                "highest_round_per_authority has {got} entries, but the committee of epoch \
+                 {epoch} has {size} authorities"
             )));
         }
         // Subscribe before reading the store: nothing accepted from now on
@@ -60,10 +81,12 @@ impl Cursor {
         let sent: Vec<Round> = start
             .highest_round_per_authority
             .iter()
-            .map(|&round| round.max(floor))
+            .map(|&round| round.max(floor).max(committee.genesis_round()))
             .collect();
         let mut cursor = Cursor {
+            epoch,
             sent,
+            hand_offs: Vec::new(),
             backlog: None,
             feed,
             preferred: start.preferred_batch_size,
@@ -77,6 +100,42 @@ impl Cursor {
         let lowest = self.sent.iter().copied().min().unwrap_or(0).max(floor);
         // A subscriber that has every round up to u64::MAX lacks nothing.
         self.backlog = lowest.checked_add(1).map(BlockRef::round_start);
+    }
+
+    /// Whether the subscriber needs `reference`, a block of `epoch`, in the
+    /// batch being built (empty: `first`). A block of a later epoch moves
+    /// the stream there, with the hand-offs that lead there, but only as a
+    /// batch's first block.
+    fn admits(
+        &mut self,
+        epochs: &Epochs,
+        epoch: Epoch,
+        reference: &BlockRef,
+        first: bool,
+    ) -> Result<Admission> {
+        if epoch < self.epoch {
+            return Ok(Admission::Held);
+        }
+        if epoch > self.epoch {
+            if !first {
+                return Ok(Admission::NextBatch);
+            }
+            let committee = epochs
+                .committee(epoch)
+                .ok_or(crate::error::PublisherError::MissingHandOff { epoch: self.epoch })?;
+            self.hand_offs.extend(epochs.hand_offs(self.epoch, epoch)?);
+            self.sent = vec![committee.genesis_round(); committee.size()];
+            self.epoch = epoch;
+        }
+        let held = self
+            .sent
+            .get(reference.author as usize)
+            .is_none_or(|s| reference.round <= *s);
+        Ok(if held {
+            Admission::Held
+        } else {
+            Admission::Send
+        })
     }
 
     /// Takes `block` if the subscriber does not have it yet.
@@ -118,12 +177,14 @@ impl Cursor {
             let max_items = live_batch_size(pending, self.preferred);
             let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
             let mut batch = Vec::new();
+            let epochs = shared.source.epochs();
             // Feed blocks come in acceptance order: the first is the oldest.
             let live_since = first.at;
             let mut next = Some(first);
             while let Some(accepted) = next.take() {
-                if !self.take(&accepted, &mut budget, &mut batch) {
-                    // Over the byte cap: this block goes first next time.
+                if !self.take(&epochs, &accepted, &mut budget, &mut batch)? {
+                    // Over the byte cap, or of the next epoch: this block
+                    // goes first next time.
                     self.backlog = Some(accepted.block.reference());
                     break;
                 }
@@ -144,32 +205,35 @@ impl Cursor {
                     blocks: batch,
                     pending,
                     live_since: Some(live_since),
+                    hand_offs: std::mem::take(&mut self.hand_offs),
                 });
             }
         }
     }
 
+    /// Adds a feed block to `batch` unless the subscriber has it; false if
+    /// it must wait for the next batch (over the byte cap, or of the next
+    /// epoch).
     fn take(
         &mut self,
+        epochs: &Epochs,
         accepted: &Accepted,
         budget: &mut ByteBudget,
         batch: &mut Vec<Bytes>,
-    ) -> bool {
+    ) -> Result<bool> {
         let block = &accepted.block;
         let reference = block.reference();
-        if self
-            .sent
-            .get(reference.author as usize)
-            .is_some_and(|s| reference.round <= *s)
-        {
-            return true;
+        match self.admits(epochs, block.epoch(), &reference, batch.is_empty())? {
+            Admission::Held => return Ok(true),
+            Admission::NextBatch => return Ok(false),
+            Admission::Send => {}
         }
         if !budget.take(block.serialized().len()) {
-            return false;
+            return Ok(false);
         }
         self.admit(&reference);
         batch.push(block.serialized().clone());
-        true
+        Ok(true)
     }
 
     fn window_floor(&self, shared: &Context) -> Round {
@@ -183,8 +247,9 @@ impl Cursor {
     /// the source has nothing more.
     fn read_backlog(&mut self, shared: &Context, mut from: BlockRef) -> Result<Taken> {
         let highest = shared.source.highest_round();
-        let size = shared.source.committee().size() as u64;
+        let size = self.sent.len() as u64;
         let pending = (highest + 1).saturating_sub(from.round) * size;
+        let epochs = shared.source.epochs();
         let max_items = batch_size(pending, self.preferred);
         let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
         let mut batch = Vec::new();
@@ -192,28 +257,58 @@ impl Cursor {
             let chunk = shared.source.scan_blocks(from, highest, SCAN_CHUNK)?;
             let exhausted = chunk.len() < SCAN_CHUNK;
             for (reference, bytes) in chunk {
-                let have = self
-                    .sent
-                    .get(reference.author as usize)
-                    .is_none_or(|s| reference.round <= *s);
-                if !have {
-                    if batch.len() >= max_items || !budget.take(bytes.len()) {
+                let epoch = epochs.of_round(reference.round);
+                match self.admits(&epochs, epoch, &reference, batch.is_empty())? {
+                    Admission::Held => {}
+                    Admission::NextBatch => {
                         self.backlog = Some(reference);
-                        return Ok(Taken::history(batch, pending));
+                        return Ok(self.history(batch, pending));
                     }
-                    self.admit(&reference);
-                    batch.push(bytes);
+                    Admission::Send => {
+                        if batch.len() >= max_items || !budget.take(bytes.len()) {
+                            self.backlog = Some(reference);
+                            return Ok(self.history(batch, pending));
+                        }
+                        self.admit(&reference);
+                        batch.push(bytes);
+                    }
                 }
                 from = reference.successor();
             }
             if exhausted {
                 self.backlog = None;
-                return Ok(Taken::history(batch, pending));
+                return Ok(self.history(batch, pending));
             }
         }
         self.backlog = Some(from);
-        Ok(Taken::history(batch, pending))
+        Ok(self.history(batch, pending))
     }
+
+    /// A batch read from the source, with the hand-offs owed once it has
+    /// blocks.
+    fn history(&mut self, blocks: Vec<Bytes>, pending: u64) -> Taken {
+        let hand_offs = if blocks.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.hand_offs)
+        };
+        Taken {
+            blocks,
+            pending,
+            live_since: None,
+            hand_offs,
+        }
+    }
+}
+
+/// What a block stream does with a block.
+enum Admission {
+    /// The subscriber has it, or has left its epoch.
+    Held,
+    /// It goes in this batch.
+    Send,
+    /// It is of a later epoch: it starts the next batch.
+    NextBatch,
 }
 
 /// Most blocks in one live batch: the lag rule's largest batch.
@@ -245,16 +340,8 @@ struct Taken {
     pending: u64,
     /// When the oldest block was accepted, for blocks from the live feed.
     live_since: Option<Instant>,
-}
-
-impl Taken {
-    fn history(blocks: Vec<Bytes>, pending: u64) -> Self {
-        Taken {
-            blocks,
-            pending,
-            live_since: None,
-        }
-    }
+    /// The hand-offs the subscriber needs before these blocks.
+    hand_offs: Vec<Bytes>,
 }
 
 /// The block stream, for [`session::run`](crate::session::run).
@@ -286,15 +373,17 @@ impl StreamKind for BlockStream {
             blocks,
             pending,
             live_since,
+            hand_offs,
         } = cursor.next_batch(shared).await?;
         Ok(Batch {
             items: blocks.len(),
-            bytes: blocks.iter().map(|b| b.len()).sum(),
+            bytes: blocks.iter().chain(&hand_offs).map(|b| b.len()).sum(),
             lag: pending,
             live_since,
             // The session sets the heads.
             response: BlockStreamResponse {
                 blocks,
+                epoch_changes: hand_offs,
                 ..BlockStreamResponse::default()
             },
         })
@@ -362,6 +451,7 @@ mod tests {
         let start = || StartBlockStream {
             highest_round_per_authority: vec![0; 4],
             preferred_batch_size: 0,
+            epoch: None,
         };
         let mut cursors = [start(), start()].map(|s| Cursor::start(&shared, s).unwrap());
         for cursor in &mut cursors {

@@ -153,22 +153,29 @@ impl Certifier {
         }
     }
 
-    /// Counts the votes of one accepted block.
+    /// Counts the votes of one accepted block, for commits of its own
+    /// epoch: a committee certifies only its own commits.
     pub fn on_block(&self, block: &VerifiedBlock) {
-        let committee = self.source.committee().clone();
+        let epochs = self.source.epochs();
+        let Some(committee) = epochs.committee(block.epoch()) else {
+            return;
+        };
         let highest = self.source.highest_commit_index();
         let certified_now = self.highest_certified();
         let mut newly_certified = Vec::new();
         {
             let mut pending = self.pending.lock().expect("tally lock poisoned");
             for vote in block.commit_votes() {
-                if vote.index <= certified_now || vote.index > highest + MAX_VOTE_LEAD {
+                if vote.index <= certified_now
+                    || vote.index > highest + MAX_VOTE_LEAD
+                    || epochs.of_commit(vote.index) != block.epoch()
+                {
                     continue;
                 }
                 let tally = pending
                     .entry(*vote)
-                    .or_insert_with(|| Tally::new(&committee));
-                if tally.add(&committee, block.author(), block.reference()) {
+                    .or_insert_with(|| Tally::new(committee));
+                if tally.add(committee, block.author(), block.reference()) {
                     let tally = pending.remove(vote).expect("entry just used");
                     newly_certified.push(Certificate {
                         commit: *vote,
@@ -205,13 +212,17 @@ impl Certifier {
             return Ok(None);
         };
         let target = commit.reference();
-        let committee = self.source.committee().clone();
+        let epochs = self.source.epochs();
+        let epoch = epochs.of_commit(index);
+        let Some(committee) = epochs.committee(epoch) else {
+            return Ok(None);
+        };
         let first_round = commit.leader().round + 1;
         let last_round = self
             .source
             .highest_round()
             .min(commit.leader().round + self.search_rounds);
-        let mut tally = Tally::new(&committee);
+        let mut tally = Tally::new(committee);
         let mut from = BlockRef::round_start(first_round);
         while from.round <= last_round {
             let chunk = self.source.scan_blocks(from, last_round, SEARCH_CHUNK)?;
@@ -220,8 +231,9 @@ impl Certifier {
             let full = chunk.len() == SEARCH_CHUNK;
             for (_, bytes) in chunk {
                 let block = VerifiedBlock::decode_trusted(bytes)?;
-                if block.commit_votes().contains(&target)
-                    && tally.add(&committee, block.author(), block.reference())
+                if block.epoch() == epoch
+                    && block.commit_votes().contains(&target)
+                    && tally.add(committee, block.author(), block.reference())
                 {
                     let certificate = Arc::new(Certificate {
                         commit: target,

@@ -1,5 +1,9 @@
 //! One commit stream: Start/Stop commands in, batches of certified commits
 //! out, each batch with the blocks that certify its last commit.
+//!
+//! A batch holds commits of one epoch, certified by that epoch's
+//! committee: it ends at the epoch's last commit at the latest, and a
+//! batch that starts an epoch carries the hand-off of the epoch before.
 
 use crate::batching::{batch_size, ByteBudget};
 use crate::context::Context;
@@ -119,7 +123,17 @@ fn build(
     let source = &shared.source;
     let lag = source.highest_commit_index().saturating_sub(next - 1);
     let size = batch_size(lag, preferred) as u64;
-    let end = certified.min(next + size - 1);
+    let epochs = source.epochs();
+    let epoch = epochs.of_commit(next);
+    let mut end = certified.min(next + size - 1);
+    if let Some(hand_off) = epochs.hand_off(epoch) {
+        end = end.min(hand_off.last_commit);
+    }
+    // The batch that starts an epoch hands the subscriber over to it.
+    let hand_offs = match epoch.checked_sub(1).and_then(|e| epochs.hand_off(e)) {
+        Some(previous) if previous.last_commit + 1 == next => vec![previous.bytes.clone()],
+        _ => Vec::new(),
+    };
     let mut budget = ByteBudget::new(shared.config.max_batch_bytes);
     let mut commits: Vec<CommittedSubDagData> = Vec::new();
     for index in next..=end {
@@ -140,7 +154,12 @@ fn build(
         if let Some(certificate) = shared.certifier.certificate(last)? {
             let next = last + 1;
             let certifiers = read_blocks(shared, last, &certificate.blocks)?;
-            let bytes = budget.used() + certifiers.iter().map(|b| b.len()).sum::<usize>();
+            let bytes = budget.used()
+                + certifiers
+                    .iter()
+                    .chain(&hand_offs)
+                    .map(|b| b.len())
+                    .sum::<usize>();
             return Ok(Built {
                 batch: Some(Batch {
                     items: commits.len(),
@@ -151,6 +170,7 @@ fn build(
                     response: CommitStreamResponse {
                         commits,
                         certifier_blocks: certifiers,
+                        epoch_changes: hand_offs,
                         ..CommitStreamResponse::default()
                     },
                 }),

@@ -1,7 +1,7 @@
 //! The one error type of this crate.
 
 use dagstream_store::StoreError;
-use dagstream_types::{CommitIndex, TypesError};
+use dagstream_types::{CommitIndex, Epoch, TypesError};
 
 pub type Result<T, E = PublisherError> = std::result::Result<T, E>;
 
@@ -26,6 +26,10 @@ pub enum PublisherError {
     },
     #[error("cannot make certificates: {reason}")]
     Pki { reason: String },
+    #[error("the stored hand-off of epoch {epoch} is corrupt: {reason}")]
+    CorruptEpochs { epoch: Epoch, reason: String },
+    #[error("epoch {epoch} has ended but its hand-off is not in the source")]
+    MissingHandOff { epoch: Epoch },
 }
 
 impl PublisherError {
@@ -40,6 +44,8 @@ impl PublisherError {
             PublisherError::Serve { .. } => "serve",
             PublisherError::Security { .. } => "security",
             PublisherError::Pki { .. } => "pki",
+            PublisherError::CorruptEpochs { .. } => "corrupt_epochs",
+            PublisherError::MissingHandOff { .. } => "missing_hand_off",
         }
     }
 }

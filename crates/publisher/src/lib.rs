@@ -12,7 +12,9 @@
 //! # Layout
 //! - [`source`]: the [`ConsensusSource`] seam, and [`StoreSource`], its
 //!   implementation over a [`Store`](dagstream_store::Store) with a shared
-//!   in-memory cache of the live tail.
+//!   in-memory cache of the live tail; [`epochs`]: the committee of each
+//!   epoch and the hand-off that ended it, which the streams send before
+//!   anything of the next epoch.
 //! - [`certifier`]: [`Certifier`], which commits are certified by a quorum of
 //!   votes, and the blocks that show it.
 //! - `context`: what one publisher's services and stream tasks share (source,
@@ -39,7 +41,7 @@
 //! ```text
 //! server
 //!   ─▶ block_stream, commit_stream
-//!        ─▶ session ─▶ context ─▶ certifier ─▶ source
+//!        ─▶ session ─▶ context ─▶ certifier ─▶ source ─▶ epochs
 //!                              ─▶ metrics ─▶ end_reason
 //!                              ─▶ batching, config ─▶ security ─▶ error
 //!                                           └─▶ offload
@@ -67,6 +69,7 @@ pub mod commit_stream;
 pub mod config;
 mod context;
 mod end_reason;
+pub mod epochs;
 mod error;
 pub mod metrics;
 pub mod offload;

@@ -344,7 +344,7 @@ impl ChainInfoService for Publisher {
         let committee = self.shared.source.committee();
         Ok(Response::new(ChainInfo {
             committee_digest: bytes::Bytes::copy_from_slice(committee.digest().as_bytes()),
-            epoch: committee.epoch(),
+            epoch: self.shared.source.epochs().current().epoch(),
             highest_commit_index: Some(self.shared.source.highest_commit_index()),
             highest_certified_checkpoint: self.shared.source.highest_certified_checkpoint(),
         }))

@@ -6,9 +6,12 @@
 //! `(round, author)` order, commits by index, the highest commit index, and
 //! a live feed of newly accepted blocks.
 
+use crate::epochs::Epochs;
 use crate::error::Result;
 use bytes::Bytes;
-use dagstream_store::{randomness_key, Store, WriteBatch, HIGHEST_CERTIFIED_CHECKPOINT_KEY};
+use dagstream_store::{
+    randomness_key, Store, WriteBatch, EPOCH_CHANGE_PREFIX, HIGHEST_CERTIFIED_CHECKPOINT_KEY,
+};
 use dagstream_types::{BlockRef, CommitIndex, Committee, Round, TrustedCommit, VerifiedBlock};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +28,13 @@ use tokio::sync::broadcast;
 /// have no feed: the streams follow them through the certifier, which
 /// counts the votes in the blocks.
 pub trait ConsensusSource: Send + Sync + 'static {
+    /// The genesis committee: the chain's identity.
     fn committee(&self) -> &Arc<Committee>;
+
+    /// The epochs so far, each committee with the hand-off that ended it.
+    /// A hand-off is in it before any block or commit of the next epoch is
+    /// readable.
+    fn epochs(&self) -> Arc<Epochs>;
 
     /// The exact `SignedBlock` bytes of a block.
     fn block(&self, reference: &BlockRef) -> Result<Option<Bytes>>;
@@ -104,6 +113,7 @@ const WARM_UP_CHUNK: usize = 1_000;
 pub struct StoreSource {
     store: Arc<dyn Store>,
     committee: Arc<Committee>,
+    epochs: RwLock<Arc<Epochs>>,
     feed: broadcast::Sender<Accepted>,
     cache: RwLock<Cache>,
     cache_rounds: Round,
@@ -147,6 +157,7 @@ impl StoreSource {
     ) -> Result<Self> {
         let highest_commit = store.last_commit_index()?;
         let highest_round = store.highest_block_round()?.unwrap_or(0);
+        let epochs = Epochs::load(store.as_ref(), committee.clone())?;
         let certified = certified_after(
             store
                 .read_meta(HIGHEST_CERTIFIED_CHECKPOINT_KEY)?
@@ -176,6 +187,7 @@ impl StoreSource {
         Ok(StoreSource {
             store,
             committee,
+            epochs: RwLock::new(Arc::new(epochs)),
             feed,
             cache: RwLock::new(Cache {
                 blocks,
@@ -217,7 +229,23 @@ impl StoreSource {
             .iter()
             .find(|(key, _)| key == HIGHEST_CERTIFIED_CHECKPOINT_KEY)
             .map(|(_, value)| certified_after(Some(value)));
+        let hand_offs: Vec<Bytes> = batch
+            .meta()
+            .iter()
+            .filter(|(key, _)| key.starts_with(EPOCH_CHANGE_PREFIX))
+            .map(|(_, value)| value.clone())
+            .collect();
         self.store.write(batch)?;
+        // The next epoch's committee is known before any of its blocks is
+        // announced.
+        if !hand_offs.is_empty() {
+            let mut epochs = self.epochs.write().expect("epochs lock poisoned");
+            let mut next = Epochs::clone(&epochs);
+            for bytes in hand_offs {
+                next.push(bytes)?;
+            }
+            *epochs = Arc::new(next);
+        }
         self.publish(&blocks, &commits);
         if let Some(certified) = certified {
             self.certified_after.fetch_max(certified, Ordering::AcqRel);
@@ -273,6 +301,10 @@ impl StoreSource {
 impl ConsensusSource for StoreSource {
     fn committee(&self) -> &Arc<Committee> {
         &self.committee
+    }
+
+    fn epochs(&self) -> Arc<Epochs> {
+        self.epochs.read().expect("epochs lock poisoned").clone()
     }
 
     fn block(&self, reference: &BlockRef) -> Result<Option<Bytes>> {

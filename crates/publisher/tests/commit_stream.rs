@@ -2,76 +2,10 @@
 
 mod common;
 
-use common::{start_validator, test_config, CommitStream, TestValidator};
-use dagstream_proto::v1::CommitStreamResponse;
+use common::{start_validator, test_config, verify_batch, CommitStream, TestValidator};
 use dagstream_publisher::batching::batch_size_for_lag;
 use dagstream_publisher::PublisherConfig;
-use dagstream_types::{
-    BlockLimits, BlockRef, Commit, CommitRef, Committee, Digest, Stake, TrustedCommit,
-    VerifiedBlock,
-};
-use std::collections::HashSet;
-
-/// Checks a batch as an observer would: each commit's digest recomputed from
-/// its blocks and the chain so far, and the certifiers' votes for the last
-/// commit carrying a quorum. Returns the commits' refs.
-fn verify_batch(
-    committee: &Committee,
-    previous: &mut Option<TrustedCommit>,
-    response: &CommitStreamResponse,
-) -> Vec<CommitRef> {
-    let limits = BlockLimits::default();
-    let mut refs = Vec::new();
-    for data in &response.commits {
-        let blocks: Vec<BlockRef> = data
-            .blocks
-            .iter()
-            .map(|b| {
-                VerifiedBlock::verify(b.clone(), committee, &limits)
-                    .unwrap()
-                    .reference()
-            })
-            .collect();
-        let leader = data.leader.as_ref().unwrap();
-        let leader = BlockRef {
-            round: leader.round,
-            author: leader.authority_index,
-            digest: Digest(leader.digest.as_ref().try_into().unwrap()),
-        };
-        assert_eq!(blocks.last(), Some(&leader), "leader last");
-        let commit = TrustedCommit::new(Commit {
-            index: data.commit_index,
-            previous_digest: previous.as_ref().map_or(Digest::ZERO, |c| c.digest()),
-            timestamp_ms: data.timestamp_ms,
-            leader,
-            blocks,
-        });
-        assert_eq!(
-            commit.index(),
-            previous.as_ref().map_or(1, |c| c.index() + 1)
-        );
-        refs.push(commit.reference());
-        *previous = Some(commit);
-    }
-    if let Some(last) = refs.last() {
-        let mut voters = HashSet::new();
-        let mut stake: Stake = 0;
-        for bytes in &response.certifier_blocks {
-            let block = VerifiedBlock::verify(bytes.clone(), committee, &limits).unwrap();
-            assert!(
-                block.commit_votes().contains(last),
-                "certifier does not vote"
-            );
-            if voters.insert(block.author()) {
-                stake += committee.stake(block.author());
-            }
-        }
-        assert!(committee.reached_quorum(stake), "certifiers hold {stake}");
-    } else {
-        assert!(response.certifier_blocks.is_empty());
-    }
-    refs
-}
+use dagstream_types::{CommitRef, TrustedCommit};
 
 /// Reads and verifies responses until commit `until` arrives.
 async fn read_until(

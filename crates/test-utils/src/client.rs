@@ -61,9 +61,22 @@ impl BlockStream {
     }
 
     pub async fn start(&self, highest_round_per_authority: Vec<u64>, preferred_batch_size: u32) {
+        self.start_in(None, highest_round_per_authority, preferred_batch_size)
+            .await;
+    }
+
+    /// A Start whose rounds are of `epoch`'s committee (`None`: the
+    /// publisher's current epoch).
+    pub async fn start_in(
+        &self,
+        epoch: Option<u64>,
+        highest_round_per_authority: Vec<u64>,
+        preferred_batch_size: u32,
+    ) {
         let command = block_stream_request::Command::Start(StartBlockStream {
             highest_round_per_authority,
             preferred_batch_size,
+            epoch,
         });
         self.commands
             .send(BlockStreamRequest {

@@ -18,9 +18,9 @@ use prost::Message;
 /// this bounds the memory joining adds.
 pub const MAX_COALESCED_BYTES: usize = 16 << 20;
 
-/// Appends `next` to `held` if its commits follow `held`'s, and both fit
-/// in `max_bytes`. Otherwise hands `next` back, and `held` goes first as
-/// it is.
+/// Appends `next` to `held` if its commits follow `held`'s in the same
+/// epoch (`next` hands over no epoch), and both fit in `max_bytes`.
+/// Otherwise hands `next` back, and `held` goes first as it is.
 pub fn coalesce(
     held: &mut CommitStreamResponse,
     next: CommitStreamResponse,
@@ -30,7 +30,9 @@ pub fn coalesce(
         (Some(last), Some(first)) => last.commit_index.checked_add(1) == Some(first.commit_index),
         _ => false,
     };
-    if !follows || held.encoded_len() + next.encoded_len() > max_bytes {
+    // A batch that starts an epoch is certified by another committee.
+    let same_epoch = next.epoch_changes.is_empty();
+    if !follows || !same_epoch || held.encoded_len() + next.encoded_len() > max_bytes {
         return Err(next);
     }
     held.commits.extend(next.commits);
@@ -58,6 +60,7 @@ mod tests {
             highest_commit_index: 50,
             certifier_blocks: vec![vec![certifier; 10].into()],
             highest_certified_checkpoint: Some(u64::from(certifier)),
+            epoch_changes: vec![],
         }
     }
 
@@ -78,9 +81,14 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_an_overlap_or_too_many_bytes_hand_the_next_back() {
+    fn a_gap_an_overlap_a_new_epoch_or_too_many_bytes_hand_the_next_back() {
         let held = response(1..4, 1);
+        let next_epoch = CommitStreamResponse {
+            epoch_changes: vec![vec![7; 10].into()],
+            ..response(4..6, 2)
+        };
         for (next, max_bytes) in [
+            (next_epoch, MAX_COALESCED_BYTES),
             (response(5..6, 2), MAX_COALESCED_BYTES),
             (response(3..6, 2), MAX_COALESCED_BYTES),
             (CommitStreamResponse::default(), MAX_COALESCED_BYTES),

@@ -137,6 +137,7 @@ impl Connection {
                 let start = block_stream_request::Command::Start(StartBlockStream {
                     highest_round_per_authority: positions.highest_round_per_authority.clone(),
                     preferred_batch_size: 0,
+                    epoch: None,
                 });
                 self.block_commands.send(blocks(start)).await.is_ok()
             }

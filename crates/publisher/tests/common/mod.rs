@@ -2,10 +2,16 @@
 //! stream clients, from `dagstream-test-utils`.
 #![allow(dead_code)]
 
+use dagstream_proto::v1::CommitStreamResponse;
 use dagstream_publisher::PublisherConfig;
 use dagstream_sim::SimConfig;
 use dagstream_store::{MemStore, Store};
 use dagstream_test_utils::{TestChain, TestCommittee};
+use dagstream_types::{
+    BlockLimits, BlockRef, Commit, CommitRef, Committee, Digest, Stake, TrustedCommit,
+    VerifiedBlock,
+};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 // Each test binary uses a part of what is shared here.
@@ -62,4 +68,65 @@ pub async fn start_validator_on(
     chain.produce(history);
     chain.restart();
     TestValidator::start(chain, config).await
+}
+
+/// Checks a batch as an observer would: each commit's digest recomputed from
+/// its blocks and the chain so far, and the certifiers' votes for the last
+/// commit carrying a quorum. Returns the commits' refs.
+pub fn verify_batch(
+    committee: &Committee,
+    previous: &mut Option<TrustedCommit>,
+    response: &CommitStreamResponse,
+) -> Vec<CommitRef> {
+    let limits = BlockLimits::default();
+    let mut refs = Vec::new();
+    for data in &response.commits {
+        let blocks: Vec<BlockRef> = data
+            .blocks
+            .iter()
+            .map(|b| {
+                VerifiedBlock::verify(b.clone(), committee, &limits)
+                    .unwrap()
+                    .reference()
+            })
+            .collect();
+        let leader = data.leader.as_ref().unwrap();
+        let leader = BlockRef {
+            round: leader.round,
+            author: leader.authority_index,
+            digest: Digest(leader.digest.as_ref().try_into().unwrap()),
+        };
+        assert_eq!(blocks.last(), Some(&leader), "leader last");
+        let commit = TrustedCommit::new(Commit {
+            index: data.commit_index,
+            previous_digest: previous.as_ref().map_or(Digest::ZERO, |c| c.digest()),
+            timestamp_ms: data.timestamp_ms,
+            leader,
+            blocks,
+        });
+        assert_eq!(
+            commit.index(),
+            previous.as_ref().map_or(1, |c| c.index() + 1)
+        );
+        refs.push(commit.reference());
+        *previous = Some(commit);
+    }
+    if let Some(last) = refs.last() {
+        let mut voters = HashSet::new();
+        let mut stake: Stake = 0;
+        for bytes in &response.certifier_blocks {
+            let block = VerifiedBlock::verify(bytes.clone(), committee, &limits).unwrap();
+            assert!(
+                block.commit_votes().contains(last),
+                "certifier does not vote"
+            );
+            if voters.insert(block.author()) {
+                stake += committee.stake(block.author());
+            }
+        }
+        assert!(committee.reached_quorum(stake), "certifiers hold {stake}");
+    } else {
+        assert!(response.certifier_blocks.is_empty());
+    }
+    refs
 }
