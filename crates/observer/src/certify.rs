@@ -126,11 +126,12 @@ pub struct Certified {
     pub certificate: Option<CertifiedCheckpoint>,
     /// Rounds from the closing commit's decision (two rounds after its
     /// leader, when decided directly) to the block that completed the
-    /// quorum.
-    pub rounds: u64,
+    /// quorum; `None` when no block here completed it (an epoch's final
+    /// checkpoint, certified by the hand-off, and those it chains to).
+    pub rounds: Option<u64>,
     /// Milliseconds of block time from the closing commit to the block
-    /// that completed the quorum.
-    pub ms: u64,
+    /// that completed the quorum; `None` as for `rounds`.
+    pub ms: Option<u64>,
 }
 
 /// What became of a signature.
@@ -235,6 +236,11 @@ impl Certifier {
     }
 
     fn collect(&mut self, block: &VerifiedBlock, outcomes: &mut Vec<Outcome>) {
+        // Another epoch's signatures are another committee's: those of an
+        // ended epoch are settled by its hand-off.
+        if block.epoch() != self.committee.epoch() {
+            return;
+        }
         for message in block.system_messages() {
             let SystemMessage::CheckpointSignature {
                 sequence,
@@ -318,6 +324,36 @@ impl Certifier {
             }
         }
         certified
+    }
+
+    /// Hands over to the next epoch's committee once `certificate`, the
+    /// ending epoch's final checkpoint certified by a quorum of it, is
+    /// verified. The checkpoints of the ending epoch still waiting are in
+    /// its summary chain: certified with it, through the chain. What was
+    /// collected for the ending epoch is dropped.
+    pub fn start_epoch(&mut self, committee: Arc<Committee>, certificate: CertifiedCheckpoint) {
+        let summary = certificate.summary;
+        for (_, chained) in std::mem::take(&mut self.uncertified) {
+            if chained.closed.summary.sequence < summary.sequence {
+                self.certified.push(Certified {
+                    summary: chained.closed.summary,
+                    certificate: None,
+                    rounds: None,
+                    ms: None,
+                });
+            }
+        }
+        self.early.clear();
+        self.queue.clear();
+        self.highest_closed = Some(summary.sequence);
+        self.highest_certified = self.highest_certified.max(Some(summary.sequence));
+        self.certified.push(Certified {
+            summary,
+            certificate: Some(certificate),
+            rounds: None,
+            ms: None,
+        });
+        self.committee = committee;
     }
 
     /// Whether certified checkpoints wait to be recorded.
@@ -506,10 +542,11 @@ impl Certifier {
             self.certified.push(Certified {
                 summary: chained.closed.summary,
                 certificate: None,
-                rounds: last.round.saturating_sub(chained.closed.leader_round + 2),
-                ms: last
-                    .timestamp_ms
-                    .saturating_sub(chained.closed.timestamp_ms),
+                rounds: Some(last.round.saturating_sub(chained.closed.leader_round + 2)),
+                ms: Some(
+                    last.timestamp_ms
+                        .saturating_sub(chained.closed.timestamp_ms),
+                ),
             });
         }
         self.highest_certified = self.highest_certified.max(Some(summary.sequence));
@@ -523,8 +560,8 @@ impl Certifier {
                     .map(|s| (s.author, s.signature))
                     .collect(),
             }),
-            rounds: last.round.saturating_sub(done.closed.leader_round + 2),
-            ms: last.timestamp_ms.saturating_sub(done.closed.timestamp_ms),
+            rounds: Some(last.round.saturating_sub(done.closed.leader_round + 2)),
+            ms: Some(last.timestamp_ms.saturating_sub(done.closed.timestamp_ms)),
         });
     }
 }

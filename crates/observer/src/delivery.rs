@@ -10,7 +10,7 @@ use crate::checkpoint::{load_highest_certified, CheckpointLookup};
 use crate::{ObserverError, Result};
 use dagstream_store::{randomness_key, Store, StoreError};
 use dagstream_types::randomness::decode_outputs;
-use dagstream_types::{CommitIndex, CommittedSubDag, RandomnessOutput, VerifiedBlock};
+use dagstream_types::{CommitIndex, CommittedSubDag, Epoch, RandomnessOutput, VerifiedBlock};
 use std::collections::VecDeque;
 
 /// What the consumer receives: a persisted commit with its blocks, the
@@ -32,6 +32,14 @@ pub struct DeliveredSubDag {
 impl DeliveredSubDag {
     pub fn index(&self) -> CommitIndex {
         self.sub_dag.index()
+    }
+
+    /// The epoch of the committee that made the commit: its leader's.
+    pub fn epoch(&self) -> Epoch {
+        self.sub_dag
+            .blocks
+            .last()
+            .map_or(0, |leader| leader.epoch())
     }
 }
 

@@ -10,7 +10,9 @@ use crate::Result;
 use dagstream_dag::{DagConfig, DagConsensus, DagError};
 use dagstream_store::recovery::load_consensus_state;
 use dagstream_store::Store;
-use dagstream_types::{CommitIndex, CommittedSubDag, Committee, Round, VerifiedBlock};
+use dagstream_types::{
+    CommitIndex, CommittedSubDag, Committee, Round, TrustedCommit, VerifiedBlock,
+};
 use std::sync::Arc;
 use tracing::warn;
 
@@ -28,6 +30,15 @@ impl Deriver {
             committee,
             consensus,
         })
+    }
+
+    /// Starts the core of the next epoch's `committee`: empty but for its
+    /// genesis blocks, its first commit to follow `last`, the ended
+    /// epoch's last commit.
+    pub fn start_epoch(&mut self, committee: Arc<Committee>, last: TrustedCommit) {
+        self.consensus =
+            DagConsensus::new_epoch(committee.clone(), DagConfig::default(), Some(last));
+        self.committee = committee;
     }
 
     /// The last commit the core derived or recovered from.

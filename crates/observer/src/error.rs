@@ -1,6 +1,6 @@
 //! The one error type of this crate.
 
-use dagstream_types::{CommitIndex, Digest, Stake, TypesError};
+use dagstream_types::{CommitIndex, Digest, Epoch, Stake, TypesError};
 
 pub type Result<T, E = ObserverError> = std::result::Result<T, E>;
 
@@ -75,6 +75,26 @@ pub enum ObserverError {
         source: TypesError,
     },
     #[error(
+        "commit {index} follows commit {last}, the last of epoch {epoch}, before the epoch's \
+         hand-off"
+    )]
+    CommitAfterEpochEnd {
+        index: CommitIndex,
+        epoch: Epoch,
+        last: CommitIndex,
+    },
+    #[error("the hand-off of epoch {epoch} is refused: {source}")]
+    BadHandOff {
+        epoch: Epoch,
+        #[source]
+        source: TypesError,
+    },
+    #[error(
+        "the upstream handed over epoch {epoch} where this observer's chain, in epoch \
+         {current}, has not reached that epoch's last commit"
+    )]
+    UnexpectedHandOff { epoch: Epoch, current: Epoch },
+    #[error(
         "INTEGRITY: commit {index} was persisted with digest {persisted}, but {received} was \
          received: an upstream is faulty or Byzantine"
     )]
@@ -111,7 +131,7 @@ pub enum ObserverError {
 
 /// The metric names of every integrity error: the labels of
 /// `dagstream_observer_faults_total`, created at zero.
-pub const INTEGRITY_ERROR_NAMES: [&str; 14] = [
+pub const INTEGRITY_ERROR_NAMES: [&str; 17] = [
     "broken_chain",
     "malformed_block",
     "empty_sub_dag",
@@ -123,6 +143,9 @@ pub const INTEGRITY_ERROR_NAMES: [&str; 14] = [
     "digest_mismatch",
     "missing_quorum",
     "bad_block",
+    "commit_after_epoch_end",
+    "bad_hand_off",
+    "unexpected_hand_off",
     "invalid_randomness",
     "randomness_mismatch",
     "wrong_chain",
@@ -159,6 +182,9 @@ impl ObserverError {
             ObserverError::DigestMismatch { .. } => "digest_mismatch",
             ObserverError::MissingQuorum { .. } => "missing_quorum",
             ObserverError::BadBlock { .. } => "bad_block",
+            ObserverError::CommitAfterEpochEnd { .. } => "commit_after_epoch_end",
+            ObserverError::BadHandOff { .. } => "bad_hand_off",
+            ObserverError::UnexpectedHandOff { .. } => "unexpected_hand_off",
             ObserverError::InvalidRandomness { .. } => "invalid_randomness",
             ObserverError::RandomnessMismatch { .. } => "randomness_mismatch",
             ObserverError::Conflict { .. } => "conflict",
@@ -214,6 +240,19 @@ mod tests {
                 quorum: 3,
             },
             ObserverError::BadBlock { source: types() },
+            ObserverError::CommitAfterEpochEnd {
+                index: 8,
+                epoch: 0,
+                last: 7,
+            },
+            ObserverError::BadHandOff {
+                epoch: 0,
+                source: types(),
+            },
+            ObserverError::UnexpectedHandOff {
+                epoch: 1,
+                current: 0,
+            },
             ObserverError::InvalidRandomness {
                 index: 1,
                 source: types(),

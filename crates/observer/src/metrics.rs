@@ -60,6 +60,14 @@ pub struct ObserverMetrics {
     pub randomness_rounds: IntCounter,
     /// Randomness partials found forged while interpolating.
     pub randomness_forged_partials: IntCounter,
+    /// The epoch of the committee the observer trusts now.
+    pub epoch: IntGauge,
+    /// From a hand-off's verification to the next epoch's first verified
+    /// block.
+    pub epoch_change_seconds: Histogram,
+    /// Block-stream blocks dropped because the stream ran past an epoch's
+    /// end that the observer's chain had not reached.
+    pub future_epoch_blocks: IntCounter,
 }
 
 impl ObserverMetrics {
@@ -86,6 +94,9 @@ impl ObserverMetrics {
         registry.register(Box::new(metrics.certification_seconds.clone()))?;
         registry.register(Box::new(metrics.randomness_rounds.clone()))?;
         registry.register(Box::new(metrics.randomness_forged_partials.clone()))?;
+        registry.register(Box::new(metrics.epoch.clone()))?;
+        registry.register(Box::new(metrics.epoch_change_seconds.clone()))?;
+        registry.register(Box::new(metrics.future_epoch_blocks.clone()))?;
         Ok(metrics)
     }
 
@@ -200,6 +211,21 @@ impl ObserverMetrics {
                 "dagstream_observer_randomness_forged_partials_total",
                 "Randomness partials whose signatures did not verify",
             )?,
+            epoch: IntGauge::new(
+                "dagstream_observer_epoch",
+                "The epoch of the committee the observer trusts now",
+            )?,
+            epoch_change_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dagstream_observer_epoch_change_seconds",
+                    "From a verified hand-off to the next epoch's first verified block",
+                )
+                .buckets(latency_buckets()?),
+            )?,
+            future_epoch_blocks: IntCounter::new(
+                "dagstream_observer_future_epoch_blocks_total",
+                "Block-stream blocks dropped past an epoch end the chain had not reached",
+            )?,
         };
         // Known labels exist from the start, at zero.
         for reason in ["failed", "faulty", "degraded"] {
@@ -234,8 +260,10 @@ impl ObserverMetrics {
         // the others were certified later than their signatures allowed,
         // since nothing asked for them sooner.
         for done in certified.iter().filter(|c| c.certificate.is_some()) {
-            self.certification_rounds.observe(done.rounds as f64);
-            self.certification_seconds.observe(done.ms as f64 / 1_000.0);
+            if let (Some(rounds), Some(ms)) = (done.rounds, done.ms) {
+                self.certification_rounds.observe(rounds as f64);
+                self.certification_seconds.observe(ms as f64 / 1_000.0);
+            }
         }
         if let Some(highest) = highest {
             self.highest_certified_checkpoint.set(highest as i64);

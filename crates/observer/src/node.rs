@@ -21,6 +21,7 @@
 //! A slow consumer stops the task from taking input, so the block queue
 //! grows and the state machine pauses blocks: nothing is dropped.
 
+mod epoch;
 mod write;
 
 use crate::certify::{Certifier, CATCH_UP_LAG_COMMITS};
@@ -37,7 +38,9 @@ use crate::upstream::{
 };
 use crate::verify::{verify_blocks, verify_commit_batch};
 use crate::{ObserverError, Result};
+use bytes::Bytes;
 use dagstream_proto::v1::CommitStreamResponse;
+use dagstream_publisher::epochs::Epochs;
 use dagstream_publisher::StoreSource;
 use dagstream_store::Store;
 use dagstream_types::{CommitIndex, Committee, VerifiedBlock};
@@ -79,7 +82,6 @@ fn faulty(err: ObserverError) -> Result<Option<SessionEnd>> {
 }
 
 pub(crate) struct Node {
-    committee: Arc<Committee>,
     store: Arc<dyn Store>,
     config: ObserverConfig,
     machine: SubscriberStateMachine,
@@ -97,12 +99,27 @@ pub(crate) struct Node {
     credentials: Credentials,
     /// How it connects to them.
     transport: Transport,
-    epoch: Instant,
+    /// The origin of the node's clock.
+    clock_origin: Instant,
+    /// The chain's epochs so far: each committee, and how it handed over.
+    /// The last is the committee this observer trusts now.
+    epochs: Epochs,
+    /// The block stream runs ahead of this observer's chain, past an
+    /// epoch's end it has not reached: its blocks are dropped until the
+    /// chain gets there, and the stream then starts again.
+    blocks_ahead: bool,
+    /// The block stream must start again at the new epoch's positions.
+    restart_blocks: bool,
+    /// When the last hand-off was verified, until the next epoch's first
+    /// block is.
+    handed_over_at: Option<Instant>,
 }
 
 impl Node {
+    /// A node of the chain whose genesis committee is `genesis`, continuing
+    /// in the epoch its store has reached.
     pub(crate) fn new(
-        committee: Arc<Committee>,
+        genesis: Arc<Committee>,
         store: Arc<dyn Store>,
         source: Arc<StoreSource>,
         config: ObserverConfig,
@@ -110,8 +127,12 @@ impl Node {
         metrics: ObserverMetrics,
         verified: broadcast::Sender<VerifiedBlock>,
     ) -> Result<Node> {
+        let epochs = Epochs::load(store.as_ref(), genesis)?;
+        let committee = epochs.current().clone();
+        let handed_over = epoch::final_checkpoint(&epochs, committee.epoch())?;
         let deriver = Deriver::recover(committee.clone(), store.as_ref())?;
-        let sequencer = Sequencer::recover(store.as_ref(), committee.clone())?;
+        let sequencer =
+            Sequencer::recover(store.as_ref(), committee.clone(), handed_over.as_ref())?;
         let certifier = Certifier::recover(committee.clone(), store.as_ref())?;
         let machine = SubscriberStateMachine::new(config.subscriber.clone())?;
         let tip = sequencer.tip_index();
@@ -119,12 +140,12 @@ impl Node {
         Ok(Node {
             delivery: Delivery::new(resume_after, config.output_queue_len),
             status: ObserverStatus {
+                epoch: committee.epoch(),
                 local_highest_commit: tip,
                 checkpoint: sequencer.open_checkpoint().map(|o| o.sequence),
                 highest_certified_checkpoint: certifier.highest_certified(),
                 ..ObserverStatus::default()
             },
-            committee,
             store,
             persister: Persister::new(source, config.offload),
             config,
@@ -137,7 +158,11 @@ impl Node {
             verified,
             credentials,
             transport: Transport::Tcp,
-            epoch: Instant::now(),
+            clock_origin: Instant::now(),
+            epochs,
+            blocks_ahead: false,
+            restart_blocks: false,
+            handed_over_at: None,
         })
     }
 
@@ -159,7 +184,7 @@ impl Node {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.clock_origin.elapsed().as_millis() as u64
     }
 
     /// Follows the best upstream, failing over between them, until
@@ -199,10 +224,10 @@ impl Node {
                 &address,
                 &self.credentials,
                 &self.transport,
-                self.committee.digest(),
+                self.epochs.genesis().digest(),
                 Duration::from_millis(self.config.stall_timeout_ms),
                 self.config.block_queue_capacity,
-                self.epoch,
+                self.clock_origin,
             );
             let connection = tokio::select! {
                 biased;
@@ -316,11 +341,16 @@ impl Node {
                 }
                 response = connection.commits.recv(), if room => match response {
                     Some(Inbound::Item(response)) => self.on_commits(response).await?,
+                    // The commit reader hands hand-offs over in responses.
+                    Some(Inbound::HandOff(_)) => None,
                     Some(Inbound::Ended(reason)) => Some(SessionEnd::Failed(reason)),
                     None => Some(SessionEnd::Failed("the commit reader stopped".into())),
                 },
             };
             if let Some(end) = end {
+                return Ok(end);
+            }
+            if let Some(end) = self.restart_blocks(connection).await? {
                 return Ok(end);
             }
         }
@@ -414,6 +444,7 @@ impl Node {
                 self.deriver.resync(self.tip_index(), self.store.as_ref())?;
             }
             let positions = Positions {
+                epoch: self.epochs.current().epoch(),
                 highest_round_per_authority: match command {
                     Command::StartBlocks => self.deriver.highest_rounds(),
                     _ => vec![],
@@ -431,7 +462,9 @@ impl Node {
     }
 
     /// Verifies received blocks, derives the commits they decide, and
-    /// sequences them. Drains `received`.
+    /// sequences them; a hand-off among them is applied in its place, so
+    /// that the blocks after it are verified by the next committee. Drains
+    /// `received`.
     async fn on_blocks(
         &mut self,
         received: &mut Vec<Inbound<Received>>,
@@ -441,15 +474,42 @@ impl Node {
         let mut ended = None;
         for item in received.drain(..) {
             match item {
+                Inbound::Item(_) if self.blocks_ahead => self.metrics.future_epoch_blocks.inc(),
                 Inbound::Item(block) => {
                     blocks.push(block.bytes);
                     arrivals.push(block.at);
                 }
+                Inbound::HandOff(hand_off) => {
+                    let before = std::mem::take(&mut blocks);
+                    let arrived = std::mem::take(&mut arrivals);
+                    if let Some(end) = self.verify_and_derive(before, arrived).await? {
+                        return Ok(Some(end));
+                    }
+                    if let Some(end) = self.on_hand_off(hand_off, true).await? {
+                        return Ok(Some(end));
+                    }
+                }
                 Inbound::Ended(reason) => ended = Some(SessionEnd::Failed(reason)),
             }
         }
+        if let Some(end) = self.verify_and_derive(blocks, arrivals).await? {
+            return Ok(Some(end));
+        }
+        Ok(ended)
+    }
+
+    /// Verifies blocks of the current epoch, derives the commits they
+    /// decide, and sequences them.
+    async fn verify_and_derive(
+        &mut self,
+        blocks: Vec<Bytes>,
+        arrivals: Vec<Instant>,
+    ) -> Result<Option<SessionEnd>> {
+        if blocks.is_empty() {
+            return Ok(None);
+        }
         let verified = match verify_blocks(
-            &self.committee,
+            self.epochs.current(),
             self.config.block_limits,
             blocks,
             self.config.offload,
@@ -460,6 +520,7 @@ impl Node {
             Err(source) => return Ok(Some(SessionEnd::Faulty(ObserverError::BadBlock { source }))),
         };
         let verified_at = Instant::now();
+        self.first_block_of_epoch();
         self.metrics.blocks_verified.inc_by(verified.len() as u64);
         for arrived in arrivals {
             let waited = verified_at.saturating_duration_since(arrived);
@@ -477,9 +538,11 @@ impl Node {
             }
         }
         let commits = self.deriver.add_blocks(verified)?;
-        // Derived commits carry no randomness to refuse.
+        // Derived commits carry no randomness to refuse, and those the
+        // ended epoch's DAG decides past its last commit are not the
+        // chain's.
         self.sequence(commits, verified_at, Origin::Derived).await?;
-        Ok(ended)
+        Ok(None)
     }
 
     /// Verifies a commit batch against the persisted chain, then sequences
@@ -488,6 +551,11 @@ impl Node {
         let Some(first) = response.commits.first().map(|c| c.commit_index) else {
             return Ok(None);
         };
+        for hand_off in &response.epoch_changes {
+            if let Some(end) = self.on_hand_off(hand_off.clone(), false).await? {
+                return Ok(Some(end));
+            }
+        }
         if first <= self.tip_index() {
             // A batch that starts at or below the tip chains to a commit
             // read from the store: it must be there.
@@ -501,7 +569,12 @@ impl Node {
         let origin = Origin::Received {
             behind: response.highest_commit_index > last.saturating_add(CATCH_UP_LAG_COMMITS),
         };
-        let committee = self.committee.clone();
+        // A batch is of one epoch: that of its first commit, handed over
+        // to before it if it starts one.
+        let committee = match self.epochs.committee(self.epochs.of_commit(first)) {
+            Some(committee) => committee.clone(),
+            None => self.epochs.current().clone(),
+        };
         let limits = self.config.block_limits;
         let verified = self
             .config

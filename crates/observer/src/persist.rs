@@ -109,7 +109,8 @@ mod tests {
         let (go, gate) = mpsc::channel();
         let store = Arc::new(HookedStore::new(Gate(Mutex::new(gate))));
         let source = Arc::new(StoreSource::new(store.clone(), fixture.committee.clone()).unwrap());
-        let mut sequencer = Sequencer::recover(store.as_ref(), fixture.committee.clone()).unwrap();
+        let mut sequencer =
+            Sequencer::recover(store.as_ref(), fixture.committee.clone(), None).unwrap();
         let mut persister = Persister::new(source, Offload::default());
         assert!(persister.finish().await.unwrap().is_empty());
 

@@ -95,9 +95,22 @@ impl RandomnessStage {
         std::mem::take(&mut self.forgeries)
     }
 
-    /// Keeps the partials of a verified block, from either stream.
+    /// The stage of a new epoch's committee, whose rounds start after
+    /// `tip`, the last commit of the epoch before: an empty tally and pool.
+    pub fn start_epoch(committee: Arc<Committee>, tip: CommitIndex) -> Self {
+        RandomnessStage {
+            committee,
+            tally: RandomnessTally::default(),
+            pool: BTreeMap::new(),
+            tip,
+            forgeries: 0,
+        }
+    }
+
+    /// Keeps the partials of a verified block, from either stream. Those
+    /// of another epoch's committee are not this committee's shares.
     pub fn observe(&mut self, block: &VerifiedBlock) {
-        if self.committee.randomness().is_none() {
+        if self.committee.randomness().is_none() || block.epoch() != self.committee.epoch() {
             return;
         }
         let oldest = (self.tip + 1).saturating_sub(RANDOMNESS_ROUND_LIFETIME);

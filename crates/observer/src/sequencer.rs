@@ -8,18 +8,29 @@
 //! next is ignored (a core that is behind catches up on its own). It reads
 //! the store to compare repeats and never writes: the node writes the
 //! batch.
+//!
+//! It also places the epoch's end: the commit that brings end-of-publish
+//! messages of 2f+1 stake into the chain is the epoch's last
+//! ([`EndOfPublishTally`]). Its checkpoint closes at once, and no commit
+//! follows until the node verifies the epoch's hand-off and starts the
+//! next ([`Sequencer::start_epoch`]).
 
-use crate::checkpoint::{load_open, summary_key, OPEN_CHECKPOINT_KEY};
+use crate::checkpoint::{load_open, load_summary, summary_key, OPEN_CHECKPOINT_KEY};
 use crate::delivery::DeliveredSubDag;
 use crate::randomness::{RandomnessStage, RANDOMNESS_TALLY_KEY};
 use crate::{ObserverError, Result};
 use dagstream_store::{randomness_key, Store, WriteBatch};
 use dagstream_types::randomness::encode_outputs;
 use dagstream_types::{
-    CheckpointBuilder, CheckpointSummary, CommitIndex, CommittedSubDag, Committee, Digest,
-    OpenCheckpoint, RandomnessOutput, Round, TrustedCommit, VerifiedBlock,
+    CheckpointBuilder, CheckpointKind, CheckpointSummary, CommitIndex, CommittedSubDag, Committee,
+    Digest, EndOfPublishTally, OpenCheckpoint, RandomnessOutput, RandomnessTally, Round,
+    TrustedCommit, VerifiedBlock,
 };
 use std::sync::Arc;
+
+/// Meta key of the current epoch's end-of-publish tally (BCS), written
+/// with every batch of commits.
+pub const END_OF_PUBLISH_KEY: &str = "observer/end_of_publish";
 
 /// What the sequencer does with a commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,25 +109,103 @@ pub struct ClosedCheckpoint {
     pub timestamp_ms: u64,
 }
 
-/// The chain's tip, checkpoints and randomness, as persisted.
+/// The chain's tip, checkpoints, randomness and epoch's end, as
+/// persisted.
 pub struct Sequencer {
+    committee: Arc<Committee>,
     tip: Option<TrustedCommit>,
     checkpoints: CheckpointBuilder,
     last_closed: Option<CheckpointSummary>,
     randomness: RandomnessStage,
+    end_of_publish: EndOfPublishTally,
+    /// Once the epoch's last commit is sequenced, until its hand-off: the
+    /// epoch's last checkpoint, which the final one must follow.
+    ended: Option<CheckpointSummary>,
 }
 
 impl Sequencer {
-    /// Continues the chain in `store`, of `committee`.
-    pub fn recover(store: &dyn Store, committee: Arc<Committee>) -> Result<Self> {
+    /// Continues the chain in `store`, in the epoch of `committee`, whose
+    /// first checkpoint follows `handed_over`, the epoch before's final
+    /// checkpoint (`None` in the first epoch).
+    pub fn recover(
+        store: &dyn Store,
+        committee: Arc<Committee>,
+        handed_over: Option<&CheckpointSummary>,
+    ) -> Result<Self> {
         let tip = store.last_commit()?;
         let tip_index = tip.as_ref().map_or(0, |c| c.index());
+        let end_of_publish = match store.read_meta(END_OF_PUBLISH_KEY)? {
+            Some(bytes) => EndOfPublishTally::decode(&bytes).map_err(|err| {
+                ObserverError::Store(dagstream_store::StoreError::Corrupt {
+                    what: "end-of-publish tally",
+                    reason: err.to_string(),
+                })
+            })?,
+            None => EndOfPublishTally::default(),
+        };
+        let epoch = committee.epoch();
+        let open = load_open(store)?;
+        let mut ended = None;
+        let checkpoints = match (open, handed_over) {
+            // The epoch has no commit yet: its first checkpoint follows
+            // the final one of the epoch before.
+            (None, Some(last)) => CheckpointBuilder::after(epoch, last),
+            (Some(open), Some(last)) if open.sequence <= last.sequence => {
+                CheckpointBuilder::after(epoch, last)
+            }
+            (Some(open), _) => match load_summary(store, open.sequence)? {
+                // The open checkpoint closed at the epoch's last commit:
+                // its hand-off is awaited.
+                Some(closed) => {
+                    let randomness = load_summary(store, open.sequence + 1)?
+                        .filter(|s| s.kind == CheckpointKind::Randomness);
+                    ended = Some(randomness.unwrap_or(closed));
+                    CheckpointBuilder::resume(epoch, None)
+                }
+                None => CheckpointBuilder::resume(epoch, Some(open)),
+            },
+            (None, None) => CheckpointBuilder::new(epoch),
+        };
         Ok(Sequencer {
             tip,
-            checkpoints: CheckpointBuilder::resume(committee.epoch(), load_open(store)?),
-            last_closed: None,
-            randomness: RandomnessStage::recover(committee, store, tip_index)?,
+            checkpoints,
+            last_closed: ended,
+            randomness: RandomnessStage::recover(committee.clone(), store, tip_index)?,
+            end_of_publish,
+            ended,
+            committee,
         })
+    }
+
+    /// The epoch's last checkpoint, once its last commit is sequenced and
+    /// until its hand-off.
+    pub fn ended(&self) -> Option<&CheckpointSummary> {
+        self.ended.as_ref()
+    }
+
+    pub fn committee(&self) -> &Arc<Committee> {
+        &self.committee
+    }
+
+    /// Starts the epoch of `committee`, handed over by `last`, the final
+    /// checkpoint of the ended one (verified by the caller), and adds what
+    /// records it to `batch`: the final checkpoint, and the new epoch's
+    /// empty tallies.
+    pub fn start_epoch(
+        &mut self,
+        committee: Arc<Committee>,
+        last: &CheckpointSummary,
+        batch: &mut WriteBatch,
+    ) {
+        self.checkpoints = CheckpointBuilder::after(committee.epoch(), last);
+        self.randomness = RandomnessStage::start_epoch(committee.clone(), self.tip_index());
+        self.end_of_publish = EndOfPublishTally::default();
+        self.ended = None;
+        self.last_closed = Some(*last);
+        self.committee = committee;
+        batch.put_meta(summary_key(last.sequence), last.encode());
+        batch.put_meta(END_OF_PUBLISH_KEY, self.end_of_publish.encode());
+        batch.put_meta(RANDOMNESS_TALLY_KEY, RandomnessTally::default().encode());
     }
 
     /// Keeps the randomness partials of a verified block.
@@ -215,6 +304,16 @@ impl Sequencer {
         let mut sequenced = Sequenced::default();
         for received in to_persist {
             let sub_dag = received.sub_dag;
+            if let Some(ended) = &self.ended {
+                // Derived from the ended epoch's DAG past its end (the
+                // node ignores those), or sent as if the epoch went on.
+                sequenced.refused = Some(ObserverError::CommitAfterEpochEnd {
+                    index: sub_dag.index(),
+                    epoch: ended.epoch,
+                    last: ended.last_commit,
+                });
+                break;
+            }
             let randomness = match self
                 .randomness
                 .generate(&sub_dag, received.randomness.as_deref())
@@ -253,6 +352,24 @@ impl Sequencer {
                 });
                 self.last_closed = Some(summary);
             }
+            if self
+                .end_of_publish
+                .on_commit(&sub_dag.blocks, &self.committee)
+            {
+                // The epoch's last commit: its checkpoint closes now.
+                for summary in self.checkpoints.end_epoch() {
+                    sequenced
+                        .batch
+                        .put_meta(summary_key(summary.sequence), summary.encode());
+                    sequenced.closed.push(ClosedCheckpoint {
+                        summary,
+                        leader_round: commit.leader().round,
+                        timestamp_ms: commit.timestamp_ms(),
+                    });
+                    self.last_closed = Some(summary);
+                }
+                self.ended = self.last_closed;
+            }
             self.tip = Some(commit.clone());
             sequenced.sub_dags.push(DeliveredSubDag {
                 certified_checkpoint: None,
@@ -270,6 +387,9 @@ impl Sequencer {
         sequenced
             .batch
             .put_meta(RANDOMNESS_TALLY_KEY, self.randomness.tally().encode());
+        sequenced
+            .batch
+            .put_meta(END_OF_PUBLISH_KEY, self.end_of_publish.encode());
         Ok(Some(sequenced))
     }
 }

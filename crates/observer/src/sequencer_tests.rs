@@ -183,7 +183,7 @@ struct Pipeline {
 impl Pipeline {
     fn new(store: Arc<MemStore>, resume_after: u64, queue_len: usize) -> Pipeline {
         let committee = chain().committee.clone();
-        let sequencer = Sequencer::recover(store.as_ref(), committee.clone()).unwrap();
+        let sequencer = Sequencer::recover(store.as_ref(), committee.clone(), None).unwrap();
         let certifier = Certifier::recover(committee.clone(), store.as_ref()).unwrap();
         let deriver = Deriver::recover(committee, store.as_ref()).unwrap();
         let delivery = Delivery::new(resume_after, queue_len);

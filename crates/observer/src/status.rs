@@ -1,13 +1,15 @@
 //! [`ObserverStatus`]: what the observer is doing, for operators and tests.
 
 use crate::state_machine::Mode;
-use dagstream_types::CommitIndex;
+use dagstream_types::{CommitIndex, Epoch};
 
 /// What the observer is doing, for operators and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObserverStatus {
     pub mode: Option<Mode>,
     pub paused: bool,
+    /// The epoch of the committee this observer trusts now.
+    pub epoch: Epoch,
     /// Highest persisted commit.
     pub local_highest_commit: CommitIndex,
     /// The active upstream's latest `highest_commit_index`.

@@ -12,6 +12,7 @@
 use crate::checkpoints::CheckpointState;
 use crate::epochs::EpochState;
 use crate::randomness::RandomnessState;
+use crate::simulator::Recovered;
 use crate::{CommitteeKeys, Result, RoundOutput, SimConfig, SimError, Simulator};
 use dagstream_dag::{DagConfig, DagConsensus};
 use dagstream_store::recovery::load_consensus_state;
@@ -209,16 +210,16 @@ impl Simulator {
             .transpose()?
             .unwrap_or_default();
         let consensus = DagConsensus::recover(committee.clone(), DagConfig::default(), state)?;
-        simulator.resume_at(
-            last_round + 1,
+        simulator.resume_at(Recovered {
+            next_round: last_round + 1,
             consensus,
             recent,
             votes,
             checkpoints,
             randomness,
             epoch,
-            last_final.as_ref(),
-        );
+            last_final,
+        });
         Ok(simulator)
     }
 }

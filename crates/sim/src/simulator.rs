@@ -40,6 +40,20 @@ pub struct RoundOutput {
     pub epoch_change: Option<EpochChange>,
 }
 
+/// What recovery read back from a store, for [`Simulator::resume_at`].
+pub(crate) struct Recovered {
+    pub next_round: Round,
+    pub consensus: DagConsensus,
+    /// Each authority's block of the last round written and the one before.
+    pub recent: [Vec<Option<BlockRef>>; 2],
+    pub votes: Vec<CommitRef>,
+    pub checkpoints: CheckpointState,
+    pub randomness: Option<RandomnessState>,
+    pub epoch: EpochState,
+    /// The final checkpoint of the last epoch handed over, if any.
+    pub last_final: Option<CheckpointSummary>,
+}
+
 /// A deterministic committee of authorities that all share one view.
 ///
 /// Round `r` of every live authority is built from round `r - 1`, signed, and
@@ -160,22 +174,22 @@ impl Simulator {
     }
 
     /// Continues from recovered state; see [`Simulator::recover`].
-    pub(crate) fn resume_at(
-        &mut self,
-        next_round: Round,
-        consensus: DagConsensus,
-        recent: [Vec<Option<BlockRef>>; 2],
-        votes: Vec<CommitRef>,
-        checkpoints: CheckpointState,
-        randomness: Option<RandomnessState>,
-        epoch: EpochState,
-        last_final: Option<&CheckpointSummary>,
-    ) {
+    pub(crate) fn resume_at(&mut self, recovered: Recovered) {
+        let Recovered {
+            next_round,
+            consensus,
+            recent,
+            votes,
+            checkpoints,
+            randomness,
+            epoch,
+            last_final,
+        } = recovered;
         self.next_round = next_round;
         self.consensus = consensus;
         self.recent = recent;
         self.votes = votes;
-        self.checkpoints = match last_final {
+        self.checkpoints = match &last_final {
             // An epoch that has no commit yet: its first checkpoint follows
             // the final one of the epoch before.
             Some(last)

@@ -24,7 +24,7 @@ use dagstream_proto::v1::{
     CommitStreamResponse, GetChainInfoRequest, StartBlockStream, StartCommitStream,
     StopBlockStream, StopCommitStream,
 };
-use dagstream_types::{CommitIndex, Digest, Round};
+use dagstream_types::{CommitIndex, Digest, Epoch, Round};
 use std::time::Duration;
 // The runtime's clock: real time in production, virtual time in a
 // simulation, where a stall timeout must fire by the simulated clock.
@@ -68,6 +68,10 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub enum Inbound<T> {
     Item(T),
+    /// A certified hand-off (BCS `EpochChange`), before the items of the
+    /// epoch it leads to: the block stream sends it in a response's
+    /// `epoch_changes`.
+    HandOff(Bytes),
     /// The stream ended (or failed), and why. Nothing follows.
     Ended(String),
 }
@@ -117,6 +121,8 @@ impl Drop for Connection {
 /// Where a Start resumes: the observer's own position.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Positions {
+    /// The epoch of the committee the rounds are indexed by.
+    pub epoch: Epoch,
     /// The highest round the observer holds of each authority.
     pub highest_round_per_authority: Vec<Round>,
     /// The highest persisted commit.
@@ -137,7 +143,7 @@ impl Connection {
                 let start = block_stream_request::Command::Start(StartBlockStream {
                     highest_round_per_authority: positions.highest_round_per_authority.clone(),
                     preferred_batch_size: 0,
-                    epoch: None,
+                    epoch: Some(positions.epoch),
                 });
                 self.block_commands.send(blocks(start)).await.is_ok()
             }
@@ -252,6 +258,11 @@ pub async fn connect(
                         let at = Instant::now();
                         let certified = response.highest_certified_checkpoint;
                         seen(&link, response.highest_commit_index, certified);
+                        for hand_off in response.epoch_changes {
+                            if blocks_tx.send(Inbound::HandOff(hand_off)).await.is_err() {
+                                return;
+                            }
+                        }
                         for bytes in response.blocks {
                             let block = Inbound::Item(Received { bytes, at });
                             if blocks_tx.send(block).await.is_err() {
