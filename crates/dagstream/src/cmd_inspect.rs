@@ -8,7 +8,6 @@ use dagstream_observer::checkpoint::{
     load_certification, load_open, load_summary, CheckpointLookup,
 };
 use dagstream_observer::delivery::load_randomness;
-use dagstream_publisher::epochs::Epochs;
 use dagstream_store::{epoch_change_key, Store};
 use dagstream_types::checkpoint::{extend_contents, extend_randomness};
 use dagstream_types::{
@@ -17,7 +16,6 @@ use dagstream_types::{
 };
 use serde_json::json;
 use std::path::Path;
-use std::sync::Arc;
 
 /// Commits read per scan: bounds memory whatever the chain's length.
 const CHUNK: usize = 1_000;
@@ -28,6 +26,8 @@ pub enum Target {
     Chain,
     Commit(CommitIndex),
     Checkpoint(u64),
+    /// Each epoch, with the whole chain verified across them.
+    Epochs,
 }
 
 pub fn run(data_dir: &Path, target: Target, json: bool) -> Result<()> {
@@ -49,6 +49,17 @@ pub fn run(data_dir: &Path, target: Target, json: bool) -> Result<()> {
             show_checkpoint(store.as_ref(), committee.as_ref(), sequence, json)
         }
         Target::Chain => verify(store.as_ref(), committee.as_ref(), json),
+        Target::Epochs => {
+            let Some(genesis) = committee.as_ref() else {
+                bail!(
+                    "no genesis.json in {}: the epochs are verified from the genesis committee",
+                    data_dir.display()
+                );
+            };
+            check_chain(store.as_ref(), Some(genesis))?;
+            let epochs = crate::epochs::verified_epochs(store.as_ref(), genesis)?;
+            crate::epochs::show(store.as_ref(), &epochs, json)
+        }
     }
 }
 
@@ -57,11 +68,15 @@ fn show(store: &dyn Store, index: CommitIndex, json: bool) -> Result<()> {
         .read_commit(index)?
         .with_context(|| format!("commit {index} is not in this store"))?;
     let mut tx_count = 0;
+    let mut epoch = 0;
     for reference in &commit.commit().blocks {
         let bytes = store
             .read_block(reference)?
             .with_context(|| format!("block {reference:?} of commit {index} is missing"))?;
-        tx_count += VerifiedBlock::decode_trusted(bytes)?.transactions().len();
+        let block = VerifiedBlock::decode_trusted(bytes)?;
+        tx_count += block.transactions().len();
+        // The leader comes last: the commit's epoch is its.
+        epoch = block.epoch();
     }
     // An observer's store says which checkpoint holds the commit; for a
     // validator's, it follows from the timestamps of commits 1..=index.
@@ -76,7 +91,7 @@ fn show(store: &dyn Store, index: CommitIndex, json: bool) -> Result<()> {
         }
     };
     let randomness = load_randomness(store, index)?;
-    let value = report::commit_json(&commit, tx_count, checkpoint, &randomness);
+    let value = report::commit_json(&commit, epoch, tx_count, checkpoint, &randomness);
     if json {
         println!("{}", serde_json::to_string(&value)?);
     } else {
@@ -96,8 +111,12 @@ pub struct ChainReport {
 
 /// Reads the whole chain a store holds and checks it: every commit follows
 /// the one before, and every block is there, hashes to its ref and (with
-/// the committee) carries a valid signature.
+/// the genesis committee) carries a valid signature of the committee of
+/// its commit's epoch, each committee handed over by a verified hand-off.
 pub fn check_chain(store: &dyn Store, committee: Option<&Committee>) -> Result<ChainReport> {
+    let epochs = committee
+        .map(|genesis| crate::epochs::verified_epochs(store, genesis))
+        .transpose()?;
     let range = store.commit_range()?;
     let highest_round = store.highest_block_round()?;
     let mut report = ChainReport {
@@ -132,11 +151,16 @@ pub fn check_chain(store: &dyn Store, committee: Option<&Committee>) -> Result<C
                 let bytes = store
                     .read_block(reference)?
                     .with_context(|| format!("block {reference:?} of commit {index} is missing"))?;
-                let block = match committee {
-                    Some(committee) => VerifiedBlock::verify(bytes, committee, &limits)
-                        .with_context(|| {
-                            format!("block {reference:?} of commit {index} is invalid")
-                        })?,
+                let block = match &epochs {
+                    Some(epochs) => {
+                        let epoch = epochs.of_commit(index);
+                        let committee = epochs.committee(epoch).expect("an epoch of the table");
+                        VerifiedBlock::verify(bytes, committee, &limits).with_context(|| {
+                            format!(
+                                "block {reference:?} of commit {index} (epoch {epoch}) is invalid"
+                            )
+                        })?
+                    }
                     None => VerifiedBlock::decode_trusted(bytes)?,
                 };
                 if block.reference() != *reference {
@@ -209,7 +233,7 @@ fn show_checkpoint(
     // The committee of the checkpoint's epoch, handed over from the
     // genesis one by the stored hand-offs.
     let epochs = committee
-        .map(|genesis| Epochs::load(store, Arc::new(genesis.clone())))
+        .map(|genesis| crate::epochs::verified_epochs(store, genesis))
         .transpose()?;
     let committee = match &epochs {
         Some(epochs) => Some(

@@ -286,6 +286,7 @@ impl Display {
 fn status_json(status: &ObserverStatus, subscribers: usize) -> serde_json::Value {
     json!({
         "role": "observer",
+        "epoch": status.epoch,
         "mode": status.mode.map(|m| format!("{m:?}")),
         "paused": status.paused,
         "commit_lag": status.upstream_highest_commit.map(|u| u.saturating_sub(status.local_highest_commit)),

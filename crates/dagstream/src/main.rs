@@ -22,6 +22,7 @@ mod cmd_store;
 mod cmd_tls;
 mod cmd_validator;
 mod config;
+mod epochs;
 mod http;
 mod report;
 mod shutdown;
@@ -179,8 +180,12 @@ enum Command {
         commit: Option<u64>,
         /// Show a checkpoint of an observer's store, its commits and
         /// signers, and verify it and its certificate.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "commit")]
         checkpoint: Option<u64>,
+        /// List each epoch (its commits, committee and the checkpoint that
+        /// handed it over), with the whole chain verified across them.
+        #[arg(long, conflicts_with_all = ["commit", "checkpoint"])]
+        epochs: bool,
         #[arg(long)]
         json: bool,
     },
@@ -331,9 +336,11 @@ fn run(command: Command) -> Result<()> {
             data_dir,
             commit,
             checkpoint,
+            epochs,
             json,
         } => {
             let target = match (commit, checkpoint) {
+                _ if epochs => cmd_inspect::Target::Epochs,
                 (Some(index), _) => cmd_inspect::Target::Commit(index),
                 (None, Some(sequence)) => cmd_inspect::Target::Checkpoint(sequence),
                 (None, None) => cmd_inspect::Target::Chain,

@@ -7,9 +7,9 @@
 use anyhow::Result;
 use dagstream_observer::delivery::load_randomness;
 use dagstream_observer::DeliveredSubDag;
-use dagstream_store::Store;
+use dagstream_store::{epoch_change_key, Store};
 use dagstream_types::CheckpointBuilder;
-use dagstream_types::{CommitIndex, RandomnessOutput, TrustedCommit};
+use dagstream_types::{CommitIndex, Epoch, EpochChange, RandomnessOutput, TrustedCommit};
 use serde_json::{json, Value};
 
 /// A commit as JSON. `randomness` appears only for a commit that
@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 /// signature it derives from (hex).
 pub fn commit_json(
     commit: &TrustedCommit,
+    epoch: Epoch,
     tx_count: usize,
     checkpoint: Option<u64>,
     randomness: &[RandomnessOutput],
@@ -24,6 +25,7 @@ pub fn commit_json(
     let leader = commit.leader();
     let mut value = json!({
         "index": commit.index(),
+        "epoch": epoch,
         "digest": commit.digest().to_string(),
         "leader": {
             "round": leader.round,
@@ -57,6 +59,7 @@ pub fn delivered_json(delivered: &DeliveredSubDag) -> Value {
     let tx_count = sub_dag.blocks.iter().map(|b| b.transactions().len()).sum();
     let mut value = commit_json(
         &sub_dag.commit,
+        delivered.epoch(),
         tx_count,
         Some(delivered.checkpoint),
         &delivered.randomness,
@@ -72,8 +75,14 @@ const CHECKPOINT_SCAN: usize = 10_000;
 /// The checkpoints formed through commit `through`, from the stored
 /// commits: for stores that keep no checkpoints (an observer's store
 /// says, see `CheckpointLookup`). Only sequences are read from it, so the
-/// epoch is left at 0.
+/// epoch is left at 0. At each epoch's last commit the open checkpoint
+/// closes and the stored hand-off's final checkpoint follows.
 pub fn checkpoints_at(store: &dyn Store, through: CommitIndex) -> Result<CheckpointBuilder> {
+    let mut finals = Vec::new();
+    while let Some(bytes) = store.read_meta(&epoch_change_key(finals.len() as u64))? {
+        finals.push(EpochChange::decode(&bytes)?.certificate.summary);
+    }
+    let mut finals = finals.into_iter().peekable();
     let mut checkpointer = CheckpointBuilder::new(0);
     let mut next = 1;
     while next <= through {
@@ -88,6 +97,10 @@ pub fn checkpoints_at(store: &dyn Store, through: CommitIndex) -> Result<Checkpo
                 commit.timestamp_ms(),
                 &randomness,
             );
+            if let Some(last) = finals.next_if(|f| f.last_commit == commit.index()) {
+                checkpointer.end_epoch();
+                checkpointer = CheckpointBuilder::after(0, &last);
+            }
         }
     }
     Ok(checkpointer)

@@ -271,6 +271,9 @@ fn validator_and_observer_processes_end_to_end() {
         &listen,
         "--history-rounds",
         "300",
+        // Epochs of 60 rounds: the history holds four hand-offs.
+        "--epoch-rounds",
+        "60",
         "--metrics-listen",
         &v_metrics,
     ]);
@@ -298,6 +301,7 @@ fn validator_and_observer_processes_end_to_end() {
     });
     assert_eq!(status["role"], "observer");
     assert_eq!(status["active_upstream"], upstream.as_str());
+    assert!(status["epoch"].as_u64() >= Some(4), "{status}");
     assert_eq!(get(&o_metrics, "/healthz").as_deref(), Some("ok\n"));
     let metrics = get(&o_metrics, "/metrics").unwrap();
     assert!(
@@ -420,6 +424,44 @@ fn validator_and_observer_processes_end_to_end() {
     ]);
     let validator_view: serde_json::Value = serde_json::from_slice(&validator_view.stdout).unwrap();
     assert_eq!(validator_view, written[written.len() - 1]);
+    // Epochs go up one at a time along the file, and both data dirs list
+    // the same epochs, each handed over by the same checkpoint.
+    let epochs: Vec<u64> = written
+        .iter()
+        .map(|l| l["epoch"].as_u64().unwrap())
+        .collect();
+    assert!(epochs.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1));
+    assert!(*epochs.last().unwrap() >= 4, "{epochs:?}");
+    let listed = |data_dir: &Path| {
+        let shown = run(&[
+            "inspect",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--epochs",
+            "--json",
+        ]);
+        assert!(
+            shown.status.success(),
+            "{}",
+            String::from_utf8_lossy(&shown.stderr)
+        );
+        let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        shown["epochs"].as_array().unwrap().clone()
+    };
+    let observed = listed(&observer_dir);
+    let validated = listed(&validator_dir);
+    assert!(observed.len() >= 5, "{observed:?}");
+    assert_eq!(observed[..], validated[..observed.len()]);
+    for (epoch, row) in observed.iter().enumerate().skip(1) {
+        let before = &observed[epoch - 1];
+        assert_eq!(row["epoch"], epoch as u64);
+        assert_eq!(
+            row["first_commit"],
+            before["last_commit"].as_u64().unwrap() + 1
+        );
+        assert_eq!(row["handed_over_by"]["last_commit"], before["last_commit"]);
+        assert!(!row["committee"].as_array().unwrap().is_empty());
+    }
 }
 
 #[test]

@@ -68,6 +68,8 @@ pub struct ObserverMetrics {
     /// Block-stream blocks dropped because the stream ran past an epoch's
     /// end that the observer's chain had not reached.
     pub future_epoch_blocks: IntCounter,
+    /// Block-stream blocks of an epoch the observer had left, dropped.
+    pub stale_epoch_blocks: IntCounter,
 }
 
 impl ObserverMetrics {
@@ -97,6 +99,7 @@ impl ObserverMetrics {
         registry.register(Box::new(metrics.epoch.clone()))?;
         registry.register(Box::new(metrics.epoch_change_seconds.clone()))?;
         registry.register(Box::new(metrics.future_epoch_blocks.clone()))?;
+        registry.register(Box::new(metrics.stale_epoch_blocks.clone()))?;
         Ok(metrics)
     }
 
@@ -225,6 +228,10 @@ impl ObserverMetrics {
             future_epoch_blocks: IntCounter::new(
                 "dagstream_observer_future_epoch_blocks_total",
                 "Block-stream blocks dropped past an epoch end the chain had not reached",
+            )?,
+            stale_epoch_blocks: IntCounter::new(
+                "dagstream_observer_stale_epoch_blocks_total",
+                "Block-stream blocks of an epoch the observer had left, dropped",
             )?,
         };
         // Known labels exist from the start, at zero.

@@ -505,6 +505,20 @@ impl Node {
         blocks: Vec<Bytes>,
         arrivals: Vec<Instant>,
     ) -> Result<Option<SessionEnd>> {
+        // Blocks of an epoch this observer has left (a block stream behind
+        // the commit stream that handed over) are settled: dropped.
+        let current = self.epochs.current().epoch();
+        let (blocks, arrivals): (Vec<Bytes>, Vec<Instant>) = blocks
+            .into_iter()
+            .zip(arrivals)
+            .filter(|(bytes, _)| {
+                let stale = VerifiedBlock::peek_epoch(bytes).is_some_and(|e| e < current);
+                if stale {
+                    self.metrics.stale_epoch_blocks.inc();
+                }
+                !stale
+            })
+            .unzip();
         if blocks.is_empty() {
             return Ok(None);
         }

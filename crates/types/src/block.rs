@@ -108,6 +108,15 @@ impl VerifiedBlock {
             .collect()
     }
 
+    /// The epoch a block's bytes claim, read without decoding the rest
+    /// (BCS puts it first, as 8 little-endian bytes); `None` for bytes too
+    /// short to hold one. Unverified: for sorting received blocks by epoch
+    /// before verifying them with the committee of theirs.
+    pub fn peek_epoch(bytes: &[u8]) -> Option<Epoch> {
+        let first: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        Some(Epoch::from_le_bytes(first))
+    }
+
     /// Decodes and fully validates a block received from anyone.
     ///
     /// Checks, in order of cost: size, encoding (including trailing bytes),
