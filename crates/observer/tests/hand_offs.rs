@@ -155,7 +155,10 @@ fn certificate(
 ) -> CertifiedCheckpoint {
     CertifiedCheckpoint {
         summary,
-        signatures: signers.iter().map(|&i| (i, summary.sign(&key(i)))).collect(),
+        signatures: signers
+            .iter()
+            .map(|&i| (i, summary.sign(&key(i))))
+            .collect(),
     }
 }
 
@@ -194,7 +197,10 @@ async fn refused(responses: Vec<CommitStreamResponse>, name: &str, error: &str) 
     observer.stop().await.unwrap();
     assert_eq!(store.last_commit_index().unwrap(), last_of_epoch);
     assert_eq!(store.read_meta(&epoch_change_key(0)).unwrap(), None);
-    assert!(commits.try_recv().is_err(), "nothing delivered after the epoch");
+    assert!(
+        commits.try_recv().is_err(),
+        "nothing delivered after the epoch"
+    );
     server.abort();
 }
 
@@ -219,13 +225,8 @@ async fn forged_hand_offs_are_refused_and_nothing_after_them_is_written() {
     refused(below, "bad_hand_off", &error.to_string()).await;
 
     // Signed only by the next committee itself, with its own keys.
-    let (next, next_keys) = dagstream_sim::epochs::next_epoch(
-        &committee,
-        &keys,
-        SEED,
-        &[],
-        real.next.genesis_round,
-    );
+    let (next, next_keys) =
+        dagstream_sim::epochs::next_epoch(&committee, &keys, SEED, &[], real.next.genesis_round);
     assert_eq!(next, real.next, "the committee the chain hands over to");
     let by_itself = forged(&honest, |mut change| {
         change.certificate = certificate(change.certificate.summary, &[0, 1, 2, 3], |i| {

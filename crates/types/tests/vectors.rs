@@ -209,3 +209,42 @@ fn wire_format_document_carries_the_vectors() {
         assert!(doc.contains(value), "docs/wire-format.md lacks {value}");
     }
 }
+
+const NEXT_EPOCH_BCS: &str = "78000000000000000100000000000000e096e5cf8b010000640000000000000032000000000000000400000000020000000000000017cb79fb2b4120f2b1ec65e4198d6e08b28e813feb01e4a400839b85e18080ce010000000100000000000000eb2cf13bf7ae3a5f614168a1fb09272d39771ec4b8523727815e466caf8ee163020000000100000000000000a6d2455ea3a5771aba9fcb037924114c92f9f325049f6b4269e739d9048bb86903000000010000000000000068f4b6017d0f876a55c80a82b8388a54aad264d367269e2de8be079c935b5f9600";
+const NEXT_EPOCH_DIGEST: &str = "4861bb48cb4a278df6730f3737753dd3d970ac538d97e596f1a84b77bf4b15ee";
+const END_OF_EPOCH_SUMMARY_BCS: &str = "00000000000000000100000000000000010000000000000001000000000000004861bb48cb4a278df6730f3737753dd3d970ac538d97e596f1a84b77bf4b15ee9ed8af919a428c806dc3460925628e4ac81b63e93042d4f297ca6f490c4904f76968e5cf8b01000002";
+const END_OF_EPOCH_SUMMARY_DIGEST: &str =
+    "4b1bd29080146f2ed62ff761cc21d531bc8e81edc1d74ad803767430117775fd";
+/// The hand-off's signatures, between its summary and its next epoch.
+const HAND_OFF_SIGNATURES: &str = "03000000001f731f7785c99571a4d007b552627c7180209c3e278720f30b94c36b7f2405c8b8001a58bd684c290b6e30b94a073e1c001688bdf1428662617301f9efcbc70f0100000056391d8c8579d7cdb3bed6b2a5fb39fdecdf515353f72861c16edab487bd7b4f6042471b04ce5ace9e5c895a27e64579ee95238106e236b3ffa0ced25e37510103000000a36fc4436a876940974ccdda8b29f6fdb5856d2a3a7a06dc1f76749a263ab08267d1b411af3a11da196c35e83ffeec33948e6650bfc9b808e5d80d4d46a5e802";
+
+#[test]
+fn epoch_change_vectors() {
+    assert_eq!(
+        hex::encode(bcs::to_bytes(&SystemMessage::EndOfPublish).unwrap()),
+        "02"
+    );
+    let next = common::next_epoch();
+    assert_eq!(hex::encode(next.encode()), NEXT_EPOCH_BCS);
+    assert_eq!(next.digest(), digest(NEXT_EPOCH_DIGEST));
+    let last = common::summary();
+    let summary = CheckpointSummary::end_of_epoch(&last, next.digest());
+    assert_eq!(hex::encode(summary.encode()), END_OF_EPOCH_SUMMARY_BCS);
+    assert_eq!(summary.digest(), digest(END_OF_EPOCH_SUMMARY_DIGEST));
+    let change = common::epoch_change();
+    let bytes = hex::decode(format!(
+        "{END_OF_EPOCH_SUMMARY_BCS}{HAND_OFF_SIGNATURES}{NEXT_EPOCH_BCS}"
+    ))
+    .unwrap();
+    assert_eq!(change.encode(), bytes);
+    // Decoding the vector bytes gives a hand-off that the vector
+    // committee verifies after its checkpoint 0, to the next committee.
+    let decoded = EpochChange::decode(&bytes).unwrap();
+    let committee = decoded.verify(&common::committee(), &last).unwrap();
+    assert_eq!((committee.epoch(), committee.genesis_round()), (1, 120));
+    assert_eq!(committee.total_stake(), 5);
+    assert_eq!(
+        committee.digest(),
+        Digest::of(&bcs::to_bytes(&next.committee).unwrap())
+    );
+}

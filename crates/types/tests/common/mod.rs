@@ -122,3 +122,42 @@ pub fn commit(block: &VerifiedBlock) -> Commit {
         blocks: vec![block.reference()],
     }
 }
+
+/// The vector committee's successor: the same authorities, each signing
+/// with the key whose 32 bytes all equal `i + 51`, stakes 2, 1, 1, 1, no
+/// randomness, its DAG starting after round 120.
+pub fn next_epoch() -> epoch::NextEpoch {
+    let genesis = genesis();
+    epoch::NextEpoch {
+        genesis_round: 120,
+        committee: Genesis {
+            epoch: 1,
+            genesis_time_ms: GENESIS_TIME_MS + 120 * genesis.round_interval_ms,
+            authorities: (0..4)
+                .map(|i| Authority {
+                    index: i,
+                    stake: if i == 0 { 2 } else { 1 },
+                    public_key: PublicKey::from_signing_key(&SigningKey::from_bytes(
+                        &[i as u8 + 51; 32],
+                    )),
+                })
+                .collect(),
+            randomness: None,
+            ..genesis
+        },
+    }
+}
+
+/// The vector hand-off: the end-of-epoch checkpoint after the vector
+/// summary, handing over [`next_epoch`], signed by authorities 0, 1 and 3.
+pub fn epoch_change() -> epoch::EpochChange {
+    let next = next_epoch();
+    let summary = CheckpointSummary::end_of_epoch(&summary(), next.digest());
+    epoch::EpochChange {
+        certificate: CertifiedCheckpoint {
+            summary,
+            signatures: [0, 1, 3].map(|i| (i, summary.sign(&key(i)))).to_vec(),
+        },
+        next,
+    }
+}
