@@ -4,7 +4,9 @@
 //! sequencer places each commit it persists. It writes, in the same atomic
 //! batch as the commits:
 //! - under [`OPEN_CHECKPOINT_KEY`], the open checkpoint
-//!   ([`OpenCheckpoint::encode`], 104 bytes);
+//!   ([`OpenCheckpoint::encode`], 136 bytes); once an epoch's last commit
+//!   closed it, it stays there with its summary stored too, until the next
+//!   epoch's first commit opens the next;
 //! - under [`summary_key`], each closed checkpoint's summary.
 //!
 //! The certifier adds, once per checkpoint, with the next write:

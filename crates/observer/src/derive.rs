@@ -11,7 +11,7 @@ use dagstream_dag::{DagConfig, DagConsensus, DagError};
 use dagstream_store::recovery::load_consensus_state;
 use dagstream_store::Store;
 use dagstream_types::{
-    CommitIndex, CommittedSubDag, Committee, Round, TrustedCommit, VerifiedBlock,
+    CommitIndex, CommittedSubDag, Committee, RefSet, Round, TrustedCommit, VerifiedBlock,
 };
 use std::sync::Arc;
 use tracing::warn;
@@ -82,9 +82,15 @@ impl Deriver {
     }
 }
 
-/// The consensus core continuing after the store's last commit.
+/// The consensus core continuing after the store's last commit, from the
+/// committed blocks of the store. An observer's store holds no other
+/// blocks but those that vote for an epoch's last commit (see the node's
+/// epoch changes), which are not the DAG's: their ancestors were never
+/// stored.
 fn recover(committee: &Arc<Committee>, store: &dyn Store) -> Result<DagConsensus> {
-    let state = load_consensus_state(store, committee.gc_depth_rounds(), Round::MAX)?;
+    let mut state = load_consensus_state(store, committee.gc_depth_rounds(), Round::MAX)?;
+    let committed: RefSet = state.committed.iter().copied().collect();
+    state.blocks.retain(|b| committed.contains(&b.reference()));
     Ok(DagConsensus::recover(
         committee.clone(),
         DagConfig::default(),

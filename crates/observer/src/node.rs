@@ -113,6 +113,9 @@ pub(crate) struct Node {
     /// When the last hand-off was verified, until the next epoch's first
     /// block is.
     handed_over_at: Option<Instant>,
+    /// Once the epoch's last commit is sequenced: blocks that vote for it,
+    /// written with the next write. At most one per author.
+    epoch_votes: Vec<VerifiedBlock>,
 }
 
 impl Node {
@@ -163,6 +166,7 @@ impl Node {
             blocks_ahead: false,
             restart_blocks: false,
             handed_over_at: None,
+            epoch_votes: Vec::new(),
         })
     }
 
@@ -551,11 +555,15 @@ impl Node {
                 let _ = self.verified.send(block.clone());
             }
         }
-        let commits = self.deriver.add_blocks(verified)?;
+        let commits = self.deriver.add_blocks(verified.clone())?;
         // Derived commits carry no randomness to refuse, and those the
         // ended epoch's DAG decides past its last commit are not the
         // chain's.
-        self.sequence(commits, verified_at, Origin::Derived).await?;
+        self.sequence(commits, verified_at, Origin::Derived, &[])
+            .await?;
+        for block in verified {
+            self.keep_epoch_vote(block);
+        }
         Ok(None)
     }
 
@@ -585,6 +593,7 @@ impl Node {
         };
         // A batch is of one epoch: that of its first commit, handed over
         // to before it if it starts one.
+        let certifiers = response.certifier_blocks.clone();
         let committee = match self.epochs.committee(self.epochs.of_commit(first)) {
             Some(committee) => committee.clone(),
             None => self.epochs.current().clone(),
@@ -597,7 +606,10 @@ impl Node {
             .await
             .expect("commit verification does not panic");
         match verified {
-            Ok(sub_dags) => match self.sequence(sub_dags, Instant::now(), origin).await? {
+            Ok(sub_dags) => match self
+                .sequence(sub_dags, Instant::now(), origin, &certifiers)
+                .await?
+            {
                 Some(refused) => faulty(refused),
                 None => Ok(None),
             },

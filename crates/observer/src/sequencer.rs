@@ -356,7 +356,12 @@ impl Sequencer {
                 .end_of_publish
                 .on_commit(&sub_dag.blocks, &self.committee)
             {
-                // The epoch's last commit: its checkpoint closes now.
+                // The epoch's last commit: its checkpoint closes now. It
+                // stays the stored open checkpoint, whose stored summary
+                // tells recovery that the epoch ended there.
+                if let Some(open) = self.checkpoints.open() {
+                    sequenced.batch.put_meta(OPEN_CHECKPOINT_KEY, open.encode());
+                }
                 for summary in self.checkpoints.end_epoch() {
                     sequenced
                         .batch

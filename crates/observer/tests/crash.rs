@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{committee_and_keys, validator};
+use common::{committee_and_keys, validator_with};
 use dagstream_observer::{start, ObserverConfig};
 use dagstream_store::SegmentStore;
 use std::io::Write;
@@ -111,7 +111,14 @@ async fn observer_survives_sigkill() {
         state % bound
     };
 
-    let validator = validator(200).await;
+    // Epochs of 25 rounds, about 16 commits: the kills land on every side
+    // of the boundaries, SIGKILL included between a hand-off and the next
+    // epoch's first block.
+    let sim = dagstream_sim::SimConfig {
+        epoch_rounds: 25,
+        ..dagstream_sim::Profile::Small.sim_config(9)
+    };
+    let validator = validator_with(200, None, sim).await;
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("commits.log");
     std::fs::File::create(&log_path).unwrap();

@@ -41,10 +41,12 @@ async fn an_observer_with_only_genesis_follows_the_chain_across_epochs() {
     let mut received = Vec::new();
     let until = history + 120;
     while received.len() < until as usize {
-        let delivered = tokio::time::timeout(common::PATIENCE, commits.recv())
+        let Some(delivered) = tokio::time::timeout(common::PATIENCE, commits.recv())
             .await
             .expect("commits keep coming")
-            .expect("observer running");
+        else {
+            panic!("STOPPED {:?}", observer.stop().await)
+        };
         assert_eq!(delivered.index(), received.len() as u64 + 1);
         epochs.push(delivered.epoch());
         received.push(delivered.sub_dag.reference());
@@ -99,5 +101,184 @@ async fn an_observer_restarted_around_the_boundaries_loses_and_repeats_nothing()
     }
     assert_eq!(received, validator.commits(acked).await, "seed {seed}");
     assert!(epoch_of(&validator) >= 3);
+    validator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_observer_crosses_the_epochs_its_relay_crossed() {
+    let validator = validator_with(200, None, epochs_every(25)).await;
+    let history = validator.store.last_commit_index().unwrap();
+    // Observer A follows the validator and serves what it verified.
+    let (a, mut a_commits) = fresh_observer(vec![validator.endpoint()], ObserverConfig::default());
+    let mut relay = dagstream_publisher::Publisher::start(
+        a.source(),
+        dagstream_publisher::PublisherConfig {
+            heartbeat_interval_ms: 200,
+            ..dagstream_publisher::PublisherConfig::default()
+        },
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_endpoint = format!("http://{}", relay.spawn_server(listener).unwrap());
+    let a_reader = tokio::spawn(async move { while a_commits.recv().await.is_some() {} });
+
+    // Observer B follows only A: through the history, then live.
+    let (b, mut b_commits) = fresh_observer(vec![relay_endpoint], ObserverConfig::default());
+    let until = history + 80;
+    let received = consume(&mut b_commits, 0, until).await;
+    assert_eq!(received, validator.commits(until).await);
+    let epoch = epoch_of(&validator);
+    assert!(epoch >= 4, "epoch {epoch}");
+    let a_store = a.source().store().clone();
+    let b_store = b.source().store().clone();
+    let b_epoch = b.status().epoch;
+    b.stop().await.unwrap();
+    // The same hand-offs, and the same checkpoints, on both observers.
+    assert!(b_epoch >= 4, "epoch {b_epoch}");
+    for epoch in 0..b_epoch {
+        let key = epoch_change_key(epoch);
+        let expected = validator.store.read_meta(&key).unwrap();
+        assert!(expected.is_some());
+        assert_eq!(b_store.read_meta(&key).unwrap(), expected, "{key}");
+        assert_eq!(a_store.read_meta(&key).unwrap(), expected, "{key}");
+    }
+    let mut sequence = 0;
+    while let Some(summary) = b_store
+        .read_meta(&format!("checkpoint/{sequence:020}"))
+        .unwrap()
+    {
+        let key = format!("checkpoint/{sequence:020}");
+        assert_eq!(a_store.read_meta(&key).unwrap(), Some(summary), "{key}");
+        sequence += 1;
+    }
+    assert!(sequence > 20, "{sequence} checkpoints");
+    relay.stop().await;
+    a.stop().await.unwrap();
+    a_reader.abort();
+    validator.stop().await;
+}
+
+/// Cuts writes off at one point around epoch 0's end, as a crash would.
+struct CutAt {
+    point: Cut,
+    /// Epoch 0's last commit.
+    last_commit: u64,
+    /// Whether the cut has happened: nothing is written after it.
+    cut: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// The write that holds the epoch's last commit never lands.
+    BeforeLastCommit,
+    /// It lands; the hand-off's write does not.
+    BeforeHandOff,
+    /// The hand-off lands (the certified final checkpoint with the next
+    /// committee); nothing of the next epoch does.
+    AfterHandOff,
+    Never,
+}
+
+impl dagstream_test_utils::store::StoreHooks for CutAt {
+    fn accept(&self, batch: &dagstream_store::WriteBatch) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.cut.load(Ordering::SeqCst) {
+            return false;
+        }
+        let hands_over = batch
+            .meta()
+            .iter()
+            .any(|(key, _)| key == &epoch_change_key(0));
+        let ends = batch
+            .commits()
+            .iter()
+            .any(|c| c.index() == self.last_commit);
+        let (cut_now, cut_after) = match self.point {
+            Cut::BeforeLastCommit => (ends, false),
+            Cut::BeforeHandOff => (hands_over, false),
+            Cut::AfterHandOff => (false, hands_over),
+            Cut::Never => (false, false),
+        };
+        if cut_now || cut_after {
+            self.cut.store(true, Ordering::SeqCst);
+        }
+        !cut_now
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_each_point_of_the_boundary_resumes_with_nothing_lost_or_repeated() {
+    let validator = validator_with(40, None, epochs_every(12)).await;
+    let hand_off = validator
+        .store
+        .read_meta(&epoch_change_key(0))
+        .unwrap()
+        .unwrap();
+    let last_commit = dagstream_types::EpochChange::decode(&hand_off)
+        .unwrap()
+        .certificate
+        .summary
+        .last_commit;
+    let (committee, _) = common::committee_and_keys();
+    for point in [Cut::BeforeLastCommit, Cut::BeforeHandOff, Cut::AfterHandOff] {
+        let hooked = |point, inner| {
+            Arc::new(dagstream_test_utils::store::HookedStore {
+                inner,
+                hooks: CutAt {
+                    point,
+                    last_commit,
+                    cut: false.into(),
+                },
+            })
+        };
+        let store = hooked(point, dagstream_store::MemStore::new());
+        let (observer, mut commits) = dagstream_observer::start(
+            committee.clone(),
+            store.clone(),
+            vec![validator.endpoint()],
+            ObserverConfig::default(),
+            0,
+        )
+        .unwrap();
+        // The consumer takes what was durable until the crash, which
+        // stops the observer.
+        let mut received = Vec::new();
+        while let Some(delivered) = commits.recv().await {
+            assert_eq!(delivered.index(), received.len() as u64 + 1);
+            received.push(delivered.sub_dag.reference());
+        }
+        assert!(
+            observer.stop().await.is_err(),
+            "{point:?}: the write failed"
+        );
+        let durable = store.last_commit_index().unwrap();
+        let handed_over = store.read_meta(&epoch_change_key(0)).unwrap().is_some();
+        let expected = match point {
+            Cut::BeforeLastCommit => (durable < last_commit, false),
+            Cut::BeforeHandOff => (durable == last_commit, false),
+            _ => (durable == last_commit, true),
+        };
+        assert_eq!((true, handed_over), (expected.0, expected.1), "{point:?}");
+        // What was durable but not handed over comes again after the
+        // restart, from the store.
+        assert!(received.len() as u64 <= durable, "{point:?}");
+        // Restarted on what was durable, it goes on from there.
+        let inner = Arc::into_inner(store).expect("the observer let go").inner;
+        let acked = received.len() as u64;
+        let (observer, mut commits) = dagstream_observer::start(
+            committee.clone(),
+            hooked(Cut::Never, inner),
+            vec![validator.endpoint()],
+            ObserverConfig::default(),
+            acked,
+        )
+        .unwrap();
+        let until = last_commit + 30;
+        received.extend(consume(&mut commits, acked, until).await);
+        assert_eq!(received, validator.commits(until).await, "{point:?}");
+        wait_status(&observer, "the next epoch", |s| s.epoch >= 1).await;
+        observer.stop().await.unwrap();
+    }
     validator.stop().await;
 }

@@ -1,7 +1,7 @@
 //! [`HookedStore`]: a [`MemStore`] whose calls a test can watch or hold.
 
 use bytes::Bytes;
-use dagstream_store::{MemStore, PruneStats, Result, Store, WriteBatch};
+use dagstream_store::{MemStore, PruneStats, Result, Store, StoreError, WriteBatch};
 use dagstream_types::{BlockRef, CommitIndex, Round, TrustedCommit};
 
 /// What a test does at some of a [`HookedStore`]'s calls. Each defaults to
@@ -9,6 +9,11 @@ use dagstream_types::{BlockRef, CommitIndex, Round, TrustedCommit};
 pub trait StoreHooks: Send + Sync + 'static {
     /// Before a write is applied: a test may block here to hold writes.
     fn before_write(&self) {}
+    /// Whether `batch` is applied: `false` fails the write, as a disk
+    /// gone (or a process killed) at that point would leave it.
+    fn accept(&self, _batch: &WriteBatch) -> bool {
+        true
+    }
     /// At each read of block bytes (`read_block`, and each `scan_blocks`).
     fn on_block_read(&self) {}
 }
@@ -32,6 +37,13 @@ impl<H> HookedStore<H> {
 impl<H: StoreHooks> Store for HookedStore<H> {
     fn write(&self, batch: WriteBatch) -> Result<()> {
         self.hooks.before_write();
+        if !self.hooks.accept(&batch) {
+            return Err(StoreError::Io {
+                operation: "write",
+                path: "hooked store".into(),
+                reason: "the test cut writes off here".into(),
+            });
+        }
         self.inner.write(batch)
     }
     fn read_block(&self, block: &BlockRef) -> Result<Option<Bytes>> {

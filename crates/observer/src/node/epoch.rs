@@ -18,7 +18,7 @@ use crate::{ObserverError, Result};
 use bytes::Bytes;
 use dagstream_publisher::epochs::Epochs;
 use dagstream_store::{epoch_change_key, WriteBatch};
-use dagstream_types::{CheckpointSummary, Committee, Epoch, EpochChange};
+use dagstream_types::{CheckpointSummary, Committee, Epoch, EpochChange, VerifiedBlock};
 use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::info;
@@ -94,6 +94,9 @@ impl Node {
         // One write in flight: the commits before the hand-off first.
         self.settle().await?;
         let mut batch = WriteBatch::new();
+        for block in std::mem::take(&mut self.epoch_votes) {
+            batch.add_block(&block);
+        }
         batch.put_meta(epoch_change_key(ended), bytes.clone());
         let final_checkpoint = change.certificate.summary;
         self.sequencer
@@ -141,6 +144,26 @@ impl Node {
             return Ok(None);
         }
         self.apply(vec![Command::StartBlocks], connection).await
+    }
+
+    /// Keeps `block` if it votes for the ended epoch's last commit: no later
+    /// commit of the chain holds such blocks, and a relay's subscribers need
+    /// them to certify that commit. One per author, so at most the
+    /// committee.
+    pub(super) fn keep_epoch_vote(&mut self, block: VerifiedBlock) {
+        let Some(last) = self.sequencer.ended().and(self.sequencer.tip()) else {
+            return;
+        };
+        let votes = block.commit_votes().contains(&last.reference());
+        if votes
+            && block.epoch() == self.epochs.current().epoch()
+            && self
+                .epoch_votes
+                .iter()
+                .all(|b| b.author() != block.author())
+        {
+            self.epoch_votes.push(block);
+        }
     }
 
     /// Observes the time from the hand-off to the first verified block of

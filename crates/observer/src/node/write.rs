@@ -6,6 +6,8 @@ use super::Node;
 use crate::delivery::DeliveredSubDag;
 use crate::sequencer::ReceivedSubDag;
 use crate::{ObserverError, Result};
+use bytes::Bytes;
+use dagstream_types::VerifiedBlock;
 use tokio::time::Instant;
 
 /// Where commits to sequence come from.
@@ -27,11 +29,18 @@ impl Node {
     ///
     /// Returns why the upstream's commits past those sequenced were
     /// refused, if they were.
+    ///
+    /// `certifiers`: the blocks that certified the last of `sub_dags` (a
+    /// commit-stream batch). If that commit ends its epoch, they are
+    /// written with it: they are the only blocks that vote for it (no
+    /// later commit holds them), and subscribers of this observer need them
+    /// to certify it.
     pub(super) async fn sequence<S: Into<ReceivedSubDag>>(
         &mut self,
         sub_dags: Vec<S>,
         verified_at: Instant,
         origin: Origin,
+        certifiers: &[Bytes],
     ) -> Result<Option<ObserverError>> {
         let sub_dags: Vec<ReceivedSubDag> = sub_dags.into_iter().map(Into::into).collect();
         self.stamps
@@ -48,6 +57,20 @@ impl Node {
         }
         let mut sequenced = sequenced.unwrap_or_default();
         let refused = sequenced.refused.take();
+        let ends_epoch = self.sequencer.ended().is_some_and(|ended| {
+            sequenced.sub_dags.last().map(|d| d.index()) == Some(ended.last_commit)
+        });
+        if ends_epoch {
+            for bytes in certifiers {
+                // Verified with the batch: decoding cannot fail.
+                if let Ok(block) = VerifiedBlock::decode_trusted(bytes.clone()) {
+                    self.keep_epoch_vote(block);
+                }
+            }
+        }
+        for block in std::mem::take(&mut self.epoch_votes) {
+            sequenced.batch.add_block(&block);
+        }
         self.metrics.randomness_rounds.inc_by(
             sequenced
                 .sub_dags
@@ -83,6 +106,7 @@ impl Node {
             Vec::<ReceivedSubDag>::new(),
             Instant::now(),
             Origin::Derived,
+            &[],
         )
         .await?;
         self.settle().await
