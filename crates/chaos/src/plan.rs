@@ -83,6 +83,11 @@ pub struct Plan {
     /// sent, and a crash sends its resets in the order the runtime drops
     /// its tasks, which no seed decides.
     pub link_latency_ms: Vec<Vec<u64>>,
+    /// The chain's epoch length in rounds ([`SimConfig::epoch_rounds`],
+    /// 0: one epoch): committee hand-offs happen under the faults.
+    ///
+    /// [`SimConfig::epoch_rounds`]: dagstream_sim::SimConfig::epoch_rounds
+    pub epoch_rounds: u64,
 }
 
 /// The kinds of fault, drawn with equal weight.
@@ -98,6 +103,11 @@ pub const LINK_MS: (u64, u64) = (1, 5);
 /// Latency of a spike, at least and at most: from a slow link to one past
 /// the observer's stall timeout.
 const SPIKE_MS: (u64, u64) = (50, 2_500);
+
+/// Epoch lengths a plan draws from, in rounds: none, or from a hand-off
+/// every 2 s of the chain (100 ms rounds) to one every 4.5 s, so that a
+/// run of some 12 s or more crosses at least two, faults or not.
+const EPOCH_ROUNDS: [u64; 4] = [0, 20, 30, 45];
 
 impl Plan {
     /// The plan of `seed` for `shape`: the same arguments give the same
@@ -138,10 +148,14 @@ impl Plan {
                     .collect()
             })
             .collect();
+        // Drawn last, so that the faults of a seed are those it had before
+        // epochs were drawn.
+        let epoch_rounds = EPOCH_ROUNDS[rng.below(EPOCH_ROUNDS.len() as u64) as usize];
         Plan {
             seed,
             events,
             link_latency_ms,
+            epoch_rounds,
         }
     }
 
@@ -160,6 +174,10 @@ impl fmt::Display for Plan {
             "  link latencies (ms, observer by upstream): {:?}",
             self.link_latency_ms
         )?;
+        match self.epoch_rounds {
+            0 => writeln!(f, "  one epoch")?,
+            rounds => writeln!(f, "  an epoch every {rounds} rounds")?,
+        }
         for event in &self.events {
             writeln!(
                 f,
@@ -233,5 +251,21 @@ mod tests {
             }
         }
         assert!(counts.iter().all(|&n| n >= 20), "{counts:?}");
+    }
+
+    /// Most of the CI seeds change epochs, at every length drawn.
+    #[test]
+    fn the_ci_seeds_change_epochs() {
+        let shape = Shape::default();
+        let lengths: Vec<u64> = (0..50)
+            .map(|seed| Plan::generate(seed, &shape).epoch_rounds)
+            .collect();
+        for length in EPOCH_ROUNDS {
+            assert!(lengths.contains(&length), "{lengths:?}");
+        }
+        assert!(
+            lengths.iter().filter(|&&l| l > 0).count() >= 30,
+            "{lengths:?}"
+        );
     }
 }

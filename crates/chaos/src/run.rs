@@ -66,6 +66,10 @@ pub struct Report {
     pub delivered: Vec<u64>,
     /// Upstream sessions each observer opened (its last incarnation).
     pub connections: Vec<u64>,
+    /// The epoch each observer had reached, by its last status.
+    pub epochs: Vec<u64>,
+    /// The plan's epoch length in rounds (0: one epoch).
+    pub epoch_rounds: u64,
     /// Integrity faults each observer's last incarnation blamed on an
     /// upstream, as the last one it saw.
     pub last_fault: Vec<Option<String>>,
@@ -155,6 +159,7 @@ pub fn run_with(seed: u64, options: &Options) -> Result<Report, Failure> {
     let forged = TestCommittee::new(AUTHORITIES, CHAIN_SEED + 1);
     let sim_config = SimConfig {
         seed: CHAIN_SEED,
+        epoch_rounds: plan.epoch_rounds,
         ..SimConfig::default()
     };
     let config = observer_config();
@@ -310,6 +315,8 @@ pub fn run_with(seed: u64, options: &Options) -> Result<Report, Failure> {
                     .iter()
                     .map(|o| o.status.connections)
                     .collect(),
+                epochs: checker.outputs.iter().map(|o| o.status.epoch).collect(),
+                epoch_rounds: plan.epoch_rounds,
                 last_fault: checker
                     .outputs
                     .iter()
