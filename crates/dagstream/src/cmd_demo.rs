@@ -1,7 +1,9 @@
 //! `dagstream demo`: the whole design working, in one process, in about a
 //! minute.
 //!
-//! A validator starts with a long history; three observers follow it:
+//! A validator starts with a long history, and its committee hands the
+//! chain to a new one every 15 seconds (an epoch of 150 rounds); three
+//! observers, which trust only the genesis committee, follow it:
 //! - **fresh** starts far behind and catches up through CommitsOnly,
 //!   Overlap and back to BlocksOnly;
 //! - **slow-consumer** has a consumer that slows down mid-run, so its
@@ -9,7 +11,8 @@
 //! - **restarted** is stopped mid-run and restarted on its data dir, and
 //!   resumes with nothing lost.
 //!
-//! A live dashboard shows each observer's mode, lag and rate. At the end
+//! A live dashboard shows each observer's epoch, mode, lag and current
+//! rate. At the end
 //! the demo checks that every observer's sequence equals the validator's,
 //! prints a summary, and writes `timeline.svg`, `timeline.png` and
 //! `summary.json` to the report directory. It exits non-zero if a check
@@ -24,13 +27,16 @@ use dagstream_observer::{
     SubscriberConfig,
 };
 use dagstream_publisher::PublisherConfig;
-use dagstream_sim::{generate, GenesisParams, Profile};
+use dagstream_publisher::epochs::Epochs;
+use dagstream_sim::{generate, GenesisParams, Profile, SimConfig};
 use dagstream_store::{MemStore, Store};
 use dagstream_types::{BlockLimits, CommitRef, Committee};
 use dagstream_validator::Producer;
 use serde_json::json;
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -40,6 +46,12 @@ use tokio::sync::mpsc;
 const HISTORY_ROUNDS: u64 = 1_500;
 /// How often the dashboard and the timeline sample the observers.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// Rounds of an epoch: 15 s of the chain, so that the history holds ten
+/// hand-offs and a one-minute run four more.
+const EPOCH_ROUNDS: u64 = 150;
+/// The dashboard's rate is over this much of the latest time: the
+/// chain's current pace, not the average since start.
+const RATE_WINDOW: Duration = Duration::from_secs(2);
 
 /// One observer of the demo and what its consumer received.
 struct Follower {
@@ -52,12 +64,36 @@ struct Follower {
     restarts: u32,
     /// Its metrics, kept across its restart: the certification latency.
     metrics: ObserverMetrics,
+    /// The epoch of the last commit its consumer received.
+    epoch: Arc<AtomicU64>,
+    /// `(seconds, commits received)` over the last [`RATE_WINDOW`].
+    recent: VecDeque<(f64, usize)>,
+}
+
+impl Follower {
+    /// Commits per second over the last [`RATE_WINDOW`], with `delivered`
+    /// at `t` seconds.
+    fn rate(&mut self, t: f64, delivered: usize) -> f64 {
+        self.recent.push_back((t, delivered));
+        while self
+            .recent
+            .front()
+            .is_some_and(|(then, _)| t - then > RATE_WINDOW.as_secs_f64())
+        {
+            self.recent.pop_front();
+        }
+        match self.recent.front() {
+            Some(&(then, before)) if t > then => (delivered - before) as f64 / (t - then),
+            _ => 0.0,
+        }
+    }
 }
 
 /// Consumes commits, sleeping `delay()` after each (the slow consumer).
 fn consume(
     mut commits: mpsc::Receiver<DeliveredSubDag>,
     received: Arc<Mutex<Vec<CommitRef>>>,
+    epoch: Arc<AtomicU64>,
     delay: impl Fn() -> Duration + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -66,6 +102,7 @@ fn consume(
                 .lock()
                 .expect("lock")
                 .push(delivered.sub_dag.reference());
+            epoch.store(delivered.epoch(), Ordering::Relaxed);
             let pause = delay();
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
@@ -96,7 +133,10 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
     let mut producer = Producer::new(
         committee.clone(),
         keys,
-        Profile::Small.sim_config(42),
+        SimConfig {
+            epoch_rounds: EPOCH_ROUNDS,
+            ..Profile::Small.sim_config(42)
+        },
         &BlockLimits::default(),
         validator_store.clone(),
     )?;
@@ -113,8 +153,14 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         &prometheus::Registry::new(),
     )?;
     let upstream = format!("http://{}", validator.addr);
+    let validator_epoch = || -> Result<u64> {
+        Ok(Epochs::load(validator_store.as_ref(), committee.clone())?
+            .current()
+            .epoch())
+    };
+    let history_epoch = validator_epoch()?;
     println!(
-        "validator at {upstream} with {} commits of history",
+        "validator at {upstream} with {} commits of history, in epoch {history_epoch}",
         validator_store.last_commit_index()?
     );
 
@@ -159,6 +205,7 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
             metrics.clone(),
         )?;
         let received = Arc::new(Mutex::new(Vec::new()));
+        let epoch = Arc::new(AtomicU64::new(0));
         let paused = pause_seen.clone();
         let delay = move || {
             let now = started.elapsed();
@@ -175,11 +222,13 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         followers.push(Follower {
             name,
             handle: Some(handle),
-            consumer: Some(consume(commits, received.clone(), delay)),
+            consumer: Some(consume(commits, received.clone(), epoch.clone(), delay)),
             received,
             modes: Vec::new(),
             restarts: 0,
             metrics,
+            epoch,
+            recent: VecDeque::new(),
         });
     }
 
@@ -188,6 +237,7 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
     let mut ticks = tokio::time::interval(SAMPLE_EVERY);
     let mut last_print = Instant::now();
     let mut drawn = false;
+    let mut boundaries: Vec<(f64, u64)> = Vec::new();
     while started.elapsed() < duration {
         ticks.tick().await;
         let now = started.elapsed();
@@ -219,14 +269,22 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
                 acked,
                 restarted.metrics.clone(),
             )?;
-            restarted.consumer = Some(consume(commits, restarted.received.clone(), || {
-                Duration::ZERO
-            }));
+            restarted.consumer = Some(consume(
+                commits,
+                restarted.received.clone(),
+                restarted.epoch.clone(),
+                || Duration::ZERO,
+            ));
             restarted.handle = Some(handle);
             restarted.restarts += 1;
         }
-        let mut lines = Vec::new();
-        for follower in &followers {
+        // The validator's live hand-offs, for the timeline.
+        let epoch = validator_epoch()?;
+        if epoch > boundaries.last().map_or(history_epoch, |(_, e)| *e) {
+            boundaries.push((now.as_secs_f64(), epoch));
+        }
+        let mut lines = vec![format!("validator      epoch {epoch:>3}")];
+        for follower in &mut followers {
             let t = now.as_secs_f64();
             let (mode, paused, lag) = match &follower.handle {
                 Some(handle) => {
@@ -249,14 +307,16 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
                 paused,
             });
             let delivered = follower.received.lock().expect("lock").len();
+            let rate = follower.rate(t, delivered);
             lines.push(format!(
-                "{:<14} {:<12} {:<7} lag {:>6}  delivered {:>6}  {:>6.0} commits/s",
+                "{:<14} epoch {:>3}  {:<12} {:<7} lag {:>6}  delivered {:>6}  {:>6.0} commits/s",
                 follower.name,
+                follower.epoch.load(Ordering::Relaxed),
                 mode.map_or("stopped".to_string(), |m| format!("{m:?}")),
                 if paused { "paused" } else { "" },
                 lag.map_or("-".to_string(), |l| l.to_string()),
                 delivered,
-                delivered as f64 / t.max(0.001),
+                rate,
             ));
         }
         if tty {
@@ -294,9 +354,15 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
     let mut all_ok = true;
     let mut summary = Vec::new();
     println!();
+    let final_epoch = validator_epoch()?;
     println!(
-        "{:<14} {:>9} {:>14} {:>9} {:>9} {:>15}  checks",
-        "observer", "commits", "mode changes", "pauses", "restarts", "certified p50/99"
+        "the committee handed the chain over {final_epoch} times: {history_epoch} in the \
+         history, {} during the run",
+        final_epoch - history_epoch
+    );
+    println!(
+        "{:<14} {:>9} {:>6} {:>14} {:>9} {:>9} {:>15}  checks",
+        "observer", "commits", "epoch", "mode changes", "pauses", "restarts", "certified p50/99"
     );
     for follower in &followers {
         let received = follower.received.lock().expect("lock").clone();
@@ -331,10 +397,12 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         let rounds = &follower.metrics.certification_rounds;
         let (p50, p99) = (quantile(rounds, 0.5), quantile(rounds, 0.99));
         let show = |q: Option<f64>| q.map_or("-".to_string(), |q| q.to_string());
+        let epoch = follower.epoch.load(Ordering::Relaxed);
         println!(
-            "{:<14} {:>9} {:>14} {:>9} {:>9} {:>15}  {}",
+            "{:<14} {:>9} {:>6} {:>14} {:>9} {:>9} {:>15}  {}",
             follower.name,
             received.len(),
+            epoch,
             modes.len().saturating_sub(1),
             pauses,
             follower.restarts,
@@ -348,6 +416,7 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         summary.push(json!({
             "observer": follower.name,
             "commits": received.len(),
+            "epoch": epoch,
             "modes": modes.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>(),
             "pauses": pauses,
             "restarts": follower.restarts,
@@ -360,6 +429,8 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
     let summary = json!({
         "duration_secs": duration.as_secs_f64(),
         "validator_commits": chain.len(),
+        "validator_epoch": final_epoch,
+        "epochs_during_run": final_epoch - history_epoch,
         "passed": all_ok,
         "observers": summary,
     });
@@ -367,7 +438,7 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         report_dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)? + "\n",
     )?;
-    timeline::write(report_dir, &samples)?;
+    timeline::write(report_dir, &samples, &boundaries)?;
     println!(
         "\n{}: report in {} (summary.json, timeline.svg, timeline.png)",
         if all_ok {

@@ -1,5 +1,6 @@
 //! The demo's timeline: commit lag over time per observer, with each
-//! observer's mode shaded as a band and mode changes marked.
+//! observer's mode shaded as a band, mode changes marked, and the
+//! committee's hand-offs drawn as vertical lines.
 //!
 //! plotters draws the chart as SVG; resvg renders the same SVG to PNG with
 //! an embedded font (DejaVu Sans, see `assets/DejaVuSans-LICENSE.txt`), so
@@ -41,9 +42,10 @@ fn band_color(mode: Option<Mode>, paused: bool) -> RGBColor {
     }
 }
 
-/// Writes `timeline.svg` and `timeline.png` into `dir`.
-pub fn write(dir: &Path, samples: &[Sample]) -> Result<()> {
-    let svg = draw(samples)?;
+/// Writes `timeline.svg` and `timeline.png` into `dir`. `boundaries`:
+/// when the validator handed over to each new epoch, `(seconds, epoch)`.
+pub fn write(dir: &Path, samples: &[Sample], boundaries: &[(f64, u64)]) -> Result<()> {
+    let svg = draw(samples, boundaries)?;
     std::fs::write(dir.join("timeline.svg"), &svg)?;
     let png = render_png(&svg)?;
     std::fs::write(dir.join("timeline.png"), png)?;
@@ -60,7 +62,7 @@ fn observers(samples: &[Sample]) -> Vec<&'static str> {
     names
 }
 
-fn draw(samples: &[Sample]) -> Result<String> {
+fn draw(samples: &[Sample], boundaries: &[(f64, u64)]) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -123,6 +125,26 @@ fn draw(samples: &[Sample]) -> Result<String> {
                 }
                 previous = Some(now);
             }
+        }
+        // Each hand-off to a new epoch, where the validator made it.
+        let boundary_color = RGBColor(120, 120, 120);
+        for &(t, epoch) in boundaries {
+            let top = (lag_max + 1.0) * 1.4;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(t, 1.0), (t, top)],
+                    4,
+                    3,
+                    boundary_color.stroke_width(1),
+                ))
+                .map_err(plot_error)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("epoch {epoch}"),
+                    (t, top),
+                    TextStyle::from(("sans-serif", 12).into_font()).color(&boundary_color),
+                )))
+                .map_err(plot_error)?;
         }
         chart
             .configure_series_labels()
@@ -240,9 +262,10 @@ mod tests {
             });
         }
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), &samples).unwrap();
+        write(dir.path(), &samples, &[(3.0, 11), (7.5, 12)]).unwrap();
         let svg = std::fs::read_to_string(dir.path().join("timeline.svg")).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("commit lag per observer"));
+        assert!(svg.contains(">\nepoch 11\n<") && svg.contains(">\nepoch 12\n<"));
         // plotters writes each label on its own line inside <text>.
         assert!(svg.contains(">\nfresh\n<") && svg.contains(">\nCommitsOnly\n<"));
         let png = std::fs::read(dir.path().join("timeline.png")).unwrap();
