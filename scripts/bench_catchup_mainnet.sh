@@ -4,7 +4,7 @@
 # whether its memory stays flat meanwhile.
 #
 #   cargo build --release -p dagstream
-#   [PIN=1] [RANDOMNESS=off] scripts/bench_catchup_mainnet.sh [HISTORY_ROUNDS]
+#   [PIN=1] [RANDOMNESS=off] [EPOCH_ROUNDS=N] scripts/bench_catchup_mainnet.sh [HISTORY_ROUNDS]
 #
 # A validator (`--profile mainnet`: 100 authorities, 75 ms rounds, 5,000 TPS,
 # 13.3 commits per second live) first produces HISTORY_ROUNDS rounds of
@@ -14,6 +14,9 @@
 # second the script samples the observer's persisted commits (its metrics)
 # and RSS (/proc), until the observer is within 20 commits of the validator.
 # It prints the samples and the catch-up rate over the whole run.
+# EPOCH_ROUNDS=N: the committee hands the chain to a new one every N rounds
+# (`--epoch-rounds`), so that the observer verifies HISTORY_ROUNDS / N
+# hand-offs while catching up.
 set -euo pipefail
 
 history=${1:-3000}
@@ -30,12 +33,15 @@ genesis_flags=()
 # PIN=1: the validator (which simulates the whole committee) on CPU 0 and
 # the observer on CPU 1, so that neither's load slows the other: the
 # observer's rate is then its own, on one core.
+validator_flags=()
+[[ -n ${EPOCH_ROUNDS:-} ]] && validator_flags+=(--epoch-rounds "$EPOCH_ROUNDS")
 pin_validator=() pin_observer=()
 if [[ ${PIN:-0} == 1 ]]; then
     pin_validator=(taskset -c 0) pin_observer=(taskset -c 1)
 fi
 "${pin_validator[@]}" "$bin" validator --data-dir "$dir/validator" --genesis "$dir/genesis" --profile mainnet \
-    --listen "127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_vm" --log-level warn &
+    --listen "127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_vm" --log-level warn \
+    "${validator_flags[@]}" &
 pids+=($!)
 # The genesis lies HISTORY_ROUNDS rounds in the past: the validator
 # produces them as fast as it can, then keeps to the schedule.
@@ -76,6 +82,7 @@ done
 batches=$(metric "$port_vm" 'dagstream_publisher_batch_size_count{service="commits"}')
 batched=$(metric "$port_vm" 'dagstream_publisher_batch_size_sum{service="commits"}')
 echo "commit batches: ${batches:-?}, ${batched:-?} commits"
+echo "observer epoch: $(metric "$port_om" dagstream_observer_epoch)"
 # CPU time (user + system, in clock ticks) of each process so far: the
 # observer's is its own cost of catching up, whatever the validator (which
 # simulates every authority of the committee on the same cores) takes.
