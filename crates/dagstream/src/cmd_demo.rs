@@ -26,8 +26,8 @@ use dagstream_observer::{
     start_with_metrics, DeliveredSubDag, Mode, ObserverConfig, ObserverHandle, ObserverMetrics,
     SubscriberConfig,
 };
-use dagstream_publisher::PublisherConfig;
 use dagstream_publisher::epochs::Epochs;
+use dagstream_publisher::PublisherConfig;
 use dagstream_sim::{generate, GenesisParams, Profile, SimConfig};
 use dagstream_store::{MemStore, Store};
 use dagstream_types::{BlockLimits, CommitRef, Committee};

@@ -30,6 +30,8 @@ pub struct ObserverArgs {
     pub serve: ServeSecurity,
     /// TLS and the token towards upstreams.
     pub upstream: UpstreamSecurity,
+    /// Checkpoints pinned on the command line, on top of the config's.
+    pub waypoints: Vec<dagstream_observer::Waypoint>,
 }
 
 /// The `--output` file, opened for appending after its last complete line.
@@ -92,6 +94,10 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
     let mut node_config = NodeConfig::load(args.config.as_deref())?;
     args.serve.apply(&mut node_config.publisher)?;
     args.upstream.apply(&mut node_config.observer)?;
+    node_config
+        .observer
+        .waypoints
+        .extend(args.waypoints.iter().copied());
     if args.upstreams.is_empty() {
         bail!("give at least one --upstream http://HOST:PORT");
     }

@@ -163,6 +163,12 @@ enum Command {
         /// Append one JSON line per commit, exactly once across restarts.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Pin a checkpoint: EPOCH:DIGEST, the final checkpoint of EPOCH
+        /// (`inspect --epochs` on a trusted node prints it). A hand-off of
+        /// that epoch over any other checkpoint is refused. Repeat for
+        /// several.
+        #[arg(long = "waypoint", value_name = "EPOCH:DIGEST")]
+        waypoints: Vec<dagstream_observer::Waypoint>,
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
@@ -318,6 +324,7 @@ fn run(command: Command) -> Result<()> {
             listen,
             metrics_listen,
             output,
+            waypoints,
             config,
             upstream,
             serve,
@@ -331,6 +338,7 @@ fn run(command: Command) -> Result<()> {
             config,
             serve,
             upstream,
+            waypoints,
         })),
         Command::Inspect {
             data_dir,

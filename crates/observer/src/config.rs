@@ -4,9 +4,10 @@
 use crate::state_machine::SubscriberConfig;
 use crate::{ObserverError, Result};
 use dagstream_publisher::Offload;
-use dagstream_types::BlockLimits;
+use dagstream_types::{BlockLimits, Digest, Epoch};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::str::FromStr;
 
 /// Everything tunable about an observer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,11 +64,51 @@ pub struct ObserverConfig {
     /// TLS towards `https://` upstreams; `http://` ones are plaintext.
     #[serde(skip_serializing_if = "UpstreamTls::is_unset")]
     pub tls: UpstreamTls,
+    /// Checkpoints pinned by the operator (`docs/observer.md`, *Epochs*):
+    /// the hand-off of each named epoch must be certified over exactly
+    /// that final checkpoint. None by default: genesis alone is trusted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waypoints: Vec<Waypoint>,
     /// Where blocks and commit batches are verified and batches written:
     /// the blocking pool, or inline for a deterministic simulation. Not a
     /// file setting.
     #[serde(skip)]
     pub offload: Offload,
+}
+
+/// A checkpoint pinned by the operator: the epoch it ends, and its
+/// summary's digest (`dagstream inspect --epochs` prints both on a node
+/// that already follows the chain). Written `EPOCH:DIGEST` on the command
+/// line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waypoint {
+    /// The epoch whose final checkpoint this is.
+    pub epoch: Epoch,
+    /// The digest of that final checkpoint's summary.
+    pub checkpoint_digest: Digest,
+}
+
+impl FromStr for Waypoint {
+    type Err = ObserverError;
+
+    fn from_str(text: &str) -> Result<Waypoint> {
+        let invalid = |reason: String| ObserverError::InvalidConfig {
+            field: "waypoints",
+            reason,
+        };
+        let (epoch, digest) = text
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("{text:?} is not EPOCH:DIGEST")))?;
+        Ok(Waypoint {
+            epoch: epoch
+                .parse()
+                .map_err(|err| invalid(format!("epoch {epoch:?}: {err}")))?,
+            checkpoint_digest: digest
+                .parse()
+                .map_err(|err| invalid(format!("digest {digest:?}: {err}")))?,
+        })
+    }
 }
 
 /// TLS towards `https://` upstreams (`[observer.tls]`).
@@ -109,6 +150,7 @@ impl Default for ObserverConfig {
             max_upstream_lag: 50,
             auth_token_path: None,
             tls: UpstreamTls::default(),
+            waypoints: Vec::new(),
             offload: Offload::default(),
         }
     }

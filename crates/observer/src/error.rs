@@ -95,6 +95,15 @@ pub enum ObserverError {
     )]
     UnexpectedHandOff { epoch: Epoch, current: Epoch },
     #[error(
+        "the hand-off of epoch {epoch} is certified over checkpoint {got}, but the operator \
+         pinned {pinned} (a waypoint)"
+    )]
+    WaypointMismatch {
+        epoch: Epoch,
+        pinned: Digest,
+        got: Digest,
+    },
+    #[error(
         "INTEGRITY: commit {index} was persisted with digest {persisted}, but {received} was \
          received: an upstream is faulty or Byzantine"
     )]
@@ -131,7 +140,7 @@ pub enum ObserverError {
 
 /// The metric names of every integrity error: the labels of
 /// `dagstream_observer_faults_total`, created at zero.
-pub const INTEGRITY_ERROR_NAMES: [&str; 17] = [
+pub const INTEGRITY_ERROR_NAMES: [&str; 18] = [
     "broken_chain",
     "malformed_block",
     "empty_sub_dag",
@@ -146,6 +155,7 @@ pub const INTEGRITY_ERROR_NAMES: [&str; 17] = [
     "commit_after_epoch_end",
     "bad_hand_off",
     "unexpected_hand_off",
+    "waypoint_mismatch",
     "invalid_randomness",
     "randomness_mismatch",
     "wrong_chain",
@@ -185,6 +195,7 @@ impl ObserverError {
             ObserverError::CommitAfterEpochEnd { .. } => "commit_after_epoch_end",
             ObserverError::BadHandOff { .. } => "bad_hand_off",
             ObserverError::UnexpectedHandOff { .. } => "unexpected_hand_off",
+            ObserverError::WaypointMismatch { .. } => "waypoint_mismatch",
             ObserverError::InvalidRandomness { .. } => "invalid_randomness",
             ObserverError::RandomnessMismatch { .. } => "randomness_mismatch",
             ObserverError::Conflict { .. } => "conflict",
@@ -252,6 +263,11 @@ mod tests {
             ObserverError::UnexpectedHandOff {
                 epoch: 1,
                 current: 0,
+            },
+            ObserverError::WaypointMismatch {
+                epoch: 0,
+                pinned: Digest::ZERO,
+                got: Digest::ZERO,
             },
             ObserverError::InvalidRandomness {
                 index: 1,

@@ -32,7 +32,9 @@
 //!   sequencer formed; certificates go with the next write.
 //! - [`delivery`]: persisted commits to the consumer, in order, each once,
 //!   each with its checkpoint ([`DeliveredSubDag`]).
-//! - `node`: the loop that wires the stages, one task owning all state;
+//! - `node`: the loop that wires the stages, one task owning all state,
+//!   and switches them all to the next committee at each verified epoch
+//!   hand-off (`node/epoch.rs`, see `docs/observer.md`, *Epochs*);
 //!   [`handle`]: [`start`] it and hold its [`ObserverHandle`].
 //! - [`config`], [`status`], [`metrics`]: [`ObserverConfig`],
 //!   [`ObserverStatus`] and [`ObserverMetrics`].
@@ -49,6 +51,11 @@
 //!                                                                      then relay feed)
 //!                                  consumer ◀─ delivery ◀── durable ────────┘
 //! ```
+//!
+//! Across an epoch: the sequencer places the epoch's last commit; a
+//! hand-off from either stream is verified with the committee trusted so
+//! far and written in one batch after it; then derive, sequencer, certify
+//! and verification go on with the next committee.
 
 pub mod certify;
 #[cfg(test)]
@@ -77,7 +84,7 @@ pub mod verify;
 #[cfg(test)]
 mod verify_tests;
 
-pub use config::{ObserverConfig, UpstreamTls};
+pub use config::{ObserverConfig, UpstreamTls, Waypoint};
 pub use dagstream_publisher::Offload;
 pub use delivery::DeliveredSubDag;
 pub use error::{ObserverError, Result};

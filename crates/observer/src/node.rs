@@ -16,7 +16,10 @@
 //!   ([`Persister`]) while it verifies the next (the write path, in
 //!   `node/write.rs`);
 //! - queues the commits each write made durable for the consumer
-//!   ([`Delivery`]).
+//!   ([`Delivery`]);
+//! - at an epoch's end, verifies the hand-off that either stream brings,
+//!   records it, and switches every stage to the next committee
+//!   (`node/epoch.rs`).
 //!
 //! A slow consumer stops the task from taking input, so the block queue
 //! grows and the state machine pauses blocks: nothing is dropped.
@@ -131,6 +134,7 @@ impl Node {
         verified: broadcast::Sender<VerifiedBlock>,
     ) -> Result<Node> {
         let epochs = Epochs::load(store.as_ref(), genesis)?;
+        epoch::check_waypoints(&epochs, &config.waypoints)?;
         let committee = epochs.current().clone();
         let handed_over = epoch::final_checkpoint(&epochs, committee.epoch())?;
         let deriver = Deriver::recover(committee.clone(), store.as_ref())?;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{committee_and_keys, consume, fresh_observer, wait_status};
-use dagstream_observer::{ObserverConfig, ObserverHandle};
+use dagstream_observer::{ObserverConfig, ObserverHandle, Waypoint};
 use dagstream_proto::v1::block_stream_service_server::{
     BlockStreamService, BlockStreamServiceServer,
 };
@@ -166,6 +166,16 @@ fn certificate(
 /// faulty with `error` (its name, then its message): epoch 0's commits are
 /// delivered and stored, and nothing after them.
 async fn refused(responses: Vec<CommitStreamResponse>, name: &str, error: &str) {
+    refused_pinned(responses, name, error, vec![]).await
+}
+
+/// [`refused`], by an observer with `waypoints`.
+async fn refused_pinned(
+    responses: Vec<CommitStreamResponse>,
+    name: &str,
+    error: &str,
+    waypoints: Vec<Waypoint>,
+) {
     let last_of_epoch = responses[responses.len() - 2]
         .commits
         .last()
@@ -183,6 +193,7 @@ async fn refused(responses: Vec<CommitStreamResponse>, name: &str, error: &str) 
     let config = ObserverConfig {
         // The status shows the fault once the next session starts.
         faulty_cooldown_ms: 200,
+        waypoints,
         ..ObserverConfig::default()
     };
     let (observer, mut commits): (ObserverHandle, _) = fresh_observer(vec![endpoint], config);
@@ -261,4 +272,48 @@ async fn forged_hand_offs_are_refused_and_nothing_after_them_is_written() {
         got: 1,
     };
     refused(early, "bad_certifier", &error.to_string()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waypoint_pins_the_hand_off_of_its_epoch() {
+    let honest = honest_responses().await;
+    let real = EpochChange::decode(&honest.last().unwrap().epoch_changes[0]).unwrap();
+    let digest = real.certificate.summary.digest();
+    // Pinned to another checkpoint: the real hand-off is refused.
+    let other = dagstream_types::Digest::of(b"another chain's checkpoint");
+    let pinned = Waypoint {
+        epoch: 0,
+        checkpoint_digest: other,
+    };
+    let error = format!(
+        "the hand-off of epoch 0 is certified over checkpoint {digest}, but the operator \
+         pinned {other} (a waypoint)"
+    );
+    refused_pinned(honest.clone(), "waypoint_mismatch", &error, vec![pinned]).await;
+
+    // Pinned to the real one (written as the command line takes it): the
+    // observer crosses into epoch 1.
+    let pinned: Waypoint = format!("0:{digest}").parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let fake = Fake { responses: honest };
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(BlockStreamServiceServer::new(fake.clone()))
+            .add_service(CommitStreamServiceServer::new(fake))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let config = ObserverConfig {
+        waypoints: vec![pinned],
+        ..ObserverConfig::default()
+    };
+    let (observer, _commits) = fresh_observer(vec![endpoint], config);
+    wait_status(&observer, "epoch 1", |s| {
+        s.epoch == 1 && s.last_fault.is_none()
+    })
+    .await;
+    observer.stop().await.unwrap();
+    server.abort();
+    assert!("0".parse::<Waypoint>().is_err());
+    assert!("x:00".parse::<Waypoint>().is_err());
 }

@@ -11,6 +11,7 @@
 //! then the block stream starts again from the new epoch.
 
 use super::{faulty, Node, SessionEnd};
+use crate::config::Waypoint;
 use crate::sequencer::Sequenced;
 use crate::state_machine::{Command, Mode};
 use crate::upstream::Connection;
@@ -29,13 +30,36 @@ pub(crate) fn final_checkpoint(epochs: &Epochs, epoch: Epoch) -> Result<Option<C
     let Some(hand_off) = epoch.checked_sub(1).and_then(|e| epochs.hand_off(e)) else {
         return Ok(None);
     };
-    let change = EpochChange::decode(&hand_off.bytes).map_err(|source| {
+    Ok(Some(decode_stored(&hand_off.bytes)?.certificate.summary))
+}
+
+/// The hand-offs a store holds must match the operator's waypoints: a
+/// store that followed another chain past one is refused at start.
+pub(crate) fn check_waypoints(epochs: &Epochs, waypoints: &[Waypoint]) -> Result<()> {
+    for waypoint in waypoints {
+        let Some(hand_off) = epochs.hand_off(waypoint.epoch) else {
+            continue;
+        };
+        let change = decode_stored(&hand_off.bytes)?;
+        let got = change.certificate.summary.digest();
+        if got != waypoint.checkpoint_digest {
+            return Err(ObserverError::WaypointMismatch {
+                epoch: waypoint.epoch,
+                pinned: waypoint.checkpoint_digest,
+                got,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn decode_stored(bytes: &[u8]) -> Result<EpochChange> {
+    EpochChange::decode(bytes).map_err(|source| {
         ObserverError::Store(dagstream_store::StoreError::Corrupt {
             what: "hand-off",
             reason: source.to_string(),
         })
-    })?;
-    Ok(Some(change.certificate.summary))
+    })
 }
 
 impl Node {
@@ -61,6 +85,9 @@ impl Node {
             // Handed over already, through the other stream.
             return Ok(None);
         }
+        if let Err(err) = self.check_waypoint(&change) {
+            return faulty(err);
+        }
         let Some(last) = self.sequencer.ended().copied().filter(|_| epoch == current) else {
             if from_blocks {
                 self.blocks_ahead = true;
@@ -74,6 +101,23 @@ impl Node {
         };
         self.start_epoch(change, bytes, next).await?;
         Ok(None)
+    }
+
+    /// A hand-off must match the operator's waypoint for its epoch, if
+    /// there is one.
+    pub(super) fn check_waypoint(&self, change: &EpochChange) -> Result<()> {
+        let epoch = change.epoch();
+        let got = change.certificate.summary.digest();
+        match self.config.waypoints.iter().find(|w| w.epoch == epoch) {
+            Some(pinned) if pinned.checkpoint_digest != got => {
+                Err(ObserverError::WaypointMismatch {
+                    epoch,
+                    pinned: pinned.checkpoint_digest,
+                    got,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Records the verified hand-off `change` (its bytes `bytes`) in one
