@@ -86,6 +86,8 @@ fn faulty(err: ObserverError) -> Result<Option<SessionEnd>> {
 
 pub(crate) struct Node {
     store: Arc<dyn Store>,
+    /// What the persister writes through (and relays serve from).
+    source: Arc<StoreSource>,
     config: ObserverConfig,
     machine: SubscriberStateMachine,
     deriver: Deriver,
@@ -154,7 +156,8 @@ impl Node {
                 ..ObserverStatus::default()
             },
             store,
-            persister: Persister::new(source, config.offload),
+            persister: Persister::new(source.clone(), config.offload),
+            source,
             config,
             machine,
             deriver,

@@ -114,6 +114,9 @@ pub struct StoreSource {
     store: Arc<dyn Store>,
     committee: Arc<Committee>,
     epochs: RwLock<Arc<Epochs>>,
+    /// The committee of a hand-off about to be written, as its writer
+    /// validated it ([`StoreSource::expect_epoch`]).
+    expected_epoch: std::sync::Mutex<Option<Arc<Committee>>>,
     feed: broadcast::Sender<Accepted>,
     cache: RwLock<Cache>,
     cache_rounds: Round,
@@ -188,6 +191,7 @@ impl StoreSource {
             store,
             committee,
             epochs: RwLock::new(Arc::new(epochs)),
+            expected_epoch: std::sync::Mutex::new(None),
             feed,
             cache: RwLock::new(Cache {
                 blocks,
@@ -204,6 +208,13 @@ impl StoreSource {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The next write holds a hand-off to `committee`, which its writer
+    /// validated: the source takes it as it is instead of validating it
+    /// again.
+    pub fn expect_epoch(&self, committee: Arc<Committee>) {
+        *self.expected_epoch.lock().expect("lock poisoned") = Some(committee);
     }
 
     /// Blocks and commits held in the tail cache: at most `cache_rounds`
@@ -239,10 +250,11 @@ impl StoreSource {
         // The next epoch's committee is known before any of its blocks is
         // announced.
         if !hand_offs.is_empty() {
+            let expected = self.expected_epoch.lock().expect("lock poisoned").take();
             let mut epochs = self.epochs.write().expect("epochs lock poisoned");
             let mut next = Epochs::clone(&epochs);
             for bytes in hand_offs {
-                next.push(bytes)?;
+                next.push_validated(bytes, expected.clone())?;
             }
             *epochs = Arc::new(next);
         }

@@ -152,7 +152,8 @@ impl Node {
         self.metrics.certified(&certified, highest);
         self.status.highest_certified_checkpoint = highest;
         self.deriver.start_epoch(next.clone(), last_commit);
-        self.epochs.push(bytes)?;
+        self.epochs.push_validated(bytes, Some(next.clone()))?;
+        self.source.expect_epoch(next.clone());
         self.persister.start(Sequenced {
             batch,
             ..Sequenced::default()
