@@ -169,6 +169,7 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
     let status = Arc::new(move || {
         json!({
             "role": "validator",
+            "epoch": source.epochs().current().epoch(),
             "highest_round": source.highest_round(),
             "highest_commit": source.highest_commit_index(),
             "highest_certified_commit": publisher.highest_certified(),
