@@ -83,6 +83,11 @@ batches=$(metric "$port_vm" 'dagstream_publisher_batch_size_count{service="commi
 batched=$(metric "$port_vm" 'dagstream_publisher_batch_size_sum{service="commits"}')
 echo "commit batches: ${batches:-?}, ${batched:-?} commits"
 echo "observer epoch: $(metric "$port_om" dagstream_observer_epoch)"
+# What the observer did besides persisting: blocks it verified from the
+# block stream, blocks dropped at epoch boundaries, sessions ended.
+echo "observer blocks verified: $(metric "$port_om" dagstream_observer_blocks_verified_total)," \
+    "dropped ahead/behind an epoch: $(metric "$port_om" dagstream_observer_future_epoch_blocks_total)/$(metric "$port_om" dagstream_observer_stale_epoch_blocks_total)," \
+    "sessions ended: $(curl -s "http://127.0.0.1:$port_om/metrics" | awk '/^dagstream_observer_session_ends_total/ {s += $2} END {print s + 0}')"
 # CPU time (user + system, in clock ticks) of each process so far: the
 # observer's is its own cost of catching up, whatever the validator (which
 # simulates every authority of the committee on the same cores) takes.

@@ -18,9 +18,11 @@ was. At the end every process is stopped, and:
   dir).
 
 Usage:
-    scripts/kill_loop.py --bin target/release/dagstream --kills 100
-The test `dagstream::cli::a_short_kill_loop_loses_nothing` runs it with a few
-kills. Exits 0 when every check passes; prints a JSON summary last.
+    scripts/kill_loop.py --bin target/release/dagstream --kills 100 [--epoch-rounds 40]
+With --epoch-rounds the committee hands the chain over every N rounds, so
+kills land on every side of the hand-offs. The test
+`dagstream::cli::a_short_kill_loop_loses_nothing` runs it with a few kills
+and epochs of 40 rounds. Exits 0 when every check passes; prints a JSON summary last.
 """
 
 import argparse
@@ -129,6 +131,8 @@ def main():
     parser.add_argument("--min-interval", type=float, default=0.5, help="seconds between kills, at least")
     parser.add_argument("--max-interval", type=float, default=3.0, help="seconds between kills, at most")
     parser.add_argument("--work-dir", default=None, help="kept after the run when given")
+    parser.add_argument("--epoch-rounds", type=int, default=0,
+                        help="the committee hands over every N rounds (0: never)")
     args = parser.parse_args()
 
     seed = args.seed if args.seed is not None else random.randrange(2**32)
@@ -144,7 +148,8 @@ def main():
         "validator",
         args.bin,
         ["validator", "--data-dir", validator_dir, "--listen", f"127.0.0.1:{listen}",
-         "--history-rounds", "200", "--metrics-listen", f"127.0.0.1:{validator_metrics}"],
+         "--history-rounds", "200", "--metrics-listen", f"127.0.0.1:{validator_metrics}"]
+        + (["--epoch-rounds", str(args.epoch_rounds)] if args.epoch_rounds else []),
         validator_metrics,
         work,
     )

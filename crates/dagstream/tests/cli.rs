@@ -810,6 +810,10 @@ fn a_short_kill_loop_loses_nothing() {
         "6",
         "--observers",
         "2",
+        // A hand-off every 40 rounds: kills land on both sides of them,
+        // the validator's included.
+        "--epoch-rounds",
+        "40",
         "--min-interval",
         "0.2",
         "--max-interval",

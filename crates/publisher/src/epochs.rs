@@ -144,22 +144,25 @@ impl Epochs {
         self.entry(epoch)?.hand_off.as_ref()
     }
 
-    /// The epoch of a block at `round`.
+    /// The epoch of a block at `round`: the first whose last round is not
+    /// below it (ended epochs are in round order, the current one last).
     pub fn of_round(&self, round: Round) -> Epoch {
-        self.entries
-            .iter()
-            .find(|e| e.hand_off.as_ref().is_none_or(|h| round <= h.last_round))
-            .unwrap_or(self.entries.last().expect("at least the genesis epoch"))
-            .committee
-            .epoch()
+        self.first_where(|h| round <= h.last_round)
     }
 
     /// The epoch of commit `index`.
     pub fn of_commit(&self, index: CommitIndex) -> Epoch {
-        self.entries
-            .iter()
-            .find(|e| e.hand_off.as_ref().is_none_or(|h| index <= h.last_commit))
-            .unwrap_or(self.entries.last().expect("at least the genesis epoch"))
+        self.first_where(|h| index <= h.last_commit)
+    }
+
+    /// The first epoch that goes on or whose hand-off satisfies `reaches`,
+    /// by binary search: one lookup per block read stays cheap after
+    /// years of epochs.
+    fn first_where(&self, reaches: impl Fn(&HandOff) -> bool) -> Epoch {
+        let position = self
+            .entries
+            .partition_point(|e| e.hand_off.as_ref().is_some_and(|h| !reaches(h)));
+        self.entries[position.min(self.entries.len() - 1)]
             .committee
             .epoch()
     }
