@@ -1,4 +1,4 @@
-//! The committee's epochs: after [`SimConfig::epoch_rounds`] rounds every
+//! The committee's epochs: after [`SimConfig::epoch_rounds`](crate::SimConfig::epoch_rounds) rounds every
 //! live authority ends its epoch, and the committee hands the chain to the
 //! next one ([`dagstream_types::epoch`]).
 //!
@@ -10,7 +10,8 @@
 //! sign both as they sign every checkpoint, in their blocks of rounds
 //! `d + 1` and `d + 2`, and make no commit after the last. Round `d + 2` is
 //! the epoch's last round and the next committee's genesis round: the
-//! simulator writes the certified hand-off ([`EpochChange`]) with it and
+//! simulator writes the certified hand-off
+//! ([`EpochChange`](dagstream_types::EpochChange)) with it and
 //! makes round `d + 3` with the next committee.
 
 use crate::checkpoints::MAX_SIGNATURE_DELAY_ROUNDS;

@@ -89,7 +89,7 @@ pub struct Committee {
     /// The round of this committee's genesis blocks: 0 for the chain's
     /// first committee, and for a later one the round its epoch's DAG
     /// starts after (rounds continue across epochs, see
-    /// [`epoch`](crate::epoch)).
+    /// the `epoch` module).
     genesis_round: Round,
     verifying_keys: Vec<VerificationKey>,
     total_stake: Stake,
@@ -106,7 +106,7 @@ impl Committee {
     }
 
     /// Validates the committee of a later epoch, whose genesis blocks are
-    /// at `genesis_round`: what [`NextEpoch`](crate::epoch::NextEpoch)
+    /// at `genesis_round`: what `NextEpoch`
     /// hands over.
     pub fn starting_at(genesis: Genesis, genesis_round: Round) -> Result<Committee> {
         let invalid = |reason: String| TypesError::InvalidCommittee { reason };

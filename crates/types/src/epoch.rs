@@ -25,7 +25,7 @@
 //! every round of the ending epoch), so blocks of all epochs are stored,
 //! streamed and pruned in one round order. Blocks carry their epoch, and a
 //! committee refuses blocks of another
-//! ([`TypesError::WrongEpoch`](crate::TypesError::WrongEpoch)).
+//! ([`TypesError::WrongEpoch`]).
 //!
 //! A node that trusts only the genesis committee follows the chain by
 //! folding [`EpochChange::verify`] forward: each step trusts nothing but

@@ -24,7 +24,7 @@
 //! The epoch's last commit closes its checkpoint at once, whatever the
 //! time ([`CheckpointBuilder::end_epoch`]); the epoch's final checkpoint
 //! ([`CheckpointKind::EndOfEpoch`]) follows and hands the chain to the next
-//! committee ([`epoch`](crate::epoch)). Sequences and the previous-digest
+//! committee (the `epoch` module). Sequences and the previous-digest
 //! chain continue across epochs.
 //!
 //! ```
@@ -77,8 +77,8 @@ pub enum CheckpointKind {
     Randomness,
     /// The last checkpoint of an epoch: its one commit is the epoch's last,
     /// and its content digest is the digest of the
-    /// [`NextEpoch`](crate::epoch::NextEpoch) it hands the chain to
-    /// ([`epoch`](crate::epoch)).
+    /// `NextEpoch` it hands the chain to
+    /// (the `epoch` module).
     EndOfEpoch,
 }
 
@@ -191,7 +191,7 @@ pub enum SystemMessage {
     },
     /// The author has ended its epoch: once such messages of 2f+1 stake
     /// are committed, the commit that brought them is the epoch's last
-    /// ([`EndOfPublishTally`](crate::epoch::EndOfPublishTally)).
+    /// (`EndOfPublishTally`).
     EndOfPublish,
 }
 
