@@ -1,4 +1,4 @@
-//! The committee's epochs: after [`SimConfig::epoch_rounds`](crate::SimConfig::epoch_rounds) rounds every
+//! The committee's epochs: after `SimConfig::epoch_rounds` rounds every
 //! live authority ends its epoch, and the committee hands the chain to the
 //! next one ([`dagstream_types::epoch`]).
 //!
