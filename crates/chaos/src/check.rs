@@ -28,6 +28,8 @@ pub struct Reference {
     /// The highest commit decided by the blocks of each round, from round
     /// 1: what a publisher that has round `r + 1` has certified.
     decided_by_round: Vec<CommitIndex>,
+    /// The last commit of each epoch that has ended, in order.
+    epoch_ends: Vec<CommitIndex>,
 }
 
 impl Reference {
@@ -36,7 +38,14 @@ impl Reference {
             sim,
             commits: Vec::new(),
             decided_by_round: Vec::new(),
+            epoch_ends: Vec::new(),
         }
+    }
+
+    /// The epoch of commit `index` of the honest chain (as far as it was
+    /// produced).
+    pub fn epoch_of(&self, index: CommitIndex) -> u64 {
+        self.epoch_ends.iter().filter(|&&last| last < index).count() as u64
     }
 
     fn produce_through_round(&mut self, round: Round) {
@@ -47,6 +56,9 @@ impl Reference {
                 .expect("the reference simulator produces what the validators did");
             self.commits
                 .extend(output.commits.iter().map(|c| c.reference()));
+            if let Some(change) = &output.epoch_change {
+                self.epoch_ends.push(change.certificate.summary.last_commit);
+            }
             self.decided_by_round.push(self.sim.last_commit_index());
         }
     }
@@ -114,7 +126,7 @@ impl Output {
 pub type Shared = Rc<RefCell<Checker>>;
 
 pub struct Checker {
-    reference: Reference,
+    pub reference: Reference,
     /// Every delivery and status seen, with its time: two runs of one seed
     /// that end with the same trace took the same course.
     trace: blake3::Hasher,

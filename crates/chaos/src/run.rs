@@ -66,7 +66,8 @@ pub struct Report {
     pub delivered: Vec<u64>,
     /// Upstream sessions each observer opened (its last incarnation).
     pub connections: Vec<u64>,
-    /// The epoch each observer had reached, by its last status.
+    /// The epoch of the last commit each observer's consumer processed:
+    /// how many hand-offs it crossed.
     pub epochs: Vec<u64>,
     /// The plan's epoch length in rounds (0: one epoch).
     pub epoch_rounds: u64,
@@ -315,7 +316,11 @@ pub fn run_with(seed: u64, options: &Options) -> Result<Report, Failure> {
                     .iter()
                     .map(|o| o.status.connections)
                     .collect(),
-                epochs: checker.outputs.iter().map(|o| o.status.epoch).collect(),
+                epochs: checker
+                    .outputs
+                    .iter()
+                    .map(|o| checker.reference.epoch_of(o.last_index()))
+                    .collect(),
                 epoch_rounds: plan.epoch_rounds,
                 last_fault: checker
                     .outputs
