@@ -8,6 +8,7 @@ use dagstream_observer::checkpoint::{
     load_certification, load_open, load_summary, CheckpointLookup,
 };
 use dagstream_observer::delivery::load_randomness;
+use dagstream_publisher::epochs::Epochs;
 use dagstream_store::{epoch_change_key, Store};
 use dagstream_types::checkpoint::{extend_contents, extend_randomness};
 use dagstream_types::{
@@ -56,8 +57,8 @@ pub fn run(data_dir: &Path, target: Target, json: bool) -> Result<()> {
                     data_dir.display()
                 );
             };
-            check_chain(store.as_ref(), Some(genesis))?;
-            let epochs = crate::epochs::verified_epochs(store.as_ref(), genesis)?;
+            let report = check_chain(store.as_ref(), Some(genesis))?;
+            let epochs = report.epochs.expect("verified with the genesis committee");
             crate::epochs::show(store.as_ref(), &epochs, json)
         }
     }
@@ -107,6 +108,8 @@ pub struct ChainReport {
     pub range: Option<(CommitIndex, CommitIndex)>,
     pub highest_round: Option<u64>,
     pub blocks_checked: u64,
+    /// The epochs, each hand-off verified (with the genesis committee).
+    pub epochs: Option<Epochs>,
 }
 
 /// Reads the whole chain a store holds and checks it: every commit follows
@@ -123,6 +126,7 @@ pub fn check_chain(store: &dyn Store, committee: Option<&Committee>) -> Result<C
         range,
         highest_round,
         blocks_checked: 0,
+        epochs,
     };
     let Some((lowest, highest)) = range else {
         return Ok(report);
@@ -151,7 +155,7 @@ pub fn check_chain(store: &dyn Store, committee: Option<&Committee>) -> Result<C
                 let bytes = store
                     .read_block(reference)?
                     .with_context(|| format!("block {reference:?} of commit {index} is missing"))?;
-                let block = match &epochs {
+                let block = match &report.epochs {
                     Some(epochs) => {
                         let epoch = epochs.of_commit(index);
                         let committee = epochs.committee(epoch).expect("an epoch of the table");
@@ -180,6 +184,7 @@ fn verify(store: &dyn Store, committee: Option<&Committee>, json: bool) -> Resul
         range,
         highest_round,
         blocks_checked,
+        ..
     } = check_chain(store, committee)?;
     let Some((lowest, highest)) = range else {
         println!("empty store: no commits; highest block round {highest_round:?}");

@@ -138,7 +138,6 @@ pub fn start_with_transport(
     let source = Arc::new(StoreSource::new(store.clone(), committee.clone())?);
     let (verified, _) = broadcast::channel(VERIFIED_FEED_LEN);
     let mut node = Node::new(
-        committee,
         store,
         source.clone(),
         config,

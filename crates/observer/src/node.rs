@@ -44,9 +44,9 @@ use crate::upstream::{
 };
 use crate::{ObserverError, Result};
 use dagstream_publisher::epochs::Epochs;
-use dagstream_publisher::StoreSource;
+use dagstream_publisher::{ConsensusSource, StoreSource};
 use dagstream_store::Store;
-use dagstream_types::{CommitIndex, Committee, VerifiedBlock};
+use dagstream_types::{CommitIndex, VerifiedBlock};
 use std::sync::Arc;
 use std::time::Duration;
 // Every decision (stall, state machine, backoff, cool-down) is timed by
@@ -123,10 +123,9 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// A node of the chain whose genesis committee is `genesis`, continuing
+    /// A node of the chain of `source` (its genesis committee), continuing
     /// in the epoch its store has reached.
     pub(crate) fn new(
-        genesis: Arc<Committee>,
         store: Arc<dyn Store>,
         source: Arc<StoreSource>,
         config: ObserverConfig,
@@ -134,7 +133,8 @@ impl Node {
         metrics: ObserverMetrics,
         verified: broadcast::Sender<VerifiedBlock>,
     ) -> Result<Node> {
-        let epochs = Epochs::load(store.as_ref(), genesis)?;
+        // The relay source read the epochs from the store already.
+        let epochs = Epochs::clone(&source.epochs());
         epoch::check_waypoints(&epochs, &config.waypoints)?;
         let committee = epochs.current().clone();
         let handed_over = epoch::final_checkpoint(&epochs, committee.epoch())?;

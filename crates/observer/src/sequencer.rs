@@ -256,6 +256,27 @@ impl Sequencer {
         }
     }
 
+    /// Adds the checkpoints `commit` closed to `sequenced`: their summaries
+    /// to its batch, and to what the certifier gets.
+    fn record_closed(
+        &mut self,
+        sequenced: &mut Sequenced,
+        closed: Vec<CheckpointSummary>,
+        commit: &TrustedCommit,
+    ) {
+        for summary in closed {
+            sequenced
+                .batch
+                .put_meta(summary_key(summary.sequence), summary.encode());
+            sequenced.closed.push(ClosedCheckpoint {
+                summary,
+                leader_round: commit.leader().round,
+                timestamp_ms: commit.timestamp_ms(),
+            });
+            self.last_closed = Some(summary);
+        }
+    }
+
     /// Sequences verified sub-DAGs. Returns the batch to write, if any
     /// commit is new; the sequencer then counts it as persisted, so the
     /// caller must write it before sequencing again (a failed write is
@@ -341,17 +362,7 @@ impl Sequencer {
                     .batch
                     .put_meta(randomness_key(commit.index()), encode_outputs(&randomness));
             }
-            for summary in placed.closed {
-                sequenced
-                    .batch
-                    .put_meta(summary_key(summary.sequence), summary.encode());
-                sequenced.closed.push(ClosedCheckpoint {
-                    summary,
-                    leader_round: commit.leader().round,
-                    timestamp_ms: commit.timestamp_ms(),
-                });
-                self.last_closed = Some(summary);
-            }
+            self.record_closed(&mut sequenced, placed.closed, commit);
             if self
                 .end_of_publish
                 .on_commit(&sub_dag.blocks, &self.committee)
@@ -362,17 +373,8 @@ impl Sequencer {
                 if let Some(open) = self.checkpoints.open() {
                     sequenced.batch.put_meta(OPEN_CHECKPOINT_KEY, open.encode());
                 }
-                for summary in self.checkpoints.end_epoch() {
-                    sequenced
-                        .batch
-                        .put_meta(summary_key(summary.sequence), summary.encode());
-                    sequenced.closed.push(ClosedCheckpoint {
-                        summary,
-                        leader_round: commit.leader().round,
-                        timestamp_ms: commit.timestamp_ms(),
-                    });
-                    self.last_closed = Some(summary);
-                }
+                let closed = self.checkpoints.end_epoch();
+                self.record_closed(&mut sequenced, closed, commit);
                 self.ended = self.last_closed;
             }
             self.tip = Some(commit.clone());

@@ -104,6 +104,26 @@ impl CommitStreamService for Fake {
     }
 }
 
+/// Serves a [`Fake`] sending `responses` on a loopback port: its endpoint
+/// and its server task.
+async fn serve(
+    responses: Vec<CommitStreamResponse>,
+) -> (
+    String,
+    tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let fake = Fake { responses };
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(BlockStreamServiceServer::new(fake.clone()))
+            .add_service(CommitStreamServiceServer::new(fake))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (endpoint, server)
+}
+
 fn sim_config() -> SimConfig {
     SimConfig {
         epoch_rounds: 12,
@@ -181,15 +201,7 @@ async fn refused_pinned(
         .last()
         .unwrap()
         .commit_index;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let fake = Fake { responses };
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(BlockStreamServiceServer::new(fake.clone()))
-            .add_service(CommitStreamServiceServer::new(fake))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (endpoint, server) = serve(responses).await;
     let config = ObserverConfig {
         // The status shows the fault once the next session starts.
         faulty_cooldown_ms: 200,
@@ -294,15 +306,7 @@ async fn a_waypoint_pins_the_hand_off_of_its_epoch() {
     // Pinned to the real one (written as the command line takes it): the
     // observer crosses into epoch 1.
     let pinned: Waypoint = format!("0:{digest}").parse().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let fake = Fake { responses: honest };
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(BlockStreamServiceServer::new(fake.clone()))
-            .add_service(CommitStreamServiceServer::new(fake))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (endpoint, server) = serve(honest).await;
     let config = ObserverConfig {
         waypoints: vec![pinned],
         ..ObserverConfig::default()

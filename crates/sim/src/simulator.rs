@@ -40,6 +40,25 @@ pub struct RoundOutput {
     pub epoch_change: Option<EpochChange>,
 }
 
+/// What a committee starts its epoch with, once its keys are checked
+/// against it: its randomness (`None` for a chain without), and the refs of
+/// its genesis blocks, which its first round references.
+fn epoch_start(
+    committee: &Committee,
+    keys: &CommitteeKeys,
+) -> Result<(Option<Randomness>, Vec<Option<BlockRef>>)> {
+    keys.check(committee)?;
+    let randomness = Randomness::new(committee, keys);
+    if randomness.as_ref().is_some_and(|r| !r.matches(committee)) {
+        return Err(SimError::RandomnessMismatch);
+    }
+    let genesis = VerifiedBlock::genesis(committee)
+        .iter()
+        .map(|b| Some(b.reference()))
+        .collect();
+    Ok((randomness, genesis))
+}
+
 /// What recovery read back from a store, for [`Simulator::resume_at`].
 pub(crate) struct Recovered {
     pub next_round: Round,
@@ -95,16 +114,8 @@ impl Simulator {
         config: SimConfig,
         limits: &BlockLimits,
     ) -> Result<Self> {
-        keys.check(&committee)?;
         config.validate(&committee, limits)?;
-        let randomness = Randomness::new(&committee, &keys);
-        if randomness.as_ref().is_some_and(|r| !r.matches(&committee)) {
-            return Err(SimError::RandomnessMismatch);
-        }
-        let genesis: Vec<Option<BlockRef>> = VerifiedBlock::genesis(&committee)
-            .iter()
-            .map(|b| Some(b.reference()))
-            .collect();
+        let (randomness, genesis) = epoch_start(&committee, &keys)?;
         Ok(Simulator {
             consensus: DagConsensus::new(committee.clone(), DagConfig::default()),
             checkpoints: Checkpoints::resume(committee.epoch(), CheckpointState::default()),
@@ -132,15 +143,7 @@ impl Simulator {
         last_checkpoint: &CheckpointSummary,
         highest_certified: Option<u64>,
     ) -> Result<()> {
-        keys.check(&committee)?;
-        let randomness = Randomness::new(&committee, &keys);
-        if randomness.as_ref().is_some_and(|r| !r.matches(&committee)) {
-            return Err(SimError::RandomnessMismatch);
-        }
-        let genesis: Vec<Option<BlockRef>> = VerifiedBlock::genesis(&committee)
-            .iter()
-            .map(|b| Some(b.reference()))
-            .collect();
+        let (randomness, genesis) = epoch_start(&committee, &keys)?;
         self.consensus =
             DagConsensus::new_epoch(committee.clone(), DagConfig::default(), last_commit);
         self.checkpoints =
