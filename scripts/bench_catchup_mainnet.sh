@@ -4,7 +4,7 @@
 # whether its memory stays flat meanwhile.
 #
 #   cargo build --release -p dagstream
-#   [PIN=1] [RANDOMNESS=off] [EPOCH_ROUNDS=N] scripts/bench_catchup_mainnet.sh [HISTORY_ROUNDS]
+#   [PIN=1] [RANDOMNESS=off] [EPOCH_ROUNDS=N] [PERF=FILE] scripts/bench_catchup_mainnet.sh [HISTORY_ROUNDS]
 #
 # A validator (`--profile mainnet`: 100 authorities, 75 ms rounds, 5,000 TPS,
 # 13.3 commits per second live) first produces HISTORY_ROUNDS rounds of
@@ -63,6 +63,12 @@ echo "validator serving, tip at commit ${start_tip:-?}"
 pids+=($!)
 observer=$!
 started=$(date +%s.%N)
+# PERF=FILE: a perf profile of the observer (call graphs from DWARF, 199 Hz)
+# for the whole catch-up, written to FILE when the observer stops.
+if [[ -n ${PERF:-} ]]; then
+    perf record -F 199 --call-graph dwarf,32768 -p "$observer" -o "$PERF" 2>/dev/null &
+    pids+=($!)
+fi
 echo "| s | observer commit | validator commit | observer RSS MB |"
 echo "|---|---|---|---|"
 while true; do
@@ -83,6 +89,9 @@ batches=$(metric "$port_vm" 'dagstream_publisher_batch_size_count{service="commi
 batched=$(metric "$port_vm" 'dagstream_publisher_batch_size_sum{service="commits"}')
 echo "commit batches: ${batches:-?}, ${batched:-?} commits"
 echo "observer epoch: $(metric "$port_om" dagstream_observer_epoch)"
+# What the validator sent, by stream: blocks (in commits, as certifiers and
+# on the block stream) and their bytes.
+curl -s "http://127.0.0.1:$port_vm/metrics" | awk '/^dagstream_publisher_(blocks|bytes)_sent_total/ {print "validator", $1, $2}'
 # What the observer did besides persisting: blocks it verified from the
 # block stream, blocks dropped at epoch boundaries, sessions ended.
 echo "observer blocks verified: $(metric "$port_om" dagstream_observer_blocks_verified_total)," \

@@ -154,6 +154,36 @@ fn a_committee_checks_its_randomness_keys() {
     assert!(Committee::new(genesis).unwrap().randomness().is_none());
 }
 
+#[test]
+fn a_share_key_that_is_not_a_point_refuses_its_partials_only() {
+    // Share keys are checked when first needed, so the committee is built;
+    // the share's partials are then forgeries, and the others still reach
+    // the threshold.
+    let (committee, dealing) = weighted(&[1, 1, 1, 1]);
+    let mut genesis = common::genesis_with_stakes(&[1, 1, 1, 1]);
+    let mut keys = dealing.keys().clone();
+    keys.share_keys[2] = BlsPublicKey([0x11; 96]);
+    genesis.randomness = Some(keys);
+    let broken = Committee::new(genesis).unwrap();
+    let verifier = broken.randomness().unwrap();
+    let round = HashedRound::new(0, 3);
+    let all = partials(&committee, &dealing, &round);
+    assert!(!verifier.verify_partial(&round, 2, &all[2]));
+    // Asked again, the same answer from the kept result.
+    assert!(!verifier.verify_partial(&round, 2, &all[2]));
+    assert!(verifier.verify_partial(&round, 3, &all[3]));
+    let forged = BlsSignature(dealing.sign_group(&HashedRound::new(0, 4)).signature.0);
+    let given: Vec<(AuthorityIndex, &[BlsSignature])> = vec![
+        (0, &all[0]),
+        (2, std::slice::from_ref(&forged)),
+        (1, &all[1]),
+        (3, &all[3]),
+    ];
+    let aggregation = verifier.aggregate(&round, &given);
+    assert_eq!(aggregation.output, Some(dealing.sign_group(&round)));
+    assert_eq!(aggregation.forgers, vec![2]);
+}
+
 /// A block of `author` at `round` carrying `messages`.
 fn block(author: u32, round: Round, messages: Vec<SystemMessage>) -> VerifiedBlock {
     VerifiedBlock::sign(

@@ -213,8 +213,9 @@ impl CertifiedCheckpoint {
     }
 
     /// Checks the certificate alone: the committee's epoch, signers in
-    /// the committee in ascending order with none twice, every signature,
-    /// and a quorum of stake.
+    /// the committee in ascending order with none twice, a quorum of
+    /// stake, and every signature (in one batch; one by one only to name
+    /// the first that is wrong).
     pub fn verify(&self, committee: &Committee) -> Result<()> {
         let summary = &self.summary;
         let sequence = summary.sequence;
@@ -227,7 +228,7 @@ impl CertifiedCheckpoint {
         let digest = summary.digest();
         let mut stake = StakeAggregator::new(committee);
         let mut previous: Option<AuthorityIndex> = None;
-        for (author, signature) in &self.signatures {
+        for (author, _) in &self.signatures {
             if !committee.is_valid_index(*author) {
                 return Err(TypesError::UnknownAuthority {
                     author: *author,
@@ -238,12 +239,6 @@ impl CertifiedCheckpoint {
                 return Err(TypesError::CertificateSigners { sequence });
             }
             previous = Some(*author);
-            if !CheckpointSummary::verify_signature(&digest, *author, signature, committee) {
-                return Err(TypesError::InvalidCheckpointSignature {
-                    sequence,
-                    author: *author,
-                });
-            }
             stake.add(*author, committee);
         }
         if !stake.reached_quorum(committee) {
@@ -253,6 +248,18 @@ impl CertifiedCheckpoint {
                 quorum: committee.quorum_threshold(),
             });
         }
-        Ok(())
+        let signatures: Vec<_> = self
+            .signatures
+            .iter()
+            .map(|(author, signature)| (digest, *author, *signature))
+            .collect();
+        let valid = CheckpointSummary::verify_signatures(&signatures, committee);
+        match self.signatures.iter().zip(valid).find(|(_, valid)| !valid) {
+            Some(((author, _), _)) => Err(TypesError::InvalidCheckpointSignature {
+                sequence,
+                author: *author,
+            }),
+            None => Ok(()),
+        }
     }
 }
