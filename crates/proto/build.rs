@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-fn generate(proto: &str, out_subdir: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn generate(protos: &[&str], out_subdir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
-    let descriptors = protox::compile([root.join(proto)], [&root])?;
+    let descriptors = protox::compile(protos.iter().map(|p| root.join(p)), [&root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?).join(out_subdir);
     std::fs::create_dir_all(&out_dir)?;
     tonic_prost_build::configure()
@@ -21,7 +21,10 @@ fn generate(proto: &str, out_subdir: &str) -> Result<(), Box<dyn std::error::Err
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    generate("dagstream/v1/streaming.proto", "v1")?;
-    generate("design/observer_streaming.proto", "design")?;
+    generate(
+        &["dagstream/v1/streaming.proto", "dagstream/v1/archive.proto"],
+        "v1",
+    )?;
+    generate(&["design/observer_streaming.proto"], "design")?;
     Ok(())
 }

@@ -32,6 +32,10 @@ pub struct ObserverArgs {
     pub upstream: UpstreamSecurity,
     /// Checkpoints pinned on the command line, on top of the config's.
     pub waypoints: Vec<dagstream_observer::Waypoint>,
+    /// The history archive to upload to, over the config's.
+    pub archive: Option<String>,
+    /// The history archive to bootstrap from, over the config's.
+    pub bootstrap_from: Option<String>,
 }
 
 /// The `--output` file, opened for appending after its last complete line.
@@ -98,6 +102,13 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
         .observer
         .waypoints
         .extend(args.waypoints.iter().copied());
+    let archive = &mut node_config.observer.archive;
+    if args.archive.is_some() {
+        archive.url = args.archive.clone();
+    }
+    if args.bootstrap_from.is_some() {
+        archive.bootstrap_from = args.bootstrap_from.clone();
+    }
     if args.upstreams.is_empty() {
         bail!("give at least one --upstream http://HOST:PORT");
     }
@@ -306,5 +317,8 @@ fn status_json(status: &ObserverStatus, subscribers: usize) -> serde_json::Value
         "upstream_certified_checkpoint": status.upstream_certified_checkpoint,
         "caught_up": status.caught_up,
         "last_fault": status.last_fault,
+        "archived_checkpoint": status.archived_checkpoint,
+        "archive_error": status.archive_error,
+        "bootstrapped_commit": status.bootstrapped_commit,
     })
 }

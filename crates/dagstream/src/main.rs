@@ -4,7 +4,8 @@
 //! # Layout
 //! - `cmd_genesis`, `cmd_validator`, `cmd_observer`, `cmd_inspect`,
 //!   `cmd_store`, `cmd_tls`: one module per subcommand (`cmd_tls` also holds the TLS and
-//!   token flags of the node commands).
+//!   token flags of the node commands); `inspect_archive`, `inspect
+//!   --archive`.
 //! - `config`: the TOML node configuration (`--config`,
 //!   `config print-default`).
 //! - `http`: `/metrics`, `/healthz` and `/status`.
@@ -24,6 +25,7 @@ mod cmd_validator;
 mod config;
 mod epochs;
 mod http;
+mod inspect_archive;
 mod report;
 mod shutdown;
 mod timeline;
@@ -169,6 +171,16 @@ enum Command {
         /// several.
         #[arg(long = "waypoint", value_name = "EPOCH:DIGEST")]
         waypoints: Vec<dagstream_observer::Waypoint>,
+        /// Upload every certified checkpoint to this history archive:
+        /// file:///PATH or s3://BUCKET/PREFIX (with the standard AWS_*
+        /// variables). See docs/archive.md.
+        #[arg(long, value_name = "URL")]
+        archive: Option<String>,
+        /// Take the history after this data dir's last commit from this
+        /// archive, verified as if a validator sent it, before following
+        /// the upstreams.
+        #[arg(long, value_name = "URL")]
+        bootstrap_from: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
@@ -180,8 +192,17 @@ enum Command {
     /// Show a data dir's range, verify its chain, or show one commit or
     /// checkpoint.
     Inspect {
+        #[arg(long, required_unless_present = "archive")]
+        data_dir: Option<PathBuf>,
+        /// Verify a history archive offline instead (file:///PATH or
+        /// s3://BUCKET/PREFIX): manifest, every bundle, checkpoint and
+        /// certificate, hand-offs and the watermark, from --genesis alone.
+        #[arg(long, value_name = "URL", requires = "genesis",
+              conflicts_with_all = ["data_dir", "commit", "checkpoint", "epochs"])]
+        archive: Option<String>,
+        /// genesis.json (or a directory holding it), for --archive.
         #[arg(long)]
-        data_dir: PathBuf,
+        genesis: Option<PathBuf>,
         #[arg(long, conflicts_with = "checkpoint")]
         commit: Option<u64>,
         /// Show a checkpoint of an observer's store, its commits and
@@ -325,6 +346,8 @@ fn run(command: Command) -> Result<()> {
             metrics_listen,
             output,
             waypoints,
+            archive,
+            bootstrap_from,
             config,
             upstream,
             serve,
@@ -339,13 +362,22 @@ fn run(command: Command) -> Result<()> {
             serve,
             upstream,
             waypoints,
+            archive,
+            bootstrap_from,
         })),
         Command::Inspect {
-            data_dir,
+            archive: Some(url),
+            genesis: Some(genesis),
+            json,
+            ..
+        } => runtime.block_on(inspect_archive::run(&url, &genesis, json)),
+        Command::Inspect {
+            data_dir: Some(data_dir),
             commit,
             checkpoint,
             epochs,
             json,
+            ..
         } => {
             let target = match (commit, checkpoint) {
                 _ if epochs => cmd_inspect::Target::Epochs,
@@ -355,6 +387,7 @@ fn run(command: Command) -> Result<()> {
             };
             cmd_inspect::run(&data_dir, target, json)
         }
+        Command::Inspect { .. } => anyhow::bail!("give --data-dir, or --archive with --genesis"),
         Command::Demo {
             duration_secs,
             report,

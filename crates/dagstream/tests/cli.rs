@@ -830,3 +830,132 @@ fn a_short_kill_loop_loses_nothing() {
     assert_eq!(summary["survived"], 6, "{stdout}");
     assert_eq!(summary["kills"], 6);
 }
+
+#[test]
+fn an_archive_survives_sigkills_of_its_writer_and_bootstraps_an_observer() {
+    let dir = tempfile::tempdir().unwrap();
+    let validator_dir = dir.path().join("validator");
+    let writer_dir = dir.path().join("writer");
+    let archive = format!("file://{}", dir.path().join("archive").display());
+    let (listen, v_metrics, w_metrics) = (free_port(), free_port(), free_port());
+    let upstream = format!("http://{listen}");
+    let _validator = Node::spawn(&[
+        "validator",
+        "--data-dir",
+        validator_dir.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--history-rounds",
+        "400",
+        "--epoch-rounds",
+        "100",
+        "--metrics-listen",
+        &v_metrics,
+    ]);
+    wait_status(&v_metrics, "the validator", |s| {
+        s["highest_round"].as_u64() >= Some(400)
+    });
+    let genesis = validator_dir.join("genesis.json");
+    let writer = || {
+        Node::spawn(&[
+            "observer",
+            "--data-dir",
+            writer_dir.to_str().unwrap(),
+            "--genesis",
+            genesis.to_str().unwrap(),
+            "--upstream",
+            &upstream,
+            "--metrics-listen",
+            &w_metrics,
+            "--archive",
+            &archive,
+        ])
+    };
+    // SIGKILL the writer while it uploads, three times, each once the
+    // archive has moved on since the last.
+    let mut archived = 0;
+    for _ in 0..3 {
+        let node = writer();
+        let status = wait_status(&w_metrics, "the archive to advance", |s| {
+            s["archived_checkpoint"]
+                .as_u64()
+                .is_some_and(|c| c > archived)
+        });
+        archived = status["archived_checkpoint"].as_u64().unwrap();
+        drop(node);
+    }
+    let node = writer();
+    let tip = metric(&v_metrics, "dagstream_validator_highest_commit") as u64;
+    wait_status(&w_metrics, "the archive to pass the tip", |s| {
+        s["archived_checkpoint"].as_u64() > Some(archived)
+            && s["highest_local_commit"].as_u64() >= Some(tip)
+    });
+    while (metric(&w_metrics, "dagstream_archive_commit") as u64) < tip {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, stderr) = node.terminate();
+    assert_eq!(code, 0, "{stderr}");
+
+    // Offline, from genesis alone: complete, no gap, the watermark right.
+    let inspected = run(&[
+        "inspect",
+        "--archive",
+        &archive,
+        "--genesis",
+        genesis.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let last = report["last_commit"].as_u64().unwrap();
+    assert!(last >= tip, "{report}");
+    assert!(report["hand_offs"].as_u64() >= Some(4), "{report}");
+    assert_eq!(report["verified"], true);
+
+    // A new observer takes all of it from the archive, then the tail from
+    // the validator: its --output has every commit once, in order.
+    let (b_metrics, output) = (free_port(), dir.path().join("commits.jsonl"));
+    let bootstrapped = Node::spawn(&[
+        "observer",
+        "--data-dir",
+        dir.path().join("new").to_str().unwrap(),
+        "--genesis",
+        genesis.to_str().unwrap(),
+        "--upstream",
+        &upstream,
+        "--metrics-listen",
+        &b_metrics,
+        "--output",
+        output.to_str().unwrap(),
+        "--bootstrap-from",
+        &archive,
+    ]);
+    let status = wait_status(&b_metrics, "the new observer past the archive", |s| {
+        s["highest_local_commit"].as_u64() > Some(last + 10)
+    });
+    assert_eq!(status["bootstrapped_commit"].as_u64(), Some(last));
+    let (code, stderr) = bootstrapped.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    let written: Vec<u64> = lines(&output)
+        .iter()
+        .map(|l| l["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(written, (1..=written.len() as u64).collect::<Vec<_>>());
+    assert!(written.len() as u64 > last);
+
+    // An archive that is not one is refused with the reason.
+    let refused = run(&[
+        "inspect",
+        "--archive",
+        &format!("file://{}", dir.path().join("nothing").display()),
+        "--genesis",
+        genesis.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("manifest.json is missing"), "{stderr}");
+}

@@ -32,16 +32,11 @@ pub const OPEN_CHECKPOINT_KEY: &str = "observer/checkpoint";
 /// relay's publisher reports too.
 pub use dagstream_store::HIGHEST_CERTIFIED_CHECKPOINT_KEY as HIGHEST_CERTIFIED_KEY;
 
-/// Meta key of closed checkpoint `sequence`'s summary: zero-padded, so
-/// that keys sort by sequence.
-pub fn summary_key(sequence: u64) -> String {
-    format!("checkpoint/{sequence:020}")
-}
-
-/// Meta key of checkpoint `sequence`'s certificate.
-pub fn certificate_key(sequence: u64) -> String {
-    format!("certificate/{sequence:020}")
-}
+/// Meta keys of closed checkpoint `sequence`'s summary and of its
+/// certificate (the store's, since the archive writer reads them too).
+pub use dagstream_store::{
+    checkpoint_certificate_key as certificate_key, checkpoint_summary_key as summary_key,
+};
 
 fn corrupt(reason: String) -> ObserverError {
     ObserverError::Store(StoreError::Corrupt {

@@ -69,12 +69,60 @@ pub struct ObserverConfig {
     /// that final checkpoint. None by default: genesis alone is trusted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waypoints: Vec<Waypoint>,
+    /// The history archive (`docs/archive.md`): where this observer
+    /// uploads what it certifies, and where it bootstraps from.
+    pub archive: ArchiveSettings,
     /// Where blocks and commit batches are verified and batches written:
     /// the blocking pool, or inline for a deterministic simulation. Not a
     /// file setting.
     #[serde(skip)]
     pub offload: Offload,
 }
+
+/// The history archive (`[observer.archive]`, `docs/archive.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveSettings {
+    /// Upload every certified checkpoint to this archive (`file:///path`
+    /// or `s3://bucket/prefix`, configured by the standard AWS variables).
+    /// Absent: no upload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Bundles uploaded at once, each held in memory until stored. Four
+    /// keep a link to a nearby object store busy, at under 100 MB.
+    pub max_uploads: usize,
+    /// A bundle ends at the first checkpoint boundary past this many bytes
+    /// of blocks. 16 MiB: a request's overhead is small against its
+    /// transfer.
+    pub bundle_bytes: usize,
+    /// Start from this archive: take the history after the store's last
+    /// commit from it, verified as if a validator sent it, before
+    /// following the upstreams. Absent: the upstreams only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap_from: Option<String>,
+    /// Bundles fetched at once while bootstrapping, each up to 64 MiB
+    /// decoded: four hide a fetch's latency behind the verification of
+    /// the bundle before.
+    pub bootstrap_fetches: usize,
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> Self {
+        ArchiveSettings {
+            url: None,
+            max_uploads: 4,
+            bundle_bytes: 16 << 20,
+            bootstrap_from: None,
+            bootstrap_fetches: 4,
+        }
+    }
+}
+
+/// Most uploads or fetches at once: each holds a bundle in memory.
+const MAX_ARCHIVE_CONCURRENCY: usize = 64;
+/// The smallest bundle target: below a few KiB, a bundle's certifying
+/// blocks outweigh its commits.
+const MIN_BUNDLE_BYTES: usize = 4 << 10;
 
 /// A checkpoint pinned by the operator: the epoch it ends, and its
 /// summary's digest (`dagstream inspect --epochs` prints both on a node
@@ -151,6 +199,7 @@ impl Default for ObserverConfig {
             auth_token_path: None,
             tls: UpstreamTls::default(),
             waypoints: Vec::new(),
+            archive: ArchiveSettings::default(),
             offload: Offload::default(),
         }
     }
@@ -183,6 +232,30 @@ impl ObserverConfig {
             if value == 0 {
                 return invalid(field, "must be positive".into());
             }
+        }
+        let archive = &self.archive;
+        for (field, value) in [
+            ("archive.max_uploads", archive.max_uploads),
+            ("archive.bootstrap_fetches", archive.bootstrap_fetches),
+        ] {
+            if !(1..=MAX_ARCHIVE_CONCURRENCY).contains(&value) {
+                return invalid(
+                    field,
+                    format!("{value} is not between 1 and {MAX_ARCHIVE_CONCURRENCY}"),
+                );
+            }
+        }
+        let bundle_bytes = MIN_BUNDLE_BYTES..=dagstream_proto::MAX_MESSAGE_BYTES / 2;
+        if !bundle_bytes.contains(&archive.bundle_bytes) {
+            return invalid(
+                "archive.bundle_bytes",
+                format!(
+                    "{} is not between {} and {} (a bundle may pass it by one checkpoint)",
+                    archive.bundle_bytes,
+                    bundle_bytes.start(),
+                    bundle_bytes.end()
+                ),
+            );
         }
         if self.backoff_max_ms < self.backoff_initial_ms {
             return invalid(
@@ -217,7 +290,8 @@ mod tests {
                 r#""block_limits":{"max_transactions_per_block":10000,"max_block_bytes":2097152,"#,
                 r#""max_system_messages_per_block":256},"#,
                 r#""degrade_after_ms":30000,"#,
-                r#""probe_interval_ms":2000,"max_upstream_lag":50}"#
+                r#""probe_interval_ms":2000,"max_upstream_lag":50,"#,
+                r#""archive":{"max_uploads":4,"bundle_bytes":16777216,"bootstrap_fetches":4}}"#
             )
         );
         ObserverConfig::default().validate().unwrap();

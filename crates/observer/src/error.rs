@@ -136,6 +136,10 @@ pub enum ObserverError {
     /// Persisting through the relay source failed, or it cannot start.
     #[error(transparent)]
     Publisher(#[from] dagstream_publisher::PublisherError),
+    /// The history archive cannot be used: another chain's, or unreadable
+    /// (`docs/archive.md`).
+    #[error(transparent)]
+    Archive(#[from] dagstream_archive::ArchiveError),
 }
 
 /// The metric names of every integrity error: the labels of
@@ -175,6 +179,7 @@ impl ObserverError {
                 | ObserverError::Store(_)
                 | ObserverError::Dag(_)
                 | ObserverError::Publisher(_)
+                | ObserverError::Archive(_)
         )
     }
 
@@ -205,6 +210,7 @@ impl ObserverError {
             ObserverError::Store(err) => err.name(),
             ObserverError::Dag(err) => err.name(),
             ObserverError::Publisher(err) => err.name(),
+            ObserverError::Archive(_) => "archive",
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::node::Node;
 use crate::status::ObserverStatus;
 use crate::upstream::Transport;
 use crate::{ObserverError, Result};
+use dagstream_archive::{writer_id, ArchiveConfig, ArchiveProgress, Archiver};
 use dagstream_publisher::StoreSource;
 use dagstream_store::Store;
 use dagstream_types::{CommitIndex, Committee, VerifiedBlock};
@@ -136,6 +137,8 @@ pub fn start_with_transport(
         });
     }
     let source = Arc::new(StoreSource::new(store.clone(), committee.clone())?);
+    let config_archive = config.archive.clone();
+    let archive_metrics = metrics.archive.clone();
     let (verified, _) = broadcast::channel(VERIFIED_FEED_LEN);
     let mut node = Node::new(
         store,
@@ -148,6 +151,25 @@ pub fn start_with_transport(
     node.use_transport(transport);
     let (status_tx, status) = watch::channel(ObserverStatus::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
+    if let Some(url) = &config_archive.url {
+        let config = ArchiveConfig {
+            url: url.clone(),
+            max_uploads: config_archive.max_uploads,
+            bundle_bytes: config_archive.bundle_bytes,
+        };
+        let writer = writer_id(source.store().as_ref())?;
+        let archiver = Archiver::new(config, source.clone(), writer, archive_metrics)?;
+        let (progress_tx, progress) = watch::channel(ArchiveProgress::default());
+        node.watch_archive(progress);
+        let shutdown = shutdown_rx.clone();
+        tokio::spawn(async move {
+            // The observer goes on without its archive: the status and
+            // the log say why it stopped.
+            if let Err(err) = archiver.run(progress_tx, shutdown).await {
+                error!(cause = %err, "the archive writer stopped");
+            }
+        });
+    }
     // The observer buffers up to `output_queue_len` itself; the channel
     // only hands commits over.
     let (consumer, commits) = mpsc::channel(1);

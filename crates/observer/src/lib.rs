@@ -84,7 +84,7 @@ pub mod verify;
 #[cfg(test)]
 mod verify_tests;
 
-pub use config::{ObserverConfig, UpstreamTls, Waypoint};
+pub use config::{ArchiveSettings, ObserverConfig, UpstreamTls, Waypoint};
 pub use dagstream_publisher::Offload;
 pub use delivery::DeliveredSubDag;
 pub use error::{ObserverError, Result};

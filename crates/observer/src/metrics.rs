@@ -2,6 +2,7 @@
 
 use crate::certify::{Certified, Outcome};
 use crate::Mode;
+use dagstream_archive::ArchiveMetrics;
 use dagstream_types::CommitIndex;
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -70,12 +71,15 @@ pub struct ObserverMetrics {
     pub future_epoch_blocks: IntCounter,
     /// Block-stream blocks of an epoch the observer had left, dropped.
     pub stale_epoch_blocks: IntCounter,
+    /// The history archive's upload and bootstrap.
+    pub archive: ArchiveMetrics,
 }
 
 impl ObserverMetrics {
     /// Metrics registered on `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = Self::unregistered()?;
+        let mut metrics = Self::unregistered()?;
+        metrics.archive = ArchiveMetrics::new(registry)?;
         registry.register(Box::new(metrics.highest_commit.clone()))?;
         registry.register(Box::new(metrics.upstream_highest_commit.clone()))?;
         registry.register(Box::new(metrics.commit_lag.clone()))?;
@@ -233,6 +237,7 @@ impl ObserverMetrics {
                 "dagstream_observer_stale_epoch_blocks_total",
                 "Block-stream blocks of an epoch the observer had left, dropped",
             )?,
+            archive: ArchiveMetrics::unregistered()?,
         };
         // Known labels exist from the start, at zero.
         for reason in ["failed", "faulty", "degraded"] {

@@ -23,9 +23,14 @@
 //!   records it, and switches every stage to the next committee
 //!   (`node/epoch.rs`).
 //!
+//! Before its first session, with `--bootstrap-from`, it takes the
+//! history after its own chain from an archive, each bundle through the
+//! same receive path as a commit batch (`node/bootstrap.rs`).
+//!
 //! A slow consumer stops the task from taking input, so the block queue
 //! grows and the state machine pauses blocks: nothing is dropped.
 
+mod bootstrap;
 mod epoch;
 mod receive;
 mod write;
@@ -43,6 +48,7 @@ use crate::upstream::{
     self, ConnectError, Connection, Credentials, Inbound, Positions, Transport, Upstreams,
 };
 use crate::{ObserverError, Result};
+use dagstream_archive::ArchiveProgress;
 use dagstream_publisher::epochs::Epochs;
 use dagstream_publisher::{ConsensusSource, StoreSource};
 use dagstream_store::Store;
@@ -120,6 +126,8 @@ pub(crate) struct Node {
     /// Once the epoch's last commit is sequenced: blocks that vote for it,
     /// written with the next write. At most one per author.
     epoch_votes: Vec<VerifiedBlock>,
+    /// The archive writer's progress, with `--archive`.
+    archive: Option<watch::Receiver<ArchiveProgress>>,
 }
 
 impl Node {
@@ -173,7 +181,13 @@ impl Node {
             restart_blocks: false,
             handed_over_at: None,
             epoch_votes: Vec::new(),
+            archive: None,
         })
+    }
+
+    /// Shows the archive writer's progress in the status.
+    pub(crate) fn watch_archive(&mut self, progress: watch::Receiver<ArchiveProgress>) {
+        self.archive = Some(progress);
     }
 
     /// Reaches the upstreams over `transport` instead of TCP.
@@ -220,6 +234,14 @@ impl Node {
             Duration::from_millis(self.config.probe_interval_ms),
         ));
         let _stop_prober = AbortOnDrop(prober);
+        if let Some(url) = self.config.archive.bootstrap_from.clone() {
+            let bootstrapped = self
+                .bootstrap(&url, &consumer, &status, &mut shutdown)
+                .await?;
+            if let bootstrap::Bootstrapped::Shutdown = bootstrapped {
+                return self.finish().await;
+            }
+        }
         loop {
             let (index, wait) = upstreams.pick(Instant::now(), &self.config);
             if !wait.is_zero() {
@@ -429,6 +451,11 @@ impl Node {
             && certified >= link.upstream_certified;
         self.status.last_closed_checkpoint = last_closed.map(|c| c.sequence);
         self.status.highest_certified_checkpoint = certified;
+        if let Some(archive) = &self.archive {
+            let progress = archive.borrow();
+            self.status.archived_checkpoint = progress.archived_checkpoint;
+            self.status.archive_error = progress.last_error.clone();
+        }
         let _ = status.send(self.status.clone());
         Ok(None)
     }

@@ -36,6 +36,14 @@ pub struct ObserverStatus {
     /// The last integrity error, if any: its name (a metric label), the
     /// upstream, and what was wrong.
     pub last_fault: Option<String>,
+    /// The history archive's watermark, with `--archive`: every checkpoint
+    /// up to it is archived.
+    pub archived_checkpoint: Option<u64>,
+    /// Why the archive lags or stopped, until its next success.
+    pub archive_error: Option<String>,
+    /// The last commit taken from an archive at bootstrap, with
+    /// `--bootstrap-from` (0: none).
+    pub bootstrapped_commit: CommitIndex,
     /// Upstream sessions opened so far.
     pub connections: u64,
     /// Received blocks waiting for verification, at most

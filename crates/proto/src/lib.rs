@@ -1,5 +1,6 @@
 //! The dagstream gRPC protocol, generated from
-//! `proto/dagstream/v1/streaming.proto`.
+//! `proto/dagstream/v1/streaming.proto`, and the history archive's objects,
+//! from `proto/dagstream/v1/archive.proto` (`docs/archive.md`).
 //!
 //! Two bidirectional streams: `BlockStreamService.StreamBlocks` (blocks, in
 //! real time) and `CommitStreamService.StreamCommits` (committed sub-DAGs,

@@ -75,6 +75,20 @@ pub const HIGHEST_CERTIFIED_CHECKPOINT_KEY: &str = "checkpoints/highest_certifie
 pub fn randomness_key(index: CommitIndex) -> String {
     format!("randomness/{index:020}")
 }
+/// Meta key of closed checkpoint `sequence`'s summary (BCS of a
+/// `dagstream_types::CheckpointSummary`), kept by an observer: zero-padded,
+/// so that keys sort by sequence.
+pub fn checkpoint_summary_key(sequence: u64) -> String {
+    format!("checkpoint/{sequence:020}")
+}
+
+/// Meta key of checkpoint `sequence`'s certificate (BCS of a
+/// `dagstream_types::CertifiedCheckpoint`), kept by an observer for each
+/// checkpoint certified on its own.
+pub fn checkpoint_certificate_key(sequence: u64) -> String {
+    format!("certificate/{sequence:020}")
+}
+
 /// Meta key of the certified hand-off from epoch `epoch` to the next (BCS
 /// of a `dagstream_types::EpochChange`), written with the round (a
 /// validator) or the commits (an observer) that end the epoch, before

@@ -19,6 +19,8 @@
 //! - [`baseline`]: raw loopback TCP, the same-run baseline of benchmarks.
 //! - [`proxy`]: [`FaultProxy`](proxy::FaultProxy), a TCP proxy that delays,
 //!   throttles, cuts or black-holes a connection on the test's command.
+//! - [`s3`]: [`S3Server`](s3::S3Server), a real S3-protocol server
+//!   process (moto's) on a loopback port.
 //! - [`store`]: [`HookedStore`](store::HookedStore), an in-memory store
 //!   whose writes and block reads a test can watch or hold, and
 //!   [`damage_pages`](store::damage_pages), a disk fault on a store's file.
@@ -50,6 +52,7 @@ pub mod client;
 pub mod clock;
 pub mod committee;
 pub mod proxy;
+pub mod s3;
 pub mod seed;
 pub mod store;
 pub mod validator;

@@ -1,0 +1,75 @@
+//! The history archive on a real S3-protocol server process (moto's, on a
+//! loopback port, started and stopped by this test): an observer whose
+//! object store is down at start follows the chain meanwhile, archives
+//! once the server comes up, and a new observer bootstraps from it.
+//!
+//! One test in its own binary: the AWS variables are the process's.
+
+mod common;
+
+use common::{consume, fresh_observer, validator, wait_status, PATIENCE};
+use dagstream_archive::ArchiveReader;
+use dagstream_observer::ObserverConfig;
+use dagstream_store::{MemStore, Store};
+use dagstream_test_utils::s3::S3Server;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_on_s3_survives_a_server_down_at_start_and_bootstraps_an_observer() {
+    let validator = validator(120).await;
+    let history = validator.store.last_commit_index().unwrap();
+    let port = S3Server::free_port();
+    // The variables name a server that is not running yet.
+    S3Server::export_aws_env_for(port);
+    let url = "s3://chain/mainnet";
+
+    let mut config = ObserverConfig::default();
+    config.archive.url = Some(url.into());
+    config.archive.bundle_bytes = 4 << 10;
+    let (committee, _) = common::committee_and_keys();
+    let (writer, mut commits) = dagstream_observer::start(
+        committee,
+        Arc::new(MemStore::new()) as Arc<dyn Store>,
+        vec![validator.endpoint()],
+        config,
+        0,
+    )
+    .unwrap();
+    tokio::spawn(async move { while commits.recv().await.is_some() {} });
+    // The chain does not wait for the archive.
+    wait_status(&writer, "caught up while the archive is down", |s| {
+        s.local_highest_commit >= history && s.archive_error.is_some()
+    })
+    .await;
+    assert_eq!(writer.status().archived_checkpoint, None);
+
+    let server = S3Server::start_on(port);
+    server.create_bucket("chain");
+    wait_status(&writer, "archived the history", |s| {
+        s.archived_checkpoint.is_some() && s.archive_error.is_none()
+    })
+    .await;
+    let chain = common::committee_and_keys().0.digest();
+    tokio::time::timeout(PATIENCE, async {
+        while ArchiveReader::open(url, chain).await.unwrap().last_commit() < history {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the archive catches up");
+    writer.stop().await.unwrap();
+    // What the stopped writer left.
+    let archived = ArchiveReader::open(url, chain).await.unwrap().last_commit();
+
+    let mut config = ObserverConfig::default();
+    config.archive.bootstrap_from = Some(url.into());
+    let (observer, mut commits) = fresh_observer(vec![validator.endpoint()], config);
+    let until = archived + 20;
+    let received = consume(&mut commits, 0, until).await;
+    assert_eq!(received, validator.commits(until).await);
+    assert_eq!(observer.status().bootstrapped_commit, archived);
+    observer.stop().await.unwrap();
+    validator.stop().await;
+    drop(server);
+}
