@@ -87,6 +87,9 @@ pub struct Watermark {
     pub epoch: Epoch,
     /// How many bundles hold commits 1 ..= `commit`.
     pub bundles: u64,
+    /// The writer that advanced it: a create that failed because its
+    /// first attempt had succeeded (the answer lost) is then recognized.
+    pub writer: String,
 }
 
 /// The name of the bundle that starts at commit `first`.

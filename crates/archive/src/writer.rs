@@ -156,6 +156,7 @@ impl Archiver {
         progress: watch::Sender<ArchiveProgress>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
+        let progress = Arc::new(progress);
         let result = self.archive(&progress, shutdown).await;
         if let Err(err) = &result {
             progress.send_modify(|p| p.last_error = Some(format!("stopped: {err}")));
@@ -165,7 +166,7 @@ impl Archiver {
 
     async fn archive(
         &self,
-        progress: &watch::Sender<ArchiveProgress>,
+        progress: &Arc<watch::Sender<ArchiveProgress>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
         let mut backoff = BACKOFF_INITIAL;
@@ -213,13 +214,20 @@ impl Archiver {
                     commit: built.last_commit,
                     epoch: built.epoch,
                     bundles,
+                    writer: self.writer.clone(),
                 };
                 next = Next {
                     checkpoint: built.last_checkpoint + 1,
                     commit: built.last_commit + 1,
                 };
                 let name = bundle_name(built.first_commit);
-                uploads.push_back(self.upload(name, built.bytes, watermark, shutdown.clone()));
+                uploads.push_back(self.upload(
+                    name,
+                    built.bytes,
+                    watermark,
+                    progress.clone(),
+                    shutdown.clone(),
+                ));
             }
             tokio::select! {
                 biased;
@@ -313,6 +321,7 @@ impl Archiver {
         name: String,
         bytes: Bytes,
         watermark: Watermark,
+        progress: Arc<watch::Sender<ArchiveProgress>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = Option<Watermark>> + 'static {
         let objects = self.objects.clone();
@@ -329,6 +338,7 @@ impl Archiver {
                     Err(err) => {
                         metrics.upload_failures.inc();
                         warn!(cause = %err, "archive upload failed; retrying");
+                        progress.send_modify(|p| p.last_error = Some(err.to_string()));
                         if sleep_or_shutdown(&mut backoff, &mut shutdown).await {
                             return None;
                         }
@@ -339,8 +349,9 @@ impl Archiver {
     }
 
     /// Writes watermark `watermark` (after `previous`), retrying until it
-    /// is stored; `false` on shutdown. A watermark that exists already was
-    /// written by another writer: the archive is not ours to continue.
+    /// is stored; `false` on shutdown. A watermark of that name that is
+    /// not this very one was written by another writer: the archive is not
+    /// ours to continue.
     async fn advance(
         &self,
         watermark: &Watermark,
@@ -353,6 +364,10 @@ impl Archiver {
         loop {
             match self.objects.create(&name, json(watermark)).await {
                 Ok(true) => break,
+                // Ours: an earlier attempt was stored, its answer lost.
+                Ok(false) if read_json::<Watermark>(&self.objects, &name).await? == *watermark => {
+                    break
+                }
                 Ok(false) => {
                     let holder: WriterLease = read_json(&self.objects, WRITER).await?;
                     return Err(ArchiveError::OtherWriter {

@@ -938,6 +938,17 @@ fn an_archive_survives_sigkills_of_its_writer_and_bootstraps_an_observer() {
         s["highest_local_commit"].as_u64() > Some(last + 10)
     });
     assert_eq!(status["bootstrapped_commit"].as_u64(), Some(last));
+    // The file trails the store by what the consumer has not taken yet.
+    let deadline = Instant::now() + PATIENCE;
+    let complete_lines =
+        || std::fs::read_to_string(&output).map_or(0, |text| text.matches('\n').count() as u64);
+    while complete_lines() <= last {
+        assert!(
+            Instant::now() < deadline,
+            "the --output file stopped growing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (code, stderr) = bootstrapped.terminate();
     assert_eq!(code, 0, "{stderr}");
     let written: Vec<u64> = lines(&output)

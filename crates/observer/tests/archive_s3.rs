@@ -1,7 +1,9 @@
 //! The history archive on a real S3-protocol server process (moto's, on a
-//! loopback port, started and stopped by this test): an observer whose
-//! object store is down at start follows the chain meanwhile, archives
-//! once the server comes up, and a new observer bootstraps from it.
+//! loopback port, started and stopped by this test, behind a proxy that
+//! cuts the link on command): an observer whose object store is down at
+//! start follows the chain meanwhile and archives once the server comes
+//! up; an outage mid-run shows as lag and an error, and the archive then
+//! catches up; a new observer bootstraps from it.
 //!
 //! One test in its own binary: the AWS variables are the process's.
 
@@ -11,6 +13,7 @@ use common::{consume, fresh_observer, validator, wait_status, PATIENCE};
 use dagstream_archive::ArchiveReader;
 use dagstream_observer::ObserverConfig;
 use dagstream_store::{MemStore, Store};
+use dagstream_test_utils::proxy::{Fault, FaultProxy};
 use dagstream_test_utils::s3::S3Server;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +23,9 @@ async fn an_archive_on_s3_survives_a_server_down_at_start_and_bootstraps_an_obse
     let validator = validator(120).await;
     let history = validator.store.last_commit_index().unwrap();
     let port = S3Server::free_port();
-    // The variables name a server that is not running yet.
-    S3Server::export_aws_env_for(port);
+    let proxy = FaultProxy::start(([127, 0, 0, 1], port).into()).await;
+    // The variables name (through the proxy) a server not running yet.
+    S3Server::export_aws_env_for(proxy.addr().port());
     let url = "s3://chain/mainnet";
 
     let mut config = ObserverConfig::default();
@@ -48,6 +52,22 @@ async fn an_archive_on_s3_survives_a_server_down_at_start_and_bootstraps_an_obse
     server.create_bucket("chain");
     wait_status(&writer, "archived the history", |s| {
         s.archived_checkpoint.is_some() && s.archive_error.is_none()
+    })
+    .await;
+    // An outage: every connection to the server cut. The chain goes on;
+    // the archive waits, and says why.
+    let (archived, local) = (
+        writer.status().archived_checkpoint,
+        writer.status().local_highest_commit,
+    );
+    proxy.set(Fault::Cut);
+    wait_status(&writer, "the outage reported", |s| {
+        s.archive_error.is_some() && s.local_highest_commit > local + 20
+    })
+    .await;
+    proxy.set(Fault::Pass);
+    wait_status(&writer, "the archive caught up after the outage", |s| {
+        s.archive_error.is_none() && s.archived_checkpoint > archived
     })
     .await;
     let chain = common::committee_and_keys().0.digest();
