@@ -34,8 +34,12 @@
 //!   each with its checkpoint ([`DeliveredSubDag`]).
 //! - `node`: the loop that wires the stages, one task owning all state,
 //!   and switches them all to the next committee at each verified epoch
-//!   hand-off (`node/epoch.rs`, see `docs/observer.md`, *Epochs*);
-//!   [`handle`]: [`start`] it and hold its [`ObserverHandle`].
+//!   hand-off (`node/epoch.rs`, see `docs/observer.md`, *Epochs*), and
+//!   first takes an archive's history with `--bootstrap-from`, each bundle
+//!   through the commit-batch path (`node/bootstrap.rs`);
+//!   [`handle`]: [`start`] it and hold its [`ObserverHandle`], with the
+//!   archive writer (`dagstream_archive::Archiver`, `--archive`) beside it
+//!   when configured.
 //! - [`config`], [`status`], [`metrics`]: [`ObserverConfig`],
 //!   [`ObserverStatus`] and [`ObserverMetrics`].
 //!
