@@ -3,7 +3,7 @@
 # at the mainnet profile, in the same run.
 #
 #   cargo build --release -p dagstream
-#   [PIN=1] scripts/bench_bootstrap_mainnet.sh [HISTORY_ROUNDS]
+#   [PIN=1] [PERF=FILE] scripts/bench_bootstrap_mainnet.sh [HISTORY_ROUNDS]
 #
 # A validator (`--profile mainnet`) produces HISTORY_ROUNDS rounds of
 # history (default 2,200: some 3,200 commits), then goes on live. A first
@@ -15,6 +15,9 @@
 # validator's CPU over the same window against its CPU while nobody
 # catches up (the committee's own production, which the validator
 # simulates in full).
+#
+# Disk: the validator's store, the archive (about a third of it) and one
+# observer's store at a time: some 6 GB at the default history.
 set -euo pipefail
 
 history=${1:-2200}
@@ -61,6 +64,7 @@ target=$(metric "$port_vm" dagstream_validator_highest_commit)
 until (($(metric "$port_om" dagstream_archive_commit) >= target)); do sleep 2; done
 kill "$writer"
 wait "$writer" 2>/dev/null || true
+rm -rf "${dir:?}/writer"
 target=$(python3 -c "import json, glob; print(json.load(open(sorted(glob.glob('$archive/watermarks/*.json'))[-1]))['commit'])")
 echo "archive: $(ls "$archive/bundles" | wc -l) bundles, $(du -sh "$archive" | cut -f1), to commit $target"
 
@@ -76,6 +80,12 @@ run() {
         --upstream "http://127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_om" --log-level warn "$@" &
     local observer=$!
     pids+=($observer)
+    # PERF=FILE: a perf profile (DWARF call graphs, 199 Hz) of the first
+    # bootstrap from the archive, written to FILE when that observer stops.
+    if [[ -n ${PERF:-} && $name == from-archive ]]; then
+        perf record -F 199 --call-graph dwarf,32768 -p "$observer" -o "$PERF" 2>/dev/null &
+        pids+=($!)
+    fi
     until curl -s "http://127.0.0.1:$port_om/metrics" >/dev/null; do sleep 0.2; done
     until (($(metric "$port_om" dagstream_observer_commits_persisted_total | cut -d. -f1) >= target)); do
         sleep 0.5
@@ -87,6 +97,8 @@ run() {
     from_archive=$(metric "$port_om" dagstream_archive_bootstrapped_commits_total)
     kill "$observer"
     wait "$observer" 2>/dev/null || true
+    # Each run's store is as large as the chain: one at a time on disk.
+    rm -rf "${dir:?}/$name"
     python3 - "$name" "$started" "$now" "$target" "$o_cpu" "$v_cpu" "$tick" "$idle_rate" "${from_archive:-0}" <<'PY'
 import sys
 name, started, ended, commits = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
