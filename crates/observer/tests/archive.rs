@@ -104,23 +104,23 @@ async fn archived_chain() -> (Validator, tempfile::TempDir, String, CommitIndex)
     // to past where the validator is now.
     let writer = start_writer(&validator, store, &url);
     let target = validator.store.last_commit_index().unwrap().max(history) + 10;
-    archived_to(&url, target).await;
-    writer.stop().await.unwrap();
-    // What the stopped writer left.
     let last = archived_to(&url, target).await;
+    writer.stop().await.unwrap();
     assert!(last > first_run);
     (validator, dir, url, last)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_observer_bootstraps_from_the_archive_then_follows_the_validator() {
-    let (validator, _dir, url, archived) = archived_chain().await;
+    let (validator, _dir, url, _) = archived_chain().await;
+    // The writer's last upload may land after its stop returned: the
+    // archive is read once, here, and only grows after.
     let reader = ArchiveReader::open(&url, chain()).await.unwrap();
     let watermark = reader.watermark().unwrap().clone();
-    assert_eq!(watermark.commit, archived);
+    let archived = watermark.commit;
     assert!(watermark.epoch >= 3, "the archive crosses hand-offs");
     let firsts = bundles(&url).await;
-    assert_eq!(firsts.len() as u64, watermark.bundles);
+    assert!(firsts.len() as u64 >= watermark.bundles);
     assert_eq!(firsts[0], 1);
 
     let (observer, mut commits) = fresh_observer(vec![validator.endpoint()], bootstrapping(&url));
@@ -128,7 +128,7 @@ async fn a_new_observer_bootstraps_from_the_archive_then_follows_the_validator()
     let received = consume(&mut commits, 0, until).await;
     assert_eq!(received, validator.commits(until).await);
     // Everything the archive held came from it, verified.
-    assert_eq!(observer.status().bootstrapped_commit, archived);
+    assert!(observer.status().bootstrapped_commit >= archived);
     assert_eq!(observer.status().last_fault, None);
     observer.stop().await.unwrap();
     validator.stop().await;

@@ -79,7 +79,8 @@ async fn an_archive_on_s3_survives_a_server_down_at_start_and_bootstraps_an_obse
     .await
     .expect("the archive catches up");
     writer.stop().await.unwrap();
-    // What the stopped writer left.
+    // Read once: the writer's last upload may land after its stop
+    // returned, and the archive only grows.
     let archived = ArchiveReader::open(url, chain).await.unwrap().last_commit();
 
     let mut config = ObserverConfig::default();
@@ -88,7 +89,7 @@ async fn an_archive_on_s3_survives_a_server_down_at_start_and_bootstraps_an_obse
     let until = archived + 20;
     let received = consume(&mut commits, 0, until).await;
     assert_eq!(received, validator.commits(until).await);
-    assert_eq!(observer.status().bootstrapped_commit, archived);
+    assert!(observer.status().bootstrapped_commit >= archived);
     observer.stop().await.unwrap();
     validator.stop().await;
     drop(server);
