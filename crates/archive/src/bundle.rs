@@ -11,7 +11,7 @@
 use crate::error::{ArchiveError, Result};
 use bytes::Bytes;
 use dagstream_proto::v1::{self as proto, ArchiveBundle, CommitStreamResponse};
-use dagstream_publisher::{Certifier, ConsensusSource, StoreSource};
+use dagstream_publisher::{commit_stream, Certifier, ConsensusSource, StoreSource};
 use dagstream_store::{checkpoint_certificate_key, checkpoint_summary_key, Store};
 use dagstream_types::{CheckpointSummary, CommitIndex, TrustedCommit};
 use prost::Message;
@@ -191,18 +191,8 @@ impl BundleBuilder<'_> {
                 bytes.ok_or_else(|| missing(format!("block {reference:?} of commit {index}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let leader = commit.leader();
-        Ok(proto::CommittedSubDagData {
-            commit_index: index,
-            leader: Some(proto::BlockRef {
-                authority_index: leader.author,
-                round: leader.round,
-                digest: Bytes::copy_from_slice(leader.digest.as_bytes()),
-            }),
-            blocks,
-            timestamp_ms: commit.timestamp_ms(),
-            randomness: self.source.randomness(index)?,
-        })
+        let randomness = self.source.randomness(index)?;
+        Ok(commit_stream::to_proto(&commit, blocks, randomness))
     }
 }
 

@@ -197,7 +197,9 @@ fn read_blocks(shared: &Context, index: CommitIndex, refs: &[BlockRef]) -> Resul
         .collect()
 }
 
-fn to_proto(
+/// Commit `commit` as the commit stream sends it, with the bytes of its
+/// blocks and its randomness (the archive's bundles hold the same).
+pub fn to_proto(
     commit: &TrustedCommit,
     blocks: Vec<Bytes>,
     randomness: Option<Bytes>,
