@@ -53,6 +53,11 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Backoff after a failed request: from 100 ms, doubling, to 10 s.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long a stopping writer waits for the uploads under way. A local
+/// write, once started, cannot be called back, and one that lands after
+/// the writer has stopped would surprise the next reader; a stop must not
+/// hang on an unreachable store either.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Where and how to archive.
 #[derive(Clone, Debug)]
@@ -231,7 +236,21 @@ impl Archiver {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.changed() => {
+                    // The uploads under way finish, and the watermark
+                    // advances over them, within the grace period.
+                    let finish = async {
+                        while let Some(Some(watermark)) = uploads.next().await {
+                            if !self.advance(&watermark, last.as_ref(), progress, &mut shutdown).await? {
+                                break;
+                            }
+                            self.report(progress, Some(&watermark));
+                            last = Some(watermark);
+                        }
+                        Ok(())
+                    };
+                    return tokio::time::timeout(SHUTDOWN_GRACE, finish).await.unwrap_or(Ok(()));
+                }
                 done = uploads.next(), if !uploads.is_empty() => {
                     let Some(Some(watermark)) = done else {
                         // Shutdown while uploading.

@@ -23,6 +23,7 @@ use dagstream_publisher::{ConsensusSource, PublisherConfig};
 use dagstream_sim::{generate, GenesisParams, Profile};
 use dagstream_store::{MemStore, SegmentStore, Store};
 use dagstream_types::{unix_time_ms, BlockLimits, Committee, DEFAULT_GC_DEPTH_ROUNDS};
+use dagstream_validator::retention::ValidatorConfig;
 use dagstream_validator::{system_clock, Producer, PRODUCER_THREAD};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -375,6 +376,7 @@ async fn start_validator(
         system_clock(),
         listener,
         PublisherConfig::default(),
+        &ValidatorConfig::default(),
         registry,
     )
     .map_err(|e| fail("the validator")(&e))?;

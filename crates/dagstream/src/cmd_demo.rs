@@ -31,6 +31,7 @@ use dagstream_publisher::PublisherConfig;
 use dagstream_sim::{generate, GenesisParams, Profile, SimConfig};
 use dagstream_store::{MemStore, Store};
 use dagstream_types::{BlockLimits, CommitRef, Committee};
+use dagstream_validator::retention::ValidatorConfig;
 use dagstream_validator::Producer;
 use serde_json::json;
 use std::collections::VecDeque;
@@ -150,6 +151,7 @@ pub async fn run(duration: Duration, report_dir: &Path) -> Result<bool> {
         dagstream_validator::system_clock(),
         listener,
         PublisherConfig::default(),
+        &ValidatorConfig::default(),
         &prometheus::Registry::new(),
     )?;
     let upstream = format!("http://{}", validator.addr);

@@ -317,6 +317,7 @@ fn status_json(status: &ObserverStatus, subscribers: usize) -> serde_json::Value
         "upstream_certified_checkpoint": status.upstream_certified_checkpoint,
         "caught_up": status.caught_up,
         "last_fault": status.last_fault,
+        "last_upstream_error": status.last_upstream_error,
         "archived_checkpoint": status.archived_checkpoint,
         "archive_error": status.archive_error,
         "bootstrapped_commit": status.bootstrapped_commit,

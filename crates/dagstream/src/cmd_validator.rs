@@ -26,6 +26,11 @@ pub struct ValidatorArgs {
     pub tx_size: Option<usize>,
     pub epoch_rounds: Option<u64>,
     pub history_rounds: u64,
+    /// Retention, over the config's.
+    pub retain_commits: Option<u64>,
+    /// The archive named to subscribers of pruned commits, over the
+    /// config's.
+    pub history_archive: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
     pub config: Option<PathBuf>,
     pub serve: ServeSecurity,
@@ -113,6 +118,16 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
     let signals = shutdown::on_signals();
     let mut node_config = NodeConfig::load(args.config.as_deref())?;
     args.serve.apply(&mut node_config.publisher)?;
+    if let Some(keep) = args.retain_commits {
+        node_config.validator.retain_commits = keep;
+    }
+    node_config.validator.validate()?;
+    if args.history_archive.is_some() {
+        node_config.publisher.history_archive = args.history_archive.clone();
+    }
+    if let Some(url) = &node_config.publisher.history_archive {
+        dagstream_archive::Objects::open(url).context("invalid history archive")?;
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let (genesis, keys) = resolve_genesis(&args)?;
@@ -150,6 +165,7 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
         dagstream_validator::system_clock(),
         listener,
         node_config.publisher,
+        &node_config.validator,
         &registry,
     )?;
     tracing::info!(address = %handle.addr, "serving block and commit streams");
@@ -162,8 +178,13 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
         "dagstream_validator_highest_commit",
         "Highest commit decided",
     )?;
+    let lowest = IntGauge::new(
+        "dagstream_validator_lowest_commit",
+        "Lowest commit retained (rises with --retain-commits)",
+    )?;
     registry.register(Box::new(round.clone()))?;
     registry.register(Box::new(commit.clone()))?;
+    registry.register(Box::new(lowest.clone()))?;
     let source = handle.source.clone();
     let publisher = handle.publisher().clone();
     let status = Arc::new(move || {
@@ -173,6 +194,7 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
             "highest_round": source.highest_round(),
             "highest_commit": source.highest_commit_index(),
             "highest_certified_commit": publisher.highest_certified(),
+            "lowest_commit": source.lowest_commit_index().ok(),
             "subscribers": publisher.open_streams(),
         })
     });
@@ -191,6 +213,9 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
             _ = ticks.tick() => {
                 round.set(source.highest_round() as i64);
                 commit.set(source.highest_commit_index() as i64);
+                if let Ok(index) = source.lowest_commit_index() {
+                    lowest.set(index as i64);
+                }
             }
             _ = stop.changed() => break,
         }

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use dagstream_observer::ObserverConfig;
 use dagstream_publisher::PublisherConfig;
+use dagstream_validator::retention::ValidatorConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -16,6 +17,8 @@ pub struct NodeConfig {
     pub publisher: PublisherConfig,
     /// Following upstreams (observers).
     pub observer: ObserverConfig,
+    /// The simulated committee's node: its retention.
+    pub validator: ValidatorConfig,
 }
 
 impl NodeConfig {
@@ -35,6 +38,10 @@ impl NodeConfig {
             .with_context(|| format!("invalid config file {}", path.display()))?;
         config
             .observer
+            .validate()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        config
+            .validator
             .validate()
             .with_context(|| format!("invalid config file {}", path.display()))?;
         Ok(config)

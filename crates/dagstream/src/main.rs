@@ -139,6 +139,15 @@ enum Command {
         /// observers to catch up on.
         #[arg(long, default_value_t = 0)]
         history_rounds: u64,
+        /// Keep only the newest N commits, and the blocks they name
+        /// (`validator.retain_commits`); 0 keeps everything. At least 100.
+        #[arg(long, value_name = "N")]
+        retain_commits: Option<u64>,
+        /// The archive that holds the history this validator prunes
+        /// (`publisher.history_archive`): named to subscribers that ask for
+        /// pruned commits.
+        #[arg(long, value_name = "URL")]
+        history_archive: Option<String>,
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
         #[arg(long)]
@@ -321,6 +330,8 @@ fn run(command: Command) -> Result<()> {
             tx_size,
             epoch_rounds,
             history_rounds,
+            retain_commits,
+            history_archive,
             metrics_listen,
             config,
             serve,
@@ -334,6 +345,8 @@ fn run(command: Command) -> Result<()> {
             tx_size,
             epoch_rounds,
             history_rounds,
+            retain_commits,
+            history_archive,
             metrics_listen,
             config,
             serve,

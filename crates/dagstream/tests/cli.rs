@@ -555,6 +555,28 @@ fn startup_errors_name_the_problem() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("port in use"), "{stderr}");
+
+    // A retention window too small to serve, and an archive URL of no
+    // known kind, each named before anything starts.
+    let v_dir = dir.path().join("vr");
+    for (flag, value, expected) in [
+        ("--retain-commits", "50", "retain_commits is 50"),
+        ("--history-archive", "ftp://host/x", "unknown scheme"),
+    ] {
+        let output = run(&[
+            "validator",
+            "--data-dir",
+            v_dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            flag,
+            value,
+        ]);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    assert!(!v_dir.exists(), "nothing is made for a refused start");
 }
 
 /// The demo in its short mode: it must pass its own checks and write its

@@ -21,6 +21,8 @@ pub struct ObserverHandle {
     status: watch::Receiver<ObserverStatus>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
+    /// The archive writer, with `--archive`.
+    archiver: Option<JoinHandle<()>>,
     source: Arc<StoreSource>,
     verified: broadcast::Sender<VerifiedBlock>,
 }
@@ -60,9 +62,18 @@ impl ObserverHandle {
     /// consumer is persisted.
     pub async fn stop(self) -> Result<()> {
         let _ = self.shutdown.send(true);
-        self.task
+        let result = self
+            .task
             .await
-            .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
+            .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()));
+        // The archive writer finishes the uploads under way (for a bounded
+        // time), so that nothing lands in the archive after the stop.
+        if let Some(archiver) = self.archiver {
+            archiver
+                .await
+                .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()));
+        }
+        result
     }
 
     /// Waits for the observer to end on its own (a fatal error).
@@ -151,6 +162,7 @@ pub fn start_with_transport(
     node.use_transport(transport);
     let (status_tx, status) = watch::channel(ObserverStatus::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut archiver_task = None;
     if let Some(url) = &config_archive.url {
         let config = ArchiveConfig {
             url: url.clone(),
@@ -162,13 +174,13 @@ pub fn start_with_transport(
         let (progress_tx, progress) = watch::channel(ArchiveProgress::default());
         node.watch_archive(progress);
         let shutdown = shutdown_rx.clone();
-        tokio::spawn(async move {
+        archiver_task = Some(tokio::spawn(async move {
             // The observer goes on without its archive: the status and
             // the log say why it stopped.
             if let Err(err) = archiver.run(progress_tx, shutdown).await {
                 error!(cause = %err, "the archive writer stopped");
             }
-        });
+        }));
     }
     // The observer buffers up to `output_queue_len` itself; the channel
     // only hands commits over.
@@ -185,6 +197,7 @@ pub fn start_with_transport(
             status,
             shutdown,
             task,
+            archiver: archiver_task,
             source,
             verified,
         },

@@ -303,11 +303,13 @@ impl Node {
                 SessionEnd::Shutdown => return self.finish().await,
                 SessionEnd::Degraded(reason) => {
                     warn!(upstream = %address, reason, "cannot keep up; backing off");
+                    self.status.last_upstream_error = Some(format!("{address}: {reason}"));
                     upstreams.failed();
                     "degraded"
                 }
                 SessionEnd::Failed(reason) => {
                     warn!(upstream = %address, reason, "upstream lost; failing over");
+                    self.status.last_upstream_error = Some(format!("{address}: {reason}"));
                     upstreams.failed();
                     "failed"
                 }

@@ -36,6 +36,10 @@ pub struct ObserverStatus {
     /// The last integrity error, if any: its name (a metric label), the
     /// upstream, and what was wrong.
     pub last_fault: Option<String>,
+    /// Why the last session with an upstream ended, other than a fault:
+    /// the upstream's address and the reason (a lost connection, a stall,
+    /// or a refusal such as history the upstream has pruned).
+    pub last_upstream_error: Option<String>,
     /// The history archive's watermark, with `--archive`: every checkpoint
     /// up to it is archived.
     pub archived_checkpoint: Option<u64>,

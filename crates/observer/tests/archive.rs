@@ -3,11 +3,15 @@
 //! a restart), a new one bootstraps from it and then follows the
 //! validator with no gap and no repeat; damaged and forged bundles are
 //! named and their range taken from the validator; a second writer and
-//! another chain's archive are refused.
+//! another chain's archive are refused; a validator that prunes names the
+//! archive, and an observer bootstrapped from it needs nothing pruned.
 
 mod common;
 
-use common::{consume, fresh_observer, validator_with, wait_status, Validator, PATIENCE};
+use common::{
+    consume, fresh_observer, validator_retaining, validator_with, wait_status, TestClock,
+    Validator, PATIENCE,
+};
 use dagstream_archive::bundle::{decode, encode};
 use dagstream_archive::layout::{bundle_name, parse_bundle_name, Manifest, MANIFEST};
 use dagstream_archive::{ArchiveError, ArchiveReader, Objects};
@@ -15,6 +19,7 @@ use dagstream_observer::{ObserverConfig, ObserverError, ObserverHandle};
 use dagstream_sim::{Profile, SimConfig};
 use dagstream_store::{MemStore, Store};
 use dagstream_types::{CommitIndex, Digest};
+use dagstream_validator::retention::{ValidatorConfig, MIN_RETAIN_COMMITS};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,8 +118,8 @@ async fn archived_chain() -> (Validator, tempfile::TempDir, String, CommitIndex)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_observer_bootstraps_from_the_archive_then_follows_the_validator() {
     let (validator, _dir, url, _) = archived_chain().await;
-    // The writer's last upload may land after its stop returned: the
-    // archive is read once, here, and only grows after.
+    // The writer finished its uploads before its stop returned: the
+    // archive stays as read here.
     let reader = ArchiveReader::open(&url, chain()).await.unwrap();
     let watermark = reader.watermark().unwrap().clone();
     let archived = watermark.commit;
@@ -227,4 +232,76 @@ async fn a_second_writer_and_another_chains_archive_are_refused() {
         "{result:?}"
     );
     validator.stop().await;
+}
+
+/// A validator that keeps only its newest commits refuses older ones and
+/// names its archive: a fresh observer told nothing else says so in its
+/// status, and one bootstrapped from the archive needs nothing that was
+/// pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruning_validator_names_its_archive_and_a_bootstrap_needs_nothing_it_pruned() {
+    let (full, _dir, url, _) = archived_chain().await;
+    let archived = ArchiveReader::open(&url, chain())
+        .await
+        .unwrap()
+        .last_commit();
+    // The same chain on a validator standing still some 80 commits past
+    // the archive, keeping its newest 100.
+    let through = archived + 80;
+    full.commits(through).await;
+    let leader_round = full
+        .store
+        .read_commit(through)
+        .unwrap()
+        .unwrap()
+        .leader()
+        .round;
+    let history = leader_round + 5;
+    let clock = TestClock::at(history * common::INTERVAL_MS);
+    let retention = ValidatorConfig {
+        retain_commits: MIN_RETAIN_COMMITS,
+    };
+    let pruning = validator_retaining(
+        history,
+        Some(clock),
+        epochs_every(30),
+        &retention,
+        Some(&url),
+    )
+    .await;
+    let highest = pruning.store.last_commit_index().unwrap();
+    let lowest = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (lowest, _) = pruning.store.commit_range().unwrap().unwrap();
+            if lowest + MIN_RETAIN_COMMITS > highest {
+                return lowest;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the validator prunes");
+    assert_eq!(lowest, highest + 1 - MIN_RETAIN_COMMITS);
+    assert!(lowest > 1 && lowest <= archived, "{lowest} {archived}");
+
+    let (lost, _commits) = fresh_observer(vec![pruning.endpoint()], ObserverConfig::default());
+    wait_status(&lost, "the refusal", |s| {
+        s.last_upstream_error.as_deref().is_some_and(|e| {
+            e.contains(&format!("the lowest available commit is {lowest}"))
+                && e.contains(&format!("--bootstrap-from {url}"))
+        })
+    })
+    .await;
+    assert_eq!(lost.status().local_highest_commit, 0);
+    lost.stop().await.unwrap();
+
+    let (observer, mut commits) = fresh_observer(vec![pruning.endpoint()], bootstrapping(&url));
+    let until = archived + 60;
+    let received = consume(&mut commits, 0, until).await;
+    assert_eq!(received, full.commits(until).await);
+    assert!(observer.status().bootstrapped_commit >= archived);
+    assert_eq!(observer.status().last_fault, None);
+    observer.stop().await.unwrap();
+    pruning.stop().await;
+    full.stop().await;
 }

@@ -1,9 +1,10 @@
 //! The history archive on a real S3-protocol server process (moto's, on a
 //! loopback port, started and stopped by this test, behind a proxy that
-//! cuts the link on command): an observer whose object store is down at
-//! start follows the chain meanwhile and archives once the server comes
-//! up; an outage mid-run shows as lag and an error, and the archive then
-//! catches up; a new observer bootstraps from it.
+//! cuts the link, answers 500 or slows down on command): an observer whose
+//! object store is down at start follows the chain meanwhile and archives
+//! once the server comes up; an outage or a run of 500s mid-run shows as
+//! lag and an error, and the archive then catches up; a slow server only
+//! slows the archive; a new observer bootstraps from it.
 //!
 //! One test in its own binary: the AWS variables are the process's.
 
@@ -13,7 +14,7 @@ use common::{consume, fresh_observer, validator, wait_status, PATIENCE};
 use dagstream_archive::ArchiveReader;
 use dagstream_observer::ObserverConfig;
 use dagstream_store::{MemStore, Store};
-use dagstream_test_utils::proxy::{Fault, FaultProxy};
+use dagstream_test_utils::proxy::{Fault, FaultProxy, HTTP_500};
 use dagstream_test_utils::s3::S3Server;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,34 @@ async fn an_archive_on_s3_survives_a_server_down_at_start_and_bootstraps_an_obse
         s.archive_error.is_none() && s.archived_checkpoint > archived
     })
     .await;
+    // A server that answers every request with a 500: the same, and the
+    // status says what the server answered.
+    let (archived, local) = (
+        writer.status().archived_checkpoint,
+        writer.status().local_highest_commit,
+    );
+    proxy.set(Fault::Answer(HTTP_500));
+    wait_status(&writer, "the 500s reported", |s| {
+        s.archive_error
+            .as_deref()
+            .is_some_and(|e| e.contains("500"))
+            && s.local_highest_commit > local + 20
+    })
+    .await;
+    proxy.set(Fault::Pass);
+    wait_status(&writer, "the archive caught up after the 500s", |s| {
+        s.archive_error.is_none() && s.archived_checkpoint > archived
+    })
+    .await;
+    // A slow server, every chunk held 50 ms each way: the archive still
+    // advances.
+    let archived = writer.status().archived_checkpoint;
+    proxy.set(Fault::Delay(Duration::from_millis(50)));
+    wait_status(&writer, "archiving through a slow server", |s| {
+        s.archived_checkpoint > archived
+    })
+    .await;
+    proxy.set(Fault::Pass);
     let chain = common::committee_and_keys().0.digest();
     tokio::time::timeout(PATIENCE, async {
         while ArchiveReader::open(url, chain).await.unwrap().last_commit() < history {
@@ -79,8 +108,8 @@ async fn an_archive_on_s3_survives_a_server_down_at_start_and_bootstraps_an_obse
     .await
     .expect("the archive catches up");
     writer.stop().await.unwrap();
-    // Read once: the writer's last upload may land after its stop
-    // returned, and the archive only grows.
+    // The writer finished its uploads before its stop returned: the
+    // archive stays as read here.
     let archived = ArchiveReader::open(url, chain).await.unwrap().last_commit();
 
     let mut config = ObserverConfig::default();

@@ -49,13 +49,12 @@ impl Cursor {
             .lowest_commit_index()
             .map_err(|err| (Status::internal(err.to_string()), EndReason::Internal))?;
         if last.saturating_add(1) < lowest {
-            return Err((
-                Status::out_of_range(format!(
-                    "commit {} is no longer retained; the lowest available commit is {lowest}",
-                    last + 1
-                )),
-                EndReason::OutOfRange,
-            ));
+            let pruned = PublisherError::Pruned {
+                index: last + 1,
+                lowest,
+                archive: shared.config.history_archive.clone(),
+            };
+            return Err((pruned.into(), EndReason::OutOfRange));
         }
         let highest = shared.source.highest_commit_index();
         let max_future = shared.config.max_future_commits;
@@ -139,7 +138,7 @@ fn build(
     for index in next..=end {
         let commit = source
             .commit(index)?
-            .ok_or(PublisherError::MissingCommit { index })?;
+            .ok_or_else(|| pruned_or(shared, index, PublisherError::MissingCommit { index }))?;
         let blocks = read_blocks(shared, index, &commit.commit().blocks)?;
         let randomness = source.randomness(index)?;
         let bytes = blocks.iter().map(|b| b.len()).sum::<usize>()
@@ -189,12 +188,30 @@ fn read_blocks(shared: &Context, index: CommitIndex, refs: &[BlockRef]) -> Resul
     refs.iter()
         .zip(shared.source.blocks(refs)?)
         .map(|(reference, bytes)| {
-            bytes.ok_or(PublisherError::MissingBlock {
-                index,
-                block: format!("{reference:?}"),
+            bytes.ok_or_else(|| {
+                let missing = PublisherError::MissingBlock {
+                    index,
+                    block: format!("{reference:?}"),
+                };
+                pruned_or(shared, index, missing)
             })
         })
         .collect()
+}
+
+/// What data of commit `index` missing from the source means: that the
+/// commit was pruned while a subscriber was on its way to it (a
+/// subscriber slower than the retention window), or else `missing`, a
+/// store that lost what it should hold.
+fn pruned_or(shared: &Context, index: CommitIndex, missing: PublisherError) -> PublisherError {
+    match shared.source.lowest_commit_index() {
+        Ok(lowest) if index < lowest => PublisherError::Pruned {
+            index,
+            lowest,
+            archive: shared.config.history_archive.clone(),
+        },
+        _ => missing,
+    }
 }
 
 /// Commit `commit` as the commit stream sends it, with the bytes of its

@@ -69,6 +69,11 @@ pub struct PublisherConfig {
     /// plaintext, for loopback and trusted networks only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// The archive (`docs/archive.md`) that holds the history this node no
+    /// longer keeps, as a URL for `dagstream observer --bootstrap-from`. A
+    /// subscriber that asks for pruned commits is told where to find them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_archive: Option<String>,
     /// Where batches are read from the store: the blocking pool, or inline
     /// for a deterministic simulation. Not a file setting.
     #[serde(skip)]
@@ -93,6 +98,7 @@ impl Default for PublisherConfig {
             certificate_search_rounds: 1_000,
             auth_tokens_path: None,
             tls: None,
+            history_archive: None,
             offload: Offload::default(),
         }
     }

@@ -11,6 +11,16 @@ pub enum PublisherError {
     InvalidConfig { field: &'static str, reason: String },
     #[error("commit {index} is below the highest commit but missing from the source")]
     MissingCommit { index: CommitIndex },
+    #[error(
+        "commit {index} is no longer retained; the lowest available commit is {lowest}{}",
+        archive_hint(archive.as_deref())
+    )]
+    Pruned {
+        index: CommitIndex,
+        lowest: CommitIndex,
+        /// Where the pruned history is, if the node knows.
+        archive: Option<String>,
+    },
     #[error("block {block} of commit {index} is missing from the source")]
     MissingBlock { index: CommitIndex, block: String },
     #[error(transparent)]
@@ -38,6 +48,7 @@ impl PublisherError {
         match self {
             PublisherError::InvalidConfig { .. } => "invalid_config",
             PublisherError::MissingCommit { .. } => "missing_commit",
+            PublisherError::Pruned { .. } => "pruned",
             PublisherError::MissingBlock { .. } => "missing_block",
             PublisherError::Store(err) => err.name(),
             PublisherError::Decode(err) => err.name(),
@@ -50,8 +61,19 @@ impl PublisherError {
     }
 }
 
+fn archive_hint(archive: Option<&str>) -> String {
+    archive.map_or_else(String::new, |url| {
+        format!(
+            "; earlier history is in the archive {url} (dagstream observer --bootstrap-from {url})"
+        )
+    })
+}
+
 impl From<PublisherError> for tonic::Status {
     fn from(err: PublisherError) -> Self {
-        tonic::Status::internal(err.to_string())
+        match err {
+            PublisherError::Pruned { .. } => tonic::Status::out_of_range(err.to_string()),
+            _ => tonic::Status::internal(err.to_string()),
+        }
     }
 }

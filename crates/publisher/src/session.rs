@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::end_reason::EndReason;
-use crate::error::Result;
+use crate::error::{PublisherError, Result};
 use crate::metrics;
 use crate::source::ConsensusSource;
 use dagstream_types::CommitIndex;
@@ -395,6 +395,11 @@ pub async fn run<K: StreamKind>(
                 };
                 let mut batch = match batch {
                     Ok(batch) => batch,
+                    Err(err @ PublisherError::Pruned { .. }) => {
+                        tracing::info!(cause = %err, subscriber, service, "subscriber fell behind retention");
+                        outbox.fail(err.into());
+                        break EndReason::OutOfRange;
+                    }
                     Err(err) => {
                         tracing::error!(cause = %err, subscriber, service, "stream failed");
                         outbox.fail(Status::internal(err.to_string()));

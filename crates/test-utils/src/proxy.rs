@@ -1,6 +1,7 @@
 //! [`FaultProxy`]: a TCP proxy on a loopback port that a test turns into a
 //! bad network: delay, throttle, cut, or black hole (stop forwarding, close
-//! nothing), in both directions, switched at any moment.
+//! nothing), in both directions, switched at any moment; or into a broken
+//! server that answers every request with the same bytes (an HTTP 500).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,7 +24,19 @@ pub enum Fault {
     /// Keep every connection open and forward nothing: to the peers, a
     /// silent network, which only a timeout detects.
     BlackHole,
+    /// Close every connection; answer each new one with these bytes once
+    /// it has sent a request head (through its blank line), then close it:
+    /// a server that fails every request, as with [`HTTP_500`].
+    Answer(&'static [u8]),
 }
+
+/// An HTTP/1.1 server error, for [`Fault::Answer`].
+pub const HTTP_500: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\n\
+    content-length: 0\r\nconnection: close\r\n\r\n";
+
+/// Most bytes of a request head read before [`Fault::Answer`] answers
+/// anyway.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 /// Bytes read per chunk: small enough that a throttle or a black hole takes
 /// effect within a chunk.
@@ -48,8 +61,14 @@ impl FaultProxy {
             while let Ok((client, _)) = listener.accept().await {
                 let fault = watched.clone();
                 tokio::spawn(async move {
-                    if *fault.borrow() == Fault::Cut {
-                        return;
+                    let now = *fault.borrow();
+                    match now {
+                        Fault::Cut => return,
+                        Fault::Answer(bytes) => {
+                            answer(client, bytes).await;
+                            return;
+                        }
+                        _ => {}
                     }
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
@@ -94,13 +113,32 @@ impl Drop for FaultProxy {
     }
 }
 
+/// Reads a request head from `client`, answers `bytes` and closes.
+async fn answer(mut client: TcpStream, bytes: &[u8]) {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
+        match client.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let _ = client.write_all(bytes).await;
+    let _ = client.shutdown().await;
+    // Closing with a request body unread would reset the connection, and
+    // the client might lose the answer: read what it still sends until it
+    // closes too.
+    let drain = async { while matches!(client.read(&mut buffer).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+}
+
 /// Waits while the link is black-holed: the fault to forward under, or
-/// `None` once the link is cut or the proxy is gone.
+/// `None` once the link is cut (or answered) or the proxy is gone.
 async fn open_link(fault: &mut watch::Receiver<Fault>) -> Option<Fault> {
     loop {
         let now = *fault.borrow_and_update();
         match now {
-            Fault::Cut => return None,
+            Fault::Cut | Fault::Answer(_) => return None,
             Fault::BlackHole => fault.changed().await.ok()?,
             other => return Some(other),
         }
@@ -219,5 +257,27 @@ mod tests {
         assert_eq!(round_trip(&mut stream, b"late").await, b"late");
         // Held once each way: a lower bound, whatever the machine's load.
         assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn an_answer_closes_open_links_and_answers_each_new_request() {
+        let proxy = FaultProxy::start(echo().await).await;
+        let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut open, b"one").await, b"one");
+        proxy.set(Fault::Answer(HTTP_500));
+        let mut rest = Vec::new();
+        let closed = open.read_to_end(&mut rest).await;
+        assert!(closed.is_err() || rest.is_empty(), "open links close");
+
+        let mut request = TcpStream::connect(proxy.addr()).await.unwrap();
+        // The head in two pieces: the answer waits for its blank line.
+        request
+            .write_all(b"PUT /chain/x HTTP/1.1\r\nhost: a\r\n")
+            .await
+            .unwrap();
+        request.write_all(b"\r\nbody").await.unwrap();
+        let mut answer = Vec::new();
+        request.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, HTTP_500);
     }
 }

@@ -8,6 +8,7 @@ use crate::clock::{TestClock, Ticker};
 use dagstream_publisher::{Publisher, PublisherConfig, PublisherHandle};
 use dagstream_store::Store;
 use dagstream_types::CommitRef;
+use dagstream_validator::retention::ValidatorConfig;
 use dagstream_validator::{Producer, ValidatorHandle};
 use prometheus::Registry;
 use std::net::SocketAddr;
@@ -120,6 +121,18 @@ impl TestChain {
         clock: TestClock,
         config: PublisherConfig,
     ) -> ClockedValidator {
+        self.start_clocked_with(clock, config, &ValidatorConfig::default())
+            .await
+    }
+
+    /// [`start_clocked`](Self::start_clocked), with the validator's own
+    /// settings (retention).
+    pub async fn start_clocked_with(
+        self,
+        clock: TestClock,
+        config: PublisherConfig,
+        validator: &ValidatorConfig,
+    ) -> ClockedValidator {
         let store = self.store().clone();
         let registry = Registry::new();
         let handle = dagstream_validator::start(
@@ -127,6 +140,7 @@ impl TestChain {
             clock.clock(),
             loopback().await,
             config,
+            validator,
             &registry,
         )
         .expect("the validator starts");

@@ -19,20 +19,25 @@
 //! starts, not after the whole round's work. A node restarted on the same
 //! store continues the same chain, whatever part of a round it had
 //! written.
+//!
+//! With a [`retention`] window, a third thread, the pruner, deletes the
+//! history older than it.
 
 use dagstream_publisher::{
-    Publisher, PublisherConfig, PublisherError, PublisherHandle, StoreSource,
+    ConsensusSource, Publisher, PublisherConfig, PublisherError, PublisherHandle, StoreSource,
 };
 use dagstream_sim::{CommitteeKeys, RoundOutput, SimConfig, SimError, Simulator};
-use dagstream_store::{Store, WriteBatch};
+use dagstream_store::{Store, StoreError, WriteBatch};
 use dagstream_types::{BlockLimits, CommitIndex, Committee};
+use retention::ValidatorConfig;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use writer::Writer;
 
+pub mod retention;
 pub mod writer;
 
 /// A source of the current time in Unix milliseconds. The system clock in
@@ -61,6 +66,12 @@ pub enum ValidatorError {
     Thread { reason: String },
     #[error("the writer thread stopped")]
     WriterStopped,
+    #[error("invalid validator config: {field} {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("commit {index} is within the retained range but missing from the store")]
+    MissingCommit { index: CommitIndex },
 }
 
 /// The simulated committee bound to its source, and through it its store.
@@ -159,6 +170,8 @@ pub struct ValidatorHandle {
     publisher: PublisherHandle,
     stop_producer: Arc<AtomicBool>,
     producer: std::thread::JoinHandle<Result<Producer, ValidatorError>>,
+    /// The pruner thread, and the sender whose drop stops it.
+    pruner: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl ValidatorHandle {
@@ -173,10 +186,19 @@ impl ValidatorHandle {
         self.publisher.stop().await;
         self.stop_producer.store(true, Ordering::Release);
         let producer = self.producer;
-        tokio::task::spawn_blocking(move || producer.join())
-            .await
-            .expect("joining the producer thread does not panic")
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        let pruner = self.pruner;
+        tokio::task::spawn_blocking(move || {
+            if let Some((stop, pruner)) = pruner {
+                drop(stop);
+                pruner
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            }
+            producer.join()
+        })
+        .await
+        .expect("joining the producer and pruner threads does not panic")
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
@@ -208,7 +230,8 @@ fn produce(
     produced.map(|()| producer)
 }
 
-/// Starts producing by `clock` and serving on `listener`.
+/// Starts producing by `clock` and serving on `listener`, and pruning as
+/// `validator` says.
 ///
 /// The producer runs on a thread of its own: a round's signatures, commit
 /// rule and durable write take milliseconds of synchronous work, which on
@@ -219,8 +242,10 @@ pub fn start(
     clock: Clock,
     listener: TcpListener,
     config: PublisherConfig,
+    validator: &ValidatorConfig,
     registry: &prometheus::Registry,
 ) -> Result<ValidatorHandle, ValidatorError> {
+    validator.validate()?;
     let source = producer.source.clone();
     let mut publisher = Publisher::start(source.clone(), config, registry)?;
     let addr = publisher.spawn_server(listener)?;
@@ -232,11 +257,29 @@ pub fn start(
         .map_err(|err| ValidatorError::Thread {
             reason: err.to_string(),
         })?;
+    let pruner = match validator.retain_commits {
+        0 => None,
+        keep => {
+            let (stop, stopped) = mpsc::channel();
+            let source = source.clone();
+            let thread = std::thread::Builder::new()
+                .name(retention::PRUNER_THREAD.into())
+                .spawn(move || {
+                    let gc_depth = || source.epochs().current().gc_depth_rounds();
+                    retention::run_pruner(source.store().as_ref(), keep, gc_depth, &stopped)
+                })
+                .map_err(|err| ValidatorError::Thread {
+                    reason: err.to_string(),
+                })?;
+            Some((stop, thread))
+        }
+    };
     Ok(ValidatorHandle {
         addr,
         source,
         publisher,
         stop_producer,
         producer,
+        pruner,
     })
 }

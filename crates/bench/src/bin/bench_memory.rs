@@ -29,6 +29,7 @@ use dagstream_proto::v1::{commit_stream_request, CommitStreamRequest, StartCommi
 use dagstream_publisher::{ConsensusSource, PublisherConfig};
 use dagstream_sim::Profile;
 use dagstream_store::{SegmentStore, Store};
+use dagstream_validator::retention::ValidatorConfig;
 use dagstream_validator::{start, system_clock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,6 +133,7 @@ async fn main() {
         system_clock(),
         listener,
         config.clone(),
+        &ValidatorConfig::default(),
         &registry,
     )
     .expect("the validator starts");

@@ -7,6 +7,7 @@ use dagstream_publisher::PublisherConfig;
 use dagstream_sim::{CommitteeKeys, SimConfig};
 use dagstream_test_utils::{TestChain, TestCommittee, ROUND_INTERVAL_MS};
 use dagstream_types::{CommitRef, Committee};
+use dagstream_validator::retention::ValidatorConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -57,6 +58,18 @@ pub async fn validator_on_clock(history: u64, clock: Option<TestClock>) -> Valid
 
 /// [`validator_on_clock`] of a committee that behaves as `sim` says.
 pub async fn validator_with(history: u64, clock: Option<TestClock>, sim: SimConfig) -> Validator {
+    validator_retaining(history, clock, sim, &ValidatorConfig::default(), None).await
+}
+
+/// [`validator_with`], keeping the history that `retention` says, and
+/// naming `archive` to subscribers of what it pruned.
+pub async fn validator_retaining(
+    history: u64,
+    clock: Option<TestClock>,
+    sim: SimConfig,
+    retention: &ValidatorConfig,
+    archive: Option<&str>,
+) -> Validator {
     let committee = TestCommittee::new(AUTHORITIES, COMMITTEE_SEED);
     // The observers read the validator's store, not the blocks kept here.
     let store: Arc<dyn dagstream_store::Store> = Arc::new(dagstream_store::MemStore::new());
@@ -66,9 +79,10 @@ pub async fn validator_with(history: u64, clock: Option<TestClock>, sim: SimConf
     let clock = clock.unwrap_or_else(|| TestClock::at(history * INTERVAL_MS));
     let config = PublisherConfig {
         heartbeat_interval_ms: 200,
+        history_archive: archive.map(Into::into),
         ..PublisherConfig::default()
     };
-    let mut validator = chain.start_clocked(clock, config).await;
+    let mut validator = chain.start_clocked_with(clock, config, retention).await;
     if own_clock {
         validator.tick(INTERVAL_MS, TICK);
     }
