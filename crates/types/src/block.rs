@@ -5,9 +5,10 @@
 //! [`VerifiedBlock::verify`] (or that this node made itself), kept together
 //! with its exact bytes so that nothing is ever re-encoded.
 
+use crate::block_wire::decode_signed_block;
 use crate::checkpoint::SystemMessage;
 use crate::crypto::{sign_block_hash, verify_block_hash, SignatureBatch};
-use crate::error::{bcs_decode, bcs_encode};
+use crate::error::{bcs_encode, bcs_error};
 use crate::{
     AuthorityIndex, BlockLimits, BlockRef, CommitRef, Committee, Digest, Epoch, Result, Round,
     Signature, Stake, TypesError,
@@ -169,7 +170,7 @@ impl VerifiedBlock {
     /// skipping signature and structure checks. Malformed bytes are still an
     /// error, never a panic.
     pub fn decode_trusted(bytes: Bytes) -> Result<Self> {
-        let signed: SignedBlock = bcs_decode("stored block", &bytes)?;
+        let signed = decode_signed_block(&bytes).map_err(|err| bcs_error("stored block", err))?;
         Ok(Self::from_parts(signed, bytes))
     }
 
@@ -275,7 +276,7 @@ impl<'c> Unsigned<'c> {
                 max: limits.max_block_bytes,
             });
         }
-        let signed: SignedBlock = bcs_decode("block", &bytes)?;
+        let signed = decode_signed_block(&bytes).map_err(|err| bcs_error("block", err))?;
         let block = &signed.block;
         if block.epoch != committee.epoch() {
             return Err(TypesError::WrongEpoch {

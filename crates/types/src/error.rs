@@ -141,13 +141,18 @@ pub(crate) fn bcs_decode<'a, T: serde::Deserialize<'a>>(
     what: &'static str,
     bytes: &'a [u8],
 ) -> Result<T> {
-    bcs::from_bytes(bytes).map_err(|err| match err {
+    bcs::from_bytes(bytes).map_err(|err| bcs_error(what, err))
+}
+
+/// The error of decoding `what` that `bcs` refused with `err`.
+pub(crate) fn bcs_error(what: &'static str, err: bcs::Error) -> TypesError {
+    match err {
         bcs::Error::RemainingInput => TypesError::TrailingBytes { what },
         other => TypesError::Malformed {
             what,
             reason: other.to_string(),
         },
-    })
+    }
 }
 
 /// BCS-encodes a value of the data model. The encoding only fails for

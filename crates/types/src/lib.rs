@@ -77,6 +77,7 @@
 //! ```
 
 pub mod block;
+mod block_wire;
 pub mod checkpoint;
 pub mod commit;
 pub mod committee;
