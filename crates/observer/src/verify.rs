@@ -32,6 +32,12 @@ const MAX_VERIFY_CHUNKS: usize = 4;
 /// about half as much per signature at 32 as one by one, and a third at a
 /// few hundred; smaller chunks would buy latency with CPU.
 const MIN_CHUNK_BLOCKS: usize = 32;
+/// Fewest blocks of a commit batch per decoding thread: starting a thread
+/// costs tens of microseconds, 256 blocks take milliseconds to decode and
+/// hash. A live batch (one commit, a hundred blocks) stays on one thread.
+pub(crate) const MIN_PARALLEL_BLOCKS: usize = 256;
+/// The name of the threads that decode a large commit batch.
+const DECODE_THREAD: &str = "dagstream-decode";
 
 /// Verifies received blocks in full (signature, limits, structure) on the
 /// blocking pool (or where `offload` says), in parallel chunks whose signatures are checked in
@@ -70,8 +76,9 @@ pub fn verify_commit_batch(
 ) -> Result<Vec<ReceivedSubDag>> {
     let mut tip = previous.cloned();
     let mut verified = Vec::with_capacity(response.commits.len());
-    for data in &response.commits {
-        let sub_dag = rebuild(limits, tip.as_ref(), data)?;
+    let decoded = decode_commits(limits, &response.commits);
+    for (data, blocks) in response.commits.iter().zip(decoded) {
+        let sub_dag = rebuild(tip.as_ref(), data, blocks)?;
         tip = Some(sub_dag.commit.clone());
         let randomness = data
             .randomness
@@ -140,17 +147,12 @@ fn check_randomness(committee: &Committee, received: &[ReceivedSubDag]) -> Resul
 
 /// Rebuilds one commit on top of `previous` from what was received.
 fn rebuild(
-    limits: &BlockLimits,
     previous: Option<&TrustedCommit>,
     data: &CommittedSubDagData,
+    blocks: std::result::Result<Vec<VerifiedBlock>, TypesError>,
 ) -> Result<CommittedSubDag> {
     let index = data.commit_index;
-    let blocks = data
-        .blocks
-        .iter()
-        .map(|bytes| decode(limits, bytes.clone()))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|source| ObserverError::MalformedBlock { index, source })?;
+    let blocks = blocks.map_err(|source| ObserverError::MalformedBlock { index, source })?;
     let refs: Vec<BlockRef> = blocks.iter().map(|b| b.reference()).collect();
     let Some(&leader) = refs.last() else {
         return Err(ObserverError::EmptySubDag { index });
@@ -197,6 +199,67 @@ fn rebuild(
     Ok(CommittedSubDag {
         commit: TrustedCommit::new(commit),
         blocks,
+    })
+}
+
+/// Each commit's blocks, decoded and hashed: on several threads for a large
+/// batch (a catch-up batch, a bundle of the archive), where this is most of
+/// the work. The commits' blocks are independent of each other; only
+/// linking the commits, after, goes in order. Errors stay with their
+/// commit, so the batch fails at the same commit, with the same error, as
+/// when decoding in order.
+fn decode_commits(
+    limits: &BlockLimits,
+    commits: &[CommittedSubDagData],
+) -> Vec<std::result::Result<Vec<VerifiedBlock>, TypesError>> {
+    let decode_all = |commits: &[CommittedSubDagData]| {
+        commits
+            .iter()
+            .map(|data| {
+                data.blocks
+                    .iter()
+                    .map(|bytes| decode(limits, bytes.clone()))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let total: usize = commits.iter().map(|c| c.blocks.len()).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (total / MIN_PARALLEL_BLOCKS).clamp(1, MAX_VERIFY_CHUNKS.min(cores));
+    if threads < 2 || commits.len() < 2 {
+        return decode_all(commits);
+    }
+    // Contiguous runs of commits with about the same number of blocks.
+    let per_thread = total.div_ceil(threads);
+    let mut runs = Vec::with_capacity(threads);
+    let (mut start, mut blocks) = (0, 0);
+    for (i, data) in commits.iter().enumerate() {
+        blocks += data.blocks.len();
+        if blocks >= per_thread || i + 1 == commits.len() {
+            runs.push(&commits[start..=i]);
+            (start, blocks) = (i + 1, 0);
+        }
+    }
+    std::thread::scope(|scope| {
+        let mut decoded = Vec::with_capacity(commits.len());
+        let mut spawned = Vec::with_capacity(runs.len());
+        // The first run on this thread, the others on their own; a thread
+        // that cannot start decodes here instead.
+        let (first, others) = runs.split_first().expect("at least one run");
+        for run in others {
+            let thread = std::thread::Builder::new()
+                .name(DECODE_THREAD.into())
+                .spawn_scoped(scope, || decode_all(run));
+            spawned.push(thread.map_err(|_| run));
+        }
+        decoded.extend(decode_all(first));
+        for thread in spawned {
+            decoded.extend(match thread {
+                Ok(thread) => thread.join().expect("decoding does not panic"),
+                Err(run) => decode_all(run),
+            });
+        }
+        decoded
     })
 }
 

@@ -2,7 +2,7 @@
 //! rejected with its own error.
 
 use crate::upstream::coalesce::{coalesce, MAX_COALESCED_BYTES};
-use crate::verify::verify_commit_batch;
+use crate::verify::{verify_commit_batch, MIN_PARALLEL_BLOCKS};
 use crate::ObserverError;
 use bytes::Bytes;
 use dagstream_proto::v1::{BlockRef as ProtoRef, CommitStreamResponse, CommittedSubDagData};
@@ -28,10 +28,15 @@ struct Chain {
 /// 60 rounds of a 4-authority committee; commits decided after round r are
 /// voted for by every block of round r + 1.
 fn chain() -> Chain {
-    let fixture = TestCommittee::new(4, 3);
+    chain_of(4, 60)
+}
+
+/// `rounds` rounds of a committee of `authorities`.
+fn chain_of(authorities: usize, rounds: usize) -> Chain {
+    let fixture = TestCommittee::new(authorities, 3);
     let committee = fixture.committee.clone();
     let mut sim = fixture.simulator(SimConfig::default());
-    let outputs: Vec<_> = (0..60).map(|_| sim.produce_round().unwrap()).collect();
+    let outputs: Vec<_> = (0..rounds).map(|_| sim.produce_round().unwrap()).collect();
     let mut commits = Vec::new();
     let mut certifiers = Vec::new();
     for pair in outputs.windows(2) {
@@ -320,6 +325,38 @@ fn malformed_sub_dags() {
     assert!(matches!(
         chain.verify(0, &batch),
         Err(ObserverError::MalformedBlock { index: 1, .. })
+    ));
+}
+
+/// A batch large enough to be decoded on several threads verifies into the
+/// same chain, and fails at the same commit with the same error as one
+/// decoded in order: the first failing commit's, whichever thread decoded
+/// the blocks of a later one.
+#[test]
+fn a_large_batch_decoded_in_parallel_fails_where_one_decoded_in_order_would() {
+    let chain = chain_of(16, 60);
+    let all = 0..chain.commits.len();
+    let blocks: usize = chain.commits.iter().map(|c| c.blocks.len()).sum();
+    assert!(blocks >= 2 * MIN_PARALLEL_BLOCKS, "{blocks} blocks");
+    let verified = chain.verify(0, &chain.batch(all.clone())).unwrap();
+    let got: Vec<_> = verified.iter().map(|c| c.reference()).collect();
+    let expected: Vec<_> = chain.commits.iter().map(|c| c.reference()).collect();
+    assert_eq!(got, expected);
+
+    let last = chain.commits.len() - 1;
+    let mut batch = chain.batch(all.clone());
+    batch.commits[last].blocks[0] = Bytes::from_static(b"not a block");
+    let err = chain.verify(0, &batch).unwrap_err();
+    assert!(
+        matches!(err, ObserverError::MalformedBlock { index, .. } if index == last as u64 + 1),
+        "{err:?}"
+    );
+    // A fault in an early commit is the one reported, though a later
+    // commit's blocks do not decode either.
+    batch.commits[1].leader.as_mut().unwrap().round += 1;
+    assert!(matches!(
+        chain.verify(0, &batch),
+        Err(ObserverError::LeaderMismatch { index: 2 })
     ));
 }
 
