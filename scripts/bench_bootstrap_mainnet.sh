@@ -8,13 +8,15 @@
 # A validator (`--profile mainnet`) produces HISTORY_ROUNDS rounds of
 # history (default 2,200: some 3,200 commits), then goes on live. A first
 # observer follows it with `--archive file://DIR` until the archive holds
-# the history. Then, one after the other, two fresh observers reach the
+# the history. Then, in three interleaved pairs, fresh observers reach the
 # archive's last commit: one from the validator alone (the baseline), one
 # with `--bootstrap-from` the archive (and the validator for the tail).
-# For each it prints the time, the rate, the observer's CPU, and the
-# validator's CPU over the same window against its CPU while nobody
-# catches up (the committee's own production, which the validator
-# simulates in full).
+# For each it prints the time, the rate, the observer's CPU, the rate at
+# which its store grew, and the validator's CPU over the same window
+# against its CPU while nobody catches up (the committee's own production,
+# which the validator simulates in full). The disk's own sequential write
+# rate (1 GiB, synced) is measured first, in the same directory: an
+# observer stores every block durably, so no bootstrap can outrun it.
 #
 # Disk: the validator's store, the archive (about a third of it) and one
 # observer's store at a time: some 6 GB at the default history.
@@ -53,6 +55,12 @@ sleep 10
 idle_rate=$(python3 -c "print(($(cpu "$validator") - $idle_before) / $tick / 10)")
 echo "validator CPU while idle: $idle_rate s/s"
 
+# The floor under every run: this disk's sequential write rate, synced.
+disk=$(dd if=/dev/zero of="$dir/disk-test" bs=1M count=1024 conv=fdatasync 2>&1 |
+    awk '/copied/ {print $(NF-1) " " $NF}')
+rm -f "$dir/disk-test"
+echo "disk: sequential write, synced: $disk"
+
 # The archive: an observer that follows the validator and uploads.
 archive="$PWD/$dir/archive"
 "$bin" observer --data-dir "$dir/writer" --genesis "$dir/genesis" --upstream "http://127.0.0.1:$port_v" \
@@ -82,6 +90,8 @@ run() {
     pids+=($observer)
     # PERF=FILE: a perf profile (DWARF call graphs, 199 Hz) of the first
     # bootstrap from the archive, written to FILE when that observer stops.
+    # Unwinding every sample costs the profiled run its speed: compare
+    # the other runs.
     if [[ -n ${PERF:-} && $name == from-archive ]]; then
         perf record -F 199 --call-graph dwarf,32768 -p "$observer" -o "$PERF" 2>/dev/null &
         pids+=($!)
@@ -97,21 +107,26 @@ run() {
     from_archive=$(metric "$port_om" dagstream_archive_bootstrapped_commits_total)
     kill "$observer"
     wait "$observer" 2>/dev/null || true
+    local stored
+    stored=$(du -sb "$dir/$name" | cut -f1)
     # Each run's store is as large as the chain: one at a time on disk.
     rm -rf "${dir:?}/$name"
-    python3 - "$name" "$started" "$now" "$target" "$o_cpu" "$v_cpu" "$tick" "$idle_rate" "${from_archive:-0}" <<'PY'
+    python3 - "$name" "$started" "$now" "$target" "$o_cpu" "$v_cpu" "$tick" "$idle_rate" "${from_archive:-0}" "$stored" <<'PY'
 import sys
 name, started, ended, commits = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 o_cpu, v_cpu, tick, idle, archived = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8]), float(sys.argv[9])
+stored = int(sys.argv[10])
 seconds = ended - started
 serving = v_cpu / tick - idle * seconds
 print(f"| {name} | {seconds:.1f} | {commits / seconds:.0f} | {1000 * o_cpu / tick / commits:.2f} | "
-      f"{v_cpu / tick:.1f} | {serving:.1f} | {int(archived)} |")
+      f"{stored / seconds / 1e6:.0f} | {v_cpu / tick:.1f} | {serving:.1f} | {int(archived)} |")
 PY
 }
-echo "| run | s | commits/s | observer ms CPU per commit | validator CPU s | validator CPU s above idle | commits from the archive |"
-echo "|---|---|---|---|---|---|---|"
+echo "| run | s | commits/s | observer ms CPU per commit | store MB/s | validator CPU s | validator CPU s above idle | commits from the archive |"
+echo "|---|---|---|---|---|---|---|---|"
 run from-validator
 run from-archive --bootstrap-from "file://$archive"
 run from-validator-2
 run from-archive-2 --bootstrap-from "file://$archive"
+run from-validator-3
+run from-archive-3 --bootstrap-from "file://$archive"

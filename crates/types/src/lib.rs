@@ -77,7 +77,6 @@
 //! ```
 
 pub mod block;
-mod block_wire;
 pub mod checkpoint;
 pub mod commit;
 pub mod committee;
