@@ -154,6 +154,45 @@ async fn pruned_commits_are_out_of_range() {
     validator.stop().await;
 }
 
+/// A subscriber slower than the retention window, whose next commit is
+/// pruned under it, is ended with `OUT_OF_RANGE` naming the archive, as at
+/// its start: not with an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_overtaken_by_pruning_is_ended_out_of_range() {
+    let config = PublisherConfig {
+        // One commit a response: the stream is far from done when pruned.
+        max_batch_bytes: 1,
+        history_archive: Some("s3://chain/archive".into()),
+        ..test_config()
+    };
+    let validator = start_validator(200, config).await;
+    validator.wait_certified().await;
+    let mut stream = CommitStream::open(validator.channel().await).await.unwrap();
+    stream.start(0, 0).await;
+    let first = stream.next().await.unwrap();
+    assert_eq!(first.commits[0].commit_index, 1);
+    validator.chain.store().prune(100, 0).unwrap();
+    let status = loop {
+        match stream.next().await {
+            Ok(response) => assert!(
+                response.commits.iter().all(|c| c.commit_index < 100),
+                "only batches built before the prune"
+            ),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains(
+            "is no longer retained; the lowest available commit is 100; earlier history is in \
+             the archive s3://chain/archive (dagstream observer --bootstrap-from s3://chain/archive)"
+        ),
+        "{}",
+        status.message()
+    );
+    validator.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn far_future_is_invalid_and_near_future_waits() {
     let mut validator = start_validator(40, test_config()).await;
