@@ -21,6 +21,7 @@
 //! # Layout
 //! - [`objects`]: the object store behind a URL (`file://`, `s3://`).
 //! - [`layout`]: names and small objects (manifest, lease, watermark).
+//! - `records`: reading and writing those small objects.
 //! - [`bundle`]: the bundle, built from a store, encoded and decoded.
 //! - [`writer`]: the [`Archiver`].
 //! - [`reader`]: the [`ArchiveReader`].
@@ -34,6 +35,7 @@ pub mod layout;
 pub mod metrics;
 pub mod objects;
 pub mod reader;
+mod records;
 pub mod writer;
 
 pub use bundle::BundleBuilder;

@@ -10,7 +10,7 @@ use crate::bundle::{self, MAX_BUNDLE_BYTES};
 use crate::error::{ArchiveError, Result};
 use crate::layout::{bundle_name, parse_bundle_name, Watermark, BUNDLES};
 use crate::objects::Objects;
-use crate::writer::{read_manifest, read_watermark};
+use crate::records::{read_manifest, read_watermark};
 use dagstream_proto::v1::ArchiveBundle;
 use dagstream_types::{CommitIndex, Digest};
 use futures::stream::{self, Stream, StreamExt};
