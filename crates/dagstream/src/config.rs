@@ -54,8 +54,8 @@ impl NodeConfig {
         format!(
             "# dagstream node configuration: every tunable with its default.\n\
              # Pass with --config FILE; flags override it. Unknown keys are refused.\n\
-             # The meaning and reason of each value: docs/protocol.md (publisher)\n\
-             # and docs/observer.md (observer).\n\n{body}"
+             # The meaning and reason of each value: docs/protocol.md (publisher),\n\
+             # docs/observer.md (observer) and docs/archive.md (validator retention).\n\n{body}"
         )
     }
 }
