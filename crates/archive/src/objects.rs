@@ -37,6 +37,59 @@ pub struct Objects {
     url: String,
 }
 
+/// Where an archive URL points, checked.
+enum Location<'a> {
+    File {
+        path: &'a str,
+    },
+    S3 {
+        bucket: &'a str,
+        prefix: Path,
+        /// `bucket/prefix`, without trailing slashes.
+        rest: &'a str,
+    },
+}
+
+impl<'a> Location<'a> {
+    fn parse(url: &'a str) -> Result<Location<'a>> {
+        let invalid = |reason: &str| ArchiveError::Url {
+            url: url.into(),
+            reason: reason.into(),
+        };
+        if let Some(path) = url.strip_prefix("file://") {
+            let path = match path.trim_end_matches('/') {
+                "" => "/",
+                trimmed => trimmed,
+            };
+            if !path.starts_with('/') {
+                return Err(invalid(
+                    "a file URL needs an absolute path, as in file:///var/lib/archive",
+                ));
+            }
+            return Ok(Location::File { path });
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let rest = rest.trim_end_matches('/');
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(invalid("no bucket: use s3://bucket/prefix"));
+            }
+            let prefix = Path::parse(prefix).map_err(|err| ArchiveError::Url {
+                url: url.into(),
+                reason: format!("the prefix: {err}"),
+            })?;
+            return Ok(Location::S3 {
+                bucket,
+                prefix,
+                rest,
+            });
+        }
+        Err(invalid(
+            "unknown scheme: use file:///path or s3://bucket/prefix",
+        ))
+    }
+}
+
 impl std::fmt::Debug for Objects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Objects").field("url", &self.url).finish()
@@ -51,57 +104,50 @@ impl Objects {
             url: url.into(),
             reason,
         };
-        if let Some(path) = url.strip_prefix("file://") {
-            let path = match path.trim_end_matches('/') {
-                "" => "/",
-                trimmed => trimmed,
-            };
-            if !path.starts_with('/') {
-                return Err(invalid(
-                    "a file URL needs an absolute path, as in file:///var/lib/archive".into(),
-                ));
+        match Location::parse(url)? {
+            Location::File { path } => {
+                std::fs::create_dir_all(path)
+                    .map_err(|err| invalid(format!("cannot create the directory: {err}")))?;
+                let store = LocalFileSystem::new_with_prefix(path)
+                    .map_err(|err| invalid(err.to_string()))?
+                    .with_automatic_cleanup(true);
+                Ok(Objects {
+                    store: Arc::new(store),
+                    prefix: Path::default(),
+                    url: format!("file://{path}"),
+                })
             }
-            std::fs::create_dir_all(path)
-                .map_err(|err| invalid(format!("cannot create the directory: {err}")))?;
-            let store = LocalFileSystem::new_with_prefix(path)
-                .map_err(|err| invalid(err.to_string()))?
-                .with_automatic_cleanup(true);
-            return Ok(Objects {
-                store: Arc::new(store),
-                prefix: Path::default(),
-                url: format!("file://{path}"),
-            });
-        }
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let rest = rest.trim_end_matches('/');
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(invalid("no bucket: use s3://bucket/prefix".into()));
-            }
-            // The TLS stack of https endpoints: ring, as the node's gRPC
-            // uses. Installing it twice is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let retry = RetryConfig {
-                backoff: BackoffConfig::default(),
-                max_retries: CLIENT_RETRIES,
-                retry_timeout: CLIENT_RETRY_TIMEOUT,
-            };
-            let store = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_retry(retry)
-                .build()
-                .map_err(|err| invalid(err.to_string()))?;
-            let prefix =
-                Path::parse(prefix).map_err(|err| invalid(format!("the prefix: {err}")))?;
-            return Ok(Objects {
-                store: Arc::new(store),
+            Location::S3 {
+                bucket,
                 prefix,
-                url: format!("s3://{rest}"),
-            });
+                rest,
+            } => {
+                // The TLS stack of https endpoints: ring, as the node's
+                // gRPC uses. Installing it twice is harmless.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let retry = RetryConfig {
+                    backoff: BackoffConfig::default(),
+                    max_retries: CLIENT_RETRIES,
+                    retry_timeout: CLIENT_RETRY_TIMEOUT,
+                };
+                let store = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(|err| invalid(err.to_string()))?;
+                Ok(Objects {
+                    store: Arc::new(store),
+                    prefix,
+                    url: format!("s3://{rest}"),
+                })
+            }
         }
-        Err(invalid(
-            "unknown scheme: use file:///path or s3://bucket/prefix".into(),
-        ))
+    }
+
+    /// Checks that `url` names an archive [`open`](Self::open) can open,
+    /// touching nothing: for a node that only names the archive to others.
+    pub fn check_url(url: &str) -> Result<()> {
+        Location::parse(url).map(drop)
     }
 
     /// The archive's URL, as given.

@@ -79,9 +79,25 @@ fn unusable_urls_are_refused_with_the_reason() {
         ("file://relative/path", "absolute path"),
         ("s3://", "no bucket"),
     ] {
-        match Objects::open(url).unwrap_err() {
-            ArchiveError::Url { reason: got, .. } => assert!(got.contains(reason), "{url}: {got}"),
-            other => panic!("{url}: {other:?}"),
+        for refused in [
+            Objects::open(url).unwrap_err(),
+            Objects::check_url(url).unwrap_err(),
+        ] {
+            match refused {
+                ArchiveError::Url { reason: got, .. } => {
+                    assert!(got.contains(reason), "{url}: {got}")
+                }
+                other => panic!("{url}: {other:?}"),
+            }
         }
     }
+    // Checking a usable URL touches nothing; opening it makes the
+    // directory.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("archive");
+    let url = format!("file://{}", path.display());
+    Objects::check_url(&url).unwrap();
+    assert!(!path.exists());
+    Objects::open(&url).unwrap();
+    assert!(path.is_dir());
 }

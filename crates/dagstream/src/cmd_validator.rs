@@ -126,7 +126,7 @@ pub async fn run(args: ValidatorArgs) -> Result<()> {
         node_config.publisher.history_archive = args.history_archive.clone();
     }
     if let Some(url) = &node_config.publisher.history_archive {
-        dagstream_archive::Objects::open(url).context("invalid history archive")?;
+        dagstream_archive::Objects::check_url(url).context("invalid history archive")?;
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
