@@ -162,9 +162,14 @@ impl Objects {
             .collect()
     }
 
+    /// Object `name` as errors name it: the archive's URL and the name.
+    pub fn object(&self, name: &str) -> String {
+        format!("{}/{name}", self.url)
+    }
+
     fn error(&self, name: &str, source: object_store::Error) -> ArchiveError {
         ArchiveError::Store {
-            object: format!("{}/{name}", self.url),
+            object: self.object(name),
             source,
         }
     }
@@ -180,7 +185,7 @@ impl Objects {
         let size = usize::try_from(result.meta.size).unwrap_or(usize::MAX);
         if size > max {
             return Err(ArchiveError::TooLarge {
-                object: format!("{}/{name}", self.url),
+                object: self.object(name),
                 size,
                 max,
             });
@@ -190,6 +195,16 @@ impl Objects {
             .await
             .map(Some)
             .map_err(|source| self.error(name, source))
+    }
+
+    /// [`get`](Self::get) of an object that must exist: its absence is
+    /// [`ArchiveError::Missing`].
+    pub async fn get_existing(&self, name: &str, max: usize) -> Result<Bytes> {
+        self.get(name, max)
+            .await?
+            .ok_or_else(|| ArchiveError::Missing {
+                object: self.object(name),
+            })
     }
 
     /// Writes object `name`, replacing any object of that name.

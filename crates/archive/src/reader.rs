@@ -154,14 +154,8 @@ impl ExpectedNext {
 }
 
 async fn fetch(objects: &Objects, first: CommitIndex, name: &str) -> Result<Fetched> {
-    let object = format!("{}/{name}", objects.url());
-    let bytes =
-        objects
-            .get(name, MAX_BUNDLE_BYTES)
-            .await?
-            .ok_or_else(|| ArchiveError::Missing {
-                object: object.clone(),
-            })?;
+    let bytes = objects.get_existing(name, MAX_BUNDLE_BYTES).await?;
+    let object = objects.object(name);
     let named = object.clone();
     let bundle = tokio::task::spawn_blocking(move || bundle::decode(&named, first, &bytes))
         .await

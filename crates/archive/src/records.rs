@@ -20,16 +20,9 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     objects: &Objects,
     name: &str,
 ) -> Result<T> {
-    let object = format!("{}/{name}", objects.url());
-    let bytes =
-        objects
-            .get(name, MAX_SMALL_OBJECT)
-            .await?
-            .ok_or_else(|| ArchiveError::Missing {
-                object: object.clone(),
-            })?;
+    let bytes = objects.get_existing(name, MAX_SMALL_OBJECT).await?;
     serde_json::from_slice(&bytes).map_err(|err| ArchiveError::Damaged {
-        object,
+        object: objects.object(name),
         reason: err.to_string(),
     })
 }
@@ -55,7 +48,7 @@ pub(crate) async fn read_watermark(objects: &Objects) -> Result<Option<Watermark
         else {
             return Ok(None);
         };
-        let object = format!("{}/{name}", objects.url());
+        let object = objects.object(name);
         let Some(bytes) = objects.get(name, MAX_SMALL_OBJECT).await? else {
             // Superseded and deleted since the listing: list again.
             continue;
@@ -74,6 +67,6 @@ pub(crate) async fn read_watermark(objects: &Objects) -> Result<Option<Watermark
         return Ok(Some(watermark));
     }
     Err(ArchiveError::Missing {
-        object: format!("{}/{WATERMARKS}", objects.url()),
+        object: objects.object(WATERMARKS),
     })
 }
