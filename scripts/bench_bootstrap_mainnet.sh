@@ -37,14 +37,7 @@ fi
     --listen "127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_vm" --log-level warn &
 pids+=($!)
 validator=$!
-until curl -s "http://127.0.0.1:$port_vm/metrics" >/dev/null; do sleep 0.5; done
-until (($(metric "$port_vm" dagstream_validator_highest_round) >= history)); do sleep 1; done
-previous=$(metric "$port_vm" dagstream_validator_highest_round)
-while sleep 1; do
-    round=$(metric "$port_vm" dagstream_validator_highest_round)
-    ((round - previous <= 20)) && break
-    previous=$round
-done
+wait_validator_settled "$port_vm" "$history"
 echo "validator serving, tip at commit $(metric "$port_vm" dagstream_validator_highest_commit)"
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }

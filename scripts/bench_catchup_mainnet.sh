@@ -45,16 +45,7 @@ fi
 pids+=($!)
 # The genesis lies HISTORY_ROUNDS rounds in the past: the validator
 # produces them as fast as it can, then keeps to the schedule.
-until curl -s "http://127.0.0.1:$port_vm/metrics" >/dev/null; do sleep 0.5; done
-until (($(metric "$port_vm" dagstream_validator_highest_round) >= history)); do sleep 1; done
-# Then wait until it keeps the schedule (about 13 rounds a second), so that
-# it does not compete with the observer for the CPU.
-previous=$(metric "$port_vm" dagstream_validator_highest_round)
-while sleep 1; do
-    round=$(metric "$port_vm" dagstream_validator_highest_round)
-    ((round - previous <= 20)) && break
-    previous=$round
-done
+wait_validator_settled "$port_vm" "$history"
 start_tip=$(metric "$port_vm" dagstream_validator_highest_commit)
 echo "validator serving, tip at commit ${start_tip:-?}"
 
