@@ -17,6 +17,8 @@
 # which the validator simulates in full). The disk's own sequential write
 # rate (1 GiB, synced) is measured first, in the same directory: an
 # observer stores every block durably, so no bootstrap can outrun it.
+# Last, where /dev/shm is writable, one more bootstrap from the archive
+# with the observer's store in memory (tmpfs): its rate without the disk.
 #
 # Disk: the validator's store, the archive (about a third of it) and one
 # observer's store at a time: some 6 GB at the default history.
@@ -77,7 +79,8 @@ run() {
     local v_before started now o_cpu v_cpu
     v_before=$(cpu "$validator")
     started=$(date +%s.%N)
-    "${pin_observer[@]}" "$bin" observer --data-dir "$dir/$name" --genesis "$dir/genesis" \
+    local data=${data_root:-$dir}/$name
+    "${pin_observer[@]}" "$bin" observer --data-dir "$data" --genesis "$dir/genesis" \
         --upstream "http://127.0.0.1:$port_v" --metrics-listen "127.0.0.1:$port_om" --log-level warn "$@" &
     local observer=$!
     pids+=($observer)
@@ -101,9 +104,9 @@ run() {
     kill "$observer"
     wait "$observer" 2>/dev/null || true
     local stored
-    stored=$(du -sb "$dir/$name" | cut -f1)
+    stored=$(du -sb "$data" | cut -f1)
     # Each run's store is as large as the chain: one at a time on disk.
-    rm -rf "${dir:?}/$name"
+    rm -rf "${data:?}"
     python3 - "$name" "$started" "$now" "$target" "$o_cpu" "$v_cpu" "$tick" "$idle_rate" "${from_archive:-0}" "$stored" <<'PY'
 import sys
 name, started, ended, commits = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
@@ -123,3 +126,10 @@ run from-validator-2
 run from-archive-2 --bootstrap-from "file://$archive"
 run from-validator-3
 run from-archive-3 --bootstrap-from "file://$archive"
+# The same bootstrap with the observer's store in memory (tmpfs), where
+# the disk allows: what the observer does without the disk's bound.
+if [[ -d /dev/shm && -w /dev/shm ]]; then
+    data_root=$(mktemp -d /dev/shm/bench-bootstrap.XXXXXX)
+    run from-archive-store-in-memory --bootstrap-from "file://$archive"
+    rmdir "$data_root"
+fi

@@ -226,8 +226,9 @@ impl RoundBuilder<'_> {
             if let Some((_, referenced_by)) = self.equivocations.iter().find(|(a, _)| *a == author)
             {
                 let mut twin = block.block().clone();
-                twin.transactions
-                    .push(dagstream_types::Transaction(b"equivocation".to_vec()));
+                twin.transactions.push(dagstream_types::Transaction(
+                    b"equivocation".to_vec().into(),
+                ));
                 let twin = VerifiedBlock::sign(twin, &b.keys[author as usize]);
                 b.alternates
                     .insert((round, author), (twin.clone(), referenced_by.clone()));

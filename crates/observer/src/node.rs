@@ -53,6 +53,7 @@ use dagstream_publisher::epochs::Epochs;
 use dagstream_publisher::{ConsensusSource, StoreSource};
 use dagstream_store::Store;
 use dagstream_types::{CommitIndex, VerifiedBlock};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 // Every decision (stall, state machine, backoff, cool-down) is timed by
@@ -245,26 +246,29 @@ impl Node {
         loop {
             let (index, wait) = upstreams.pick(Instant::now(), &self.config);
             if !wait.is_zero() {
-                tokio::select! {
-                    biased;
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return Ok(()),
+                let waited = self
+                    .between_sessions(tokio::time::sleep(wait), &consumer, &status, &mut shutdown)
+                    .await?;
+                if waited.is_none() {
+                    return self.finish().await;
                 }
             }
             let address = upstreams.addresses[index].clone();
+            let (credentials, transport) = (self.credentials.clone(), self.transport.clone());
             let connecting = upstream::connect(
                 &address,
-                &self.credentials,
-                &self.transport,
+                &credentials,
+                &transport,
                 self.epochs.genesis().digest(),
                 Duration::from_millis(self.config.stall_timeout_ms),
                 self.config.block_queue_capacity,
                 self.clock_origin,
             );
-            let connection = tokio::select! {
-                biased;
-                connection = connecting => connection,
-                _ = shutdown.changed() => return self.finish().await,
+            let connection = self
+                .between_sessions(connecting, &consumer, &status, &mut shutdown)
+                .await?;
+            let Some(connection) = connection else {
+                return self.finish().await;
             };
             let mut connection = match connection {
                 Ok(connection) => connection,
@@ -325,6 +329,36 @@ impl Node {
         }
     }
 
+    /// Waits for `wait` (a backoff, a connection) while the node carries
+    /// on without an upstream: the write in flight finishes and what is
+    /// persisted goes to the consumer, so that the output never waits for
+    /// an upstream to come back. `None`: shutdown.
+    async fn between_sessions<T>(
+        &mut self,
+        wait: impl Future<Output = T>,
+        consumer: &mpsc::Sender<DeliveredSubDag>,
+        status: &watch::Sender<ObserverStatus>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<T>> {
+        let mut wait = std::pin::pin!(wait);
+        loop {
+            let undelivered = self.delivery.pending(self.persisted());
+            let writing = self.persister.busy();
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(None),
+                written = self.persister.finish(), if writing => {
+                    self.on_persisted_shown(written?, status);
+                }
+                permit = consumer.reserve(), if undelivered => {
+                    let Ok(permit) = permit else { return Ok(None) };
+                    self.deliver(permit)?;
+                }
+                done = &mut wait => return Ok(Some(done)),
+            }
+        }
+    }
+
     /// Follows one upstream until it fails, misbehaves, or shutdown.
     /// Errors are fatal for the observer.
     async fn session(
@@ -359,9 +393,7 @@ impl Node {
                 }
                 permit = consumer.reserve(), if undelivered => {
                     let Ok(permit) = permit else { return Ok(SessionEnd::Shutdown) };
-                    let next = self.delivery.take_next(self.store.as_ref())?;
-                    self.measure_delivery(&next);
-                    permit.send(next);
+                    self.deliver(permit)?;
                     None
                 }
                 _ = ticks.tick() => {

@@ -2,9 +2,11 @@
 //! on loopback: an observer archives what it certifies (across epochs and
 //! a restart), a new one bootstraps from it and then follows the
 //! validator with no gap and no repeat; damaged and forged bundles are
-//! named and their range taken from the validator; a second writer and
-//! another chain's archive are refused; a validator that prunes names the
-//! archive, and an observer bootstrapped from it needs nothing pruned.
+//! named and their range taken from the validator; with its upstreams
+//! down, a bootstrapped observer still delivers all the archive held; a
+//! second writer and another chain's archive are refused; a validator that
+//! prunes names the archive, and an observer bootstrapped from it needs
+//! nothing pruned.
 
 mod common;
 
@@ -137,6 +139,30 @@ async fn a_new_observer_bootstraps_from_the_archive_then_follows_the_validator()
     assert_eq!(observer.status().last_fault, None);
     observer.stop().await.unwrap();
     validator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_upstreams_down_a_bootstrapped_observer_delivers_the_whole_archive() {
+    let (validator, _dir, url, _) = archived_chain().await;
+    let archived = ArchiveReader::open(&url, chain())
+        .await
+        .unwrap()
+        .last_commit();
+    let expected = validator.commits(archived).await;
+    validator.stop().await;
+    // A port nobody listens on: every connection is refused.
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let (observer, mut commits) = fresh_observer(vec![down], bootstrapping(&url));
+    // The last bundle's commits too, though no upstream ever answers.
+    assert_eq!(consume(&mut commits, 0, archived).await, expected);
+    wait_status(&observer, "the whole archive persisted", |s| {
+        s.local_highest_commit == archived && s.bootstrapped_commit == archived
+    })
+    .await;
+    observer.stop().await.unwrap();
 }
 
 /// Bootstraps a fresh observer from `url` after `damage` was done to its

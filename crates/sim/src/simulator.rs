@@ -495,7 +495,7 @@ impl Simulator {
             .map(|_| {
                 let mut bytes = vec![0u8; self.config.tx_size_bytes];
                 stream.fill(&mut bytes);
-                Transaction(bytes)
+                Transaction(bytes.into())
             })
             .collect()
     }

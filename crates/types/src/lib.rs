@@ -66,7 +66,7 @@
 //!     author: 2,
 //!     timestamp_ms: 1_700_000_000_100,
 //!     ancestors: parents.iter().map(|b| b.reference()).collect(),
-//!     transactions: vec![Transaction(b"hello".to_vec())],
+//!     transactions: vec![Transaction(b"hello".to_vec().into())],
 //!     commit_votes: vec![],
 //!     system_messages: vec![],
 //! };

@@ -51,7 +51,7 @@ impl Fixture {
             author,
             timestamp_ms: 1,
             ancestors: self.round1.iter().map(|b| b.reference()).collect(),
-            transactions: vec![Transaction(vec![7; 10])],
+            transactions: vec![Transaction(vec![7; 10].into())],
             commit_votes: vec![],
             system_messages: vec![],
         }
@@ -253,7 +253,7 @@ fn truncated_bytes() {
 fn over_the_size_limits() {
     let f = Fixture::new();
     let mut block = f.block(1);
-    block.transactions = vec![Transaction(vec![1]); 11];
+    block.transactions = vec![Transaction(vec![1].into()); 11];
     let bytes = f.signed(block, 1);
     let tight = BlockLimits {
         max_transactions_per_block: 10,

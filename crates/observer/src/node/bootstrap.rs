@@ -9,7 +9,7 @@
 //! verify ends the bootstrap with its object named; nothing of it is
 //! written, and the upstreams serve the rest of the chain from there.
 
-use super::{Node, SessionEnd};
+use super::{AbortOnDrop, Node, SessionEnd};
 use crate::delivery::DeliveredSubDag;
 use crate::status::ObserverStatus;
 use crate::{ObserverError, Result};
@@ -65,8 +65,22 @@ impl Node {
             to = last,
             "bootstrapping from the archive"
         );
-        let mut bundles =
-            Box::pin(reader.bundles_after(from, self.config.archive.bootstrap_fetches));
+        // Fetched and decoded on a task of their own, so that the next
+        // bundles are ready while this one is verified and written (the
+        // stream makes progress only while polled). Each bundle is at most
+        // `MAX_BUNDLE_BYTES`: `bootstrap_fetches` of them in flight, one
+        // queued, one on its way to the queue, and the one being verified.
+        let (fetched_tx, mut fetched) = mpsc::channel(1);
+        let bundles = reader.bundles_after(from, self.config.archive.bootstrap_fetches);
+        let _fetcher = AbortOnDrop(tokio::spawn(async move {
+            let mut bundles = std::pin::pin!(bundles);
+            while let Some(next) = bundles.next().await {
+                let failed = next.is_err();
+                if fetched_tx.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        }));
         loop {
             let room = self.delivery.has_room(self.tip_index());
             let undelivered = self.delivery.pending(self.persisted());
@@ -75,15 +89,13 @@ impl Node {
                 biased;
                 _ = shutdown.changed() => return Ok(Bootstrapped::Shutdown),
                 written = self.persister.finish(), if writing => {
-                    self.on_persisted(written?);
+                    self.on_persisted_shown(written?, status);
                 }
                 permit = consumer.reserve(), if undelivered => {
                     let Ok(permit) = permit else { return Ok(Bootstrapped::Shutdown) };
-                    let next = self.delivery.take_next(self.store.as_ref())?;
-                    self.measure_delivery(&next);
-                    permit.send(next);
+                    self.deliver(permit)?;
                 }
-                next = bundles.next(), if room => {
+                next = fetched.recv(), if room => {
                     let Some(fetched) = next else { break };
                     let fetched = match fetched {
                         Ok(fetched) => fetched,

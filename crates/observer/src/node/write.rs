@@ -5,9 +5,11 @@
 use super::Node;
 use crate::delivery::DeliveredSubDag;
 use crate::sequencer::ReceivedSubDag;
+use crate::status::ObserverStatus;
 use crate::{ObserverError, Result};
 use bytes::Bytes;
 use dagstream_types::VerifiedBlock;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Where commits to sequence come from.
@@ -119,8 +121,16 @@ impl Node {
         Ok(())
     }
 
+    /// Hands the next persisted commit to the consumer.
+    pub(super) fn deliver(&mut self, permit: mpsc::Permit<'_, DeliveredSubDag>) -> Result<()> {
+        let next = self.delivery.take_next(self.store.as_ref())?;
+        self.measure_delivery(&next);
+        permit.send(next);
+        Ok(())
+    }
+
     /// Observes the latency of a commit handed to the consumer.
-    pub(super) fn measure_delivery(&mut self, next: &DeliveredSubDag) {
+    fn measure_delivery(&mut self, next: &DeliveredSubDag) {
         if let Some(verified_at) = self.stamps.take(next.index()) {
             let waited = verified_at.elapsed().as_secs_f64();
             self.metrics.verify_to_deliver.observe(waited);
@@ -130,6 +140,18 @@ impl Node {
         self.metrics
             .commit_lag_seconds
             .observe(lag_ms as f64 / 1_000.0);
+    }
+
+    /// [`Self::on_persisted`], outside a session (whose evaluations show
+    /// the store's progress): the status shows it at once.
+    pub(super) fn on_persisted_shown(
+        &mut self,
+        written: Vec<DeliveredSubDag>,
+        status: &watch::Sender<ObserverStatus>,
+    ) {
+        self.on_persisted(written);
+        self.status.local_highest_commit = self.persisted();
+        let _ = status.send(self.status.clone());
     }
 
     /// Queues commits that a write made durable for the consumer.

@@ -20,7 +20,7 @@ pub fn block(round: u64, author: u32, payload: usize, salt: u8) -> VerifiedBlock
             author,
             timestamp_ms: 1_700_000_000_000 + round * 100,
             ancestors: vec![],
-            transactions: vec![Transaction(vec![fill; payload])],
+            transactions: vec![Transaction(vec![fill; payload].into())],
             commit_votes: vec![],
             system_messages: vec![],
         },

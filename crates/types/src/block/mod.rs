@@ -24,9 +24,10 @@ use std::fmt;
 use std::sync::Arc;
 use wire::decode_signed_block;
 
-/// An opaque transaction: its bytes, BCS-encoded as a byte string.
+/// An opaque transaction: its bytes, BCS-encoded as a byte string. A
+/// decoded block's transactions share its wire bytes, uncopied.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Transaction(#[serde(with = "serde_bytes")] pub Vec<u8>);
+pub struct Transaction(pub Bytes);
 
 impl fmt::Debug for Transaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

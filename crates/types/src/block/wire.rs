@@ -31,12 +31,14 @@ use crate::crypto::Signature;
 use crate::randomness::BlsSignature;
 use crate::{BlockRef, CommitRef, Digest};
 use bcs::Error;
+use bytes::Bytes;
 use serde::de::{Error as _, Unexpected};
 
 type Result<T> = std::result::Result<T, Error>;
 
-/// Decodes `bytes` as `bcs::from_bytes::<SignedBlock>` does.
-pub(crate) fn decode_signed_block(bytes: &[u8]) -> Result<SignedBlock> {
+/// Decodes `bytes` as `bcs::from_bytes::<SignedBlock>` does. The
+/// transactions are slices of `bytes`, not copies.
+pub(crate) fn decode_signed_block(bytes: &Bytes) -> Result<SignedBlock> {
     let mut reader = Reader { rest: bytes };
     let block = Block {
         epoch: reader.u64()?,
@@ -52,7 +54,7 @@ pub(crate) fn decode_signed_block(bytes: &[u8]) -> Result<SignedBlock> {
         })?,
         transactions: reader.seq(1, |r| {
             let len = r.length()?;
-            Ok(Transaction(r.take(len)?.to_vec()))
+            Ok(Transaction(bytes.slice_ref(r.take(len)?)))
         })?,
         commit_votes: reader.seq(COMMIT_REF_BYTES, |r| {
             Ok(CommitRef {
@@ -175,6 +177,10 @@ mod tests {
         bcs::from_bytes(bytes)
     }
 
+    fn wire_decode(bytes: &[u8]) -> Result<SignedBlock> {
+        decode_signed_block(&Bytes::copy_from_slice(bytes))
+    }
+
     fn digest() -> impl Strategy<Value = Digest> {
         any::<[u8; 32]>().prop_map(Digest)
     }
@@ -237,7 +243,7 @@ mod tests {
                         .into_iter()
                         .map(|(round, author, digest)| BlockRef { round, author, digest })
                         .collect(),
-                    transactions: transactions.into_iter().map(Transaction).collect(),
+                    transactions: transactions.into_iter().map(|t| Transaction(t.into())).collect(),
                     commit_votes: commit_votes
                         .into_iter()
                         .map(|(index, digest)| CommitRef { index, digest })
@@ -299,7 +305,7 @@ mod tests {
         #[test]
         fn valid_encodings_decode_to_the_same_block(block in signed_block()) {
             let bytes = bcs::to_bytes(&block).unwrap();
-            prop_assert_eq!(decode_signed_block(&bytes), Ok(block));
+            prop_assert_eq!(wire_decode(&bytes), Ok(block));
         }
 
         #[test]
@@ -311,31 +317,52 @@ mod tests {
             for damage in &damages {
                 apply(&mut bytes, damage);
             }
-            prop_assert_eq!(decode_signed_block(&bytes), serde_decode(&bytes));
+            prop_assert_eq!(wire_decode(&bytes), serde_decode(&bytes));
         }
 
         #[test]
         fn arbitrary_bytes_get_the_same_answer(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-            prop_assert_eq!(decode_signed_block(&bytes), serde_decode(&bytes));
+            prop_assert_eq!(wire_decode(&bytes), serde_decode(&bytes));
         }
     }
 
-    /// Refusals of each kind, spelled out: the same error as serde's.
-    #[test]
-    fn each_refusal_matches_serde() {
-        let block = SignedBlock {
+    /// A block with nothing but `transactions`.
+    fn block_of(transactions: Vec<Transaction>) -> SignedBlock {
+        SignedBlock {
             block: Block {
                 epoch: 1,
                 round: 2,
                 author: 3,
                 timestamp_ms: 4,
                 ancestors: vec![],
-                transactions: vec![],
+                transactions,
                 commit_votes: vec![],
                 system_messages: vec![],
             },
             signature: Signature([7; 64]),
-        };
+        }
+    }
+
+    #[test]
+    fn transactions_are_slices_of_the_wire_bytes_not_copies() {
+        let block = block_of(vec![
+            Transaction(vec![5; 300].into()),
+            Transaction(vec![6; 2].into()),
+        ]);
+        let bytes = Bytes::from(bcs::to_bytes(&block).unwrap());
+        let decoded = decode_signed_block(&bytes).unwrap();
+        assert_eq!(decoded, block);
+        let wire = bytes.as_ptr_range();
+        for transaction in &decoded.block.transactions {
+            let within = transaction.0.as_ptr_range();
+            assert!(wire.start <= within.start && within.end <= wire.end);
+        }
+    }
+
+    /// Refusals of each kind, spelled out: the same error as serde's.
+    #[test]
+    fn each_refusal_matches_serde() {
+        let block = block_of(vec![]);
         let valid = bcs::to_bytes(&block).unwrap();
         // Offset of the ancestors' length, the first ULEB128.
         let lengths = 8 + 8 + 4 + 8;
@@ -368,7 +395,7 @@ mod tests {
         ];
         for (bytes, expected) in cases {
             assert_eq!(serde_decode(&bytes), Err(expected.clone()), "{bytes:?}");
-            assert_eq!(decode_signed_block(&bytes), Err(expected), "{bytes:?}");
+            assert_eq!(wire_decode(&bytes), Err(expected), "{bytes:?}");
         }
     }
 }

@@ -87,8 +87,8 @@ pub fn block(committee: &Committee) -> Block {
             .map(|b| b.reference())
             .collect(),
         transactions: vec![
-            Transaction(b"hello".to_vec()),
-            Transaction(b"dagstream".to_vec()),
+            Transaction(b"hello".to_vec().into()),
+            Transaction(b"dagstream".to_vec().into()),
         ],
         commit_votes: vec![CommitRef {
             index: 7,
