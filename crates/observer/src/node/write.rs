@@ -27,7 +27,10 @@ impl Node {
     /// signatures in their blocks, if they came on the commit stream),
     /// and starts writing the new commits and certificates in
     /// one atomic write (which also announces the commits to relayed
-    /// subscribers), once the previous write is durable.
+    /// subscribers), once the previous write is durable. New commits are
+    /// sequenced and certified while the previous write is in flight, so
+    /// that the next write can start as soon as it is durable; a batch
+    /// that repeats commits waits for it first.
     ///
     /// Returns why the upstream's commits past those sequenced were
     /// refused, if they were.
@@ -47,9 +50,15 @@ impl Node {
         let sub_dags: Vec<ReceivedSubDag> = sub_dags.into_iter().map(Into::into).collect();
         self.stamps
             .record(sub_dags.iter().map(|s| s.sub_dag.index()), verified_at);
-        // The sequencer compares repeats with the store, and counts what it
-        // sequenced as written.
-        self.settle().await?;
+        // The sequencer compares repeats with the store (it counts what it
+        // sequenced as written): they must be there. Commits past the tip
+        // are compared with nothing stored.
+        let repeats = sub_dags
+            .first()
+            .is_some_and(|first| first.sub_dag.index() <= self.tip_index());
+        if repeats {
+            self.settle().await?;
+        }
         let sequenced = self.sequencer.sequence(sub_dags, self.store.as_ref())?;
         self.metrics
             .randomness_forged_partials
@@ -96,6 +105,10 @@ impl Node {
         self.status.highest_certified_checkpoint = highest;
         self.status.checkpoint = self.sequencer.open_checkpoint().map(|o| o.sequence);
         if !sequenced.batch.is_empty() {
+            // One write at a time, in sequence order; nothing awaits
+            // between the settle and the start, so the store never lags
+            // what `persisted` says.
+            self.settle().await?;
             self.persister.start(sequenced);
         }
         Ok(refused)
