@@ -9,6 +9,7 @@
 //! blocks, at the epoch's end, or at the highest certified checkpoint.
 
 use crate::error::{ArchiveError, Result};
+use crate::pool::BufferPool;
 use bytes::Bytes;
 use dagstream_proto::v1::{self as proto, ArchiveBundle, CommitStreamResponse};
 use dagstream_publisher::{commit_stream, Certifier, ConsensusSource, StoreSource};
@@ -221,6 +222,17 @@ pub fn encode(bundle: &ArchiveBundle) -> Bytes {
 /// starts at commit `first`. Damage is named, and nothing past
 /// [`MAX_BUNDLE_BYTES`] is decompressed.
 pub fn decode(name: &str, first: CommitIndex, bytes: &[u8]) -> Result<ArchiveBundle> {
+    decode_pooled(name, first, bytes, &BufferPool::default())
+}
+
+/// [`decode`], decompressing into a buffer from `pool`, to which it
+/// returns once the bundle and every block of it are dropped.
+pub fn decode_pooled(
+    name: &str,
+    first: CommitIndex,
+    bytes: &[u8],
+    pool: &BufferPool,
+) -> Result<ArchiveBundle> {
     let damaged = |reason: String| ArchiveError::Damaged {
         object: name.into(),
         reason,
@@ -235,10 +247,15 @@ pub fn decode(name: &str, first: CommitIndex, bytes: &[u8]) -> Result<ArchiveBun
             return Err(too_large(usize::try_from(size).unwrap_or(usize::MAX)))
         }
         // The writer's frame says its size: decompressed into one buffer
-        // of exactly that size, neither grown nor zeroed first (which cost
+        // of at least that size, neither grown nor zeroed first (which cost
         // three times the decompression itself in a bootstrap's profile).
-        Ok(Some(size)) => zstd::bulk::decompress(bytes, size as usize)
-            .map_err(|err| damaged(format!("zstd: {err}")))?,
+        Ok(Some(size)) => {
+            let mut decoded = pool.take(size as usize);
+            zstd::bulk::Decompressor::new()
+                .and_then(|mut zstd| zstd.decompress_to_buffer(bytes, &mut decoded))
+                .map_err(|err| damaged(format!("zstd: {err}")))?;
+            decoded
+        }
         // A frame that does not say (another writer): streamed, bounded.
         Ok(None) => {
             let mut decoded = Vec::new();
@@ -254,7 +271,7 @@ pub fn decode(name: &str, first: CommitIndex, bytes: &[u8]) -> Result<ArchiveBun
         }
         Err(_) => return Err(damaged("zstd: not a zstd frame".into())),
     };
-    let bundle = ArchiveBundle::decode(Bytes::from(decoded))
+    let bundle = ArchiveBundle::decode(pool.share(decoded))
         .map_err(|err| damaged(format!("protobuf: {err}")))?;
     let batch = bundle.batch.as_ref();
     let commits = batch.map_or(&[][..], |b| &b.commits[..]);

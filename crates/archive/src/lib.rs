@@ -23,6 +23,7 @@
 //! - [`layout`]: names and small objects (manifest, lease, watermark).
 //! - `records`: reading and writing those small objects.
 //! - [`bundle`]: the bundle, built from a store, encoded and decoded.
+//! - [`pool`]: buffers for decompressed bundles, reused.
 //! - [`writer`]: the [`Archiver`].
 //! - [`reader`]: the [`ArchiveReader`].
 //! - [`metrics`], [`error`].
@@ -34,6 +35,7 @@ pub mod error;
 pub mod layout;
 pub mod metrics;
 pub mod objects;
+pub mod pool;
 pub mod reader;
 mod records;
 pub mod writer;

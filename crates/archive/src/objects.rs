@@ -11,14 +11,18 @@
 //!   atomic; a conditional create sends `If-None-Match: *`.
 
 use crate::error::{ArchiveError, Result};
+use crate::pool::BufferPool;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    BackoffConfig, GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
 };
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -175,8 +179,10 @@ impl Objects {
     }
 
     /// Object `name`'s bytes; `None` if there is no such object. An
-    /// object larger than `max` bytes is refused before it is read.
-    pub async fn get(&self, name: &str, max: usize) -> Result<Option<Bytes>> {
+    /// object larger than `max` bytes is refused before it is read. A
+    /// local file is read into a buffer from `pool`; an object from a
+    /// service, as its chunks arrive.
+    pub async fn get(&self, name: &str, max: usize, pool: &BufferPool) -> Result<Option<Bytes>> {
         let result = match self.store.get(&self.path(name)).await {
             Ok(result) => result,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -190,17 +196,36 @@ impl Objects {
                 max,
             });
         }
-        result
-            .bytes()
-            .await
-            .map(Some)
-            .map_err(|source| self.error(name, source))
+        let range = result.range.clone();
+        match result.payload {
+            GetResultPayload::File(file, _) => {
+                let pool = pool.clone();
+                tokio::task::spawn_blocking(move || read_file(&file, range, &pool))
+                    .await
+                    .expect("reading a file does not panic")
+                    .map(Some)
+                    .map_err(|source| {
+                        let source = object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(source),
+                        };
+                        self.error(name, source)
+                    })
+            }
+            GetResultPayload::Stream(chunks) => {
+                let chunks: Vec<Bytes> = chunks
+                    .try_collect()
+                    .await
+                    .map_err(|source| self.error(name, source))?;
+                Ok(Some(join(chunks, pool)))
+            }
+        }
     }
 
     /// [`get`](Self::get) of an object that must exist: its absence is
     /// [`ArchiveError::Missing`].
-    pub async fn get_existing(&self, name: &str, max: usize) -> Result<Bytes> {
-        self.get(name, max)
+    pub async fn get_existing(&self, name: &str, max: usize, pool: &BufferPool) -> Result<Bytes> {
+        self.get(name, max, pool)
             .await?
             .ok_or_else(|| ArchiveError::Missing {
                 object: self.object(name),
@@ -265,4 +290,28 @@ impl Objects {
         names.sort();
         Ok(names)
     }
+}
+
+/// Reads `range` of `file`, whole, into a buffer from `pool`.
+fn read_file(file: &std::fs::File, range: Range<u64>, pool: &BufferPool) -> std::io::Result<Bytes> {
+    let len = usize::try_from(range.end - range.start)
+        .map_err(|_| std::io::Error::other("the object does not fit in memory"))?;
+    let mut buffer = pool.take(len);
+    // A reused buffer's pages are already there: zeroing them is a memset,
+    // not the kernel's page faults.
+    buffer.resize(len, 0);
+    file.read_exact_at(&mut buffer, range.start)?;
+    Ok(pool.share(buffer))
+}
+
+/// An object's chunks as one [`Bytes`] (uncopied if there is one chunk).
+fn join(chunks: Vec<Bytes>, pool: &BufferPool) -> Bytes {
+    if let [chunk] = &chunks[..] {
+        return chunk.clone();
+    }
+    let mut buffer = pool.take(chunks.iter().map(Bytes::len).sum());
+    for chunk in &chunks {
+        buffer.extend_from_slice(chunk);
+    }
+    pool.share(buffer)
 }

@@ -10,6 +10,7 @@ use crate::bundle::{self, MAX_BUNDLE_BYTES};
 use crate::error::{ArchiveError, Result};
 use crate::layout::{bundle_name, parse_bundle_name, Watermark, BUNDLES};
 use crate::objects::Objects;
+use crate::pool::BufferPool;
 use crate::records::{read_manifest, read_watermark};
 use dagstream_proto::v1::ArchiveBundle;
 use dagstream_types::{CommitIndex, Digest};
@@ -91,10 +92,12 @@ impl ArchiveReader {
         };
         let objects = self.objects.clone();
         let url = self.objects.url().to_string();
+        // Compressed and decompressed bundles differ in size: a pool each.
+        let pools = Pools::default();
         let fetches = stream::iter(wanted)
             .map(move |(first, name)| {
-                let objects = objects.clone();
-                async move { fetch(&objects, first, &name).await }
+                let (objects, pools) = (objects.clone(), pools.clone());
+                async move { fetch(&objects, first, &name, pools).await }
             })
             .buffered(concurrency.max(1));
         // Each bundle must start where the one before ended (the first, at
@@ -153,12 +156,23 @@ impl ExpectedNext {
     }
 }
 
-async fn fetch(objects: &Objects, first: CommitIndex, name: &str) -> Result<Fetched> {
-    let bytes = objects.get_existing(name, MAX_BUNDLE_BYTES).await?;
+/// Buffers for bundles as read, and as decompressed.
+#[derive(Clone, Default)]
+struct Pools {
+    read: BufferPool,
+    decompressed: BufferPool,
+}
+
+async fn fetch(objects: &Objects, first: CommitIndex, name: &str, pools: Pools) -> Result<Fetched> {
+    let bytes = objects
+        .get_existing(name, MAX_BUNDLE_BYTES, &pools.read)
+        .await?;
     let object = objects.object(name);
     let named = object.clone();
-    let bundle = tokio::task::spawn_blocking(move || bundle::decode(&named, first, &bytes))
-        .await
-        .expect("decoding a bundle does not panic")?;
+    let bundle = tokio::task::spawn_blocking(move || {
+        bundle::decode_pooled(&named, first, &bytes, &pools.decompressed)
+    })
+    .await
+    .expect("decoding a bundle does not panic")?;
     Ok(Fetched { object, bundle })
 }

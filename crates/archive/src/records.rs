@@ -5,6 +5,7 @@
 use crate::error::{ArchiveError, Result};
 use crate::layout::{parse_watermark_name, Manifest, Watermark, MANIFEST, WATERMARKS};
 use crate::objects::Objects;
+use crate::pool::BufferPool;
 use bytes::Bytes;
 
 /// The largest small object read: they are a few hundred bytes.
@@ -20,7 +21,9 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     objects: &Objects,
     name: &str,
 ) -> Result<T> {
-    let bytes = objects.get_existing(name, MAX_SMALL_OBJECT).await?;
+    let bytes = objects
+        .get_existing(name, MAX_SMALL_OBJECT, &BufferPool::default())
+        .await?;
     serde_json::from_slice(&bytes).map_err(|err| ArchiveError::Damaged {
         object: objects.object(name),
         reason: err.to_string(),
@@ -49,7 +52,8 @@ pub(crate) async fn read_watermark(objects: &Objects) -> Result<Option<Watermark
             return Ok(None);
         };
         let object = objects.object(name);
-        let Some(bytes) = objects.get(name, MAX_SMALL_OBJECT).await? else {
+        let unpooled = BufferPool::default();
+        let Some(bytes) = objects.get(name, MAX_SMALL_OBJECT, &unpooled).await? else {
             // Superseded and deleted since the listing: list again.
             continue;
         };

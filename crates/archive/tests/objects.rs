@@ -3,10 +3,12 @@
 //! loopback port.
 
 use bytes::Bytes;
+use dagstream_archive::pool::BufferPool;
 use dagstream_archive::{ArchiveError, Objects};
 use dagstream_test_utils::s3::S3Server;
 
 async fn exercise(objects: &Objects) {
+    let pool = BufferPool::default();
     // A conditional create succeeds once.
     assert!(objects
         .create("writer.json", Bytes::from_static(b"a"))
@@ -17,10 +19,10 @@ async fn exercise(objects: &Objects) {
         .await
         .unwrap());
     assert_eq!(
-        objects.get("writer.json", 1024).await.unwrap(),
+        objects.get("writer.json", 1024, &pool).await.unwrap(),
         Some(Bytes::from_static(b"a"))
     );
-    assert_eq!(objects.get("absent.json", 1024).await.unwrap(), None);
+    assert_eq!(objects.get("absent.json", 1024, &pool).await.unwrap(), None);
     // Listing is in name order, relative to the archive, one prefix only.
     for name in [
         "bundles/3.x",
@@ -39,13 +41,22 @@ async fn exercise(objects: &Objects) {
     );
     // An object above the reader's limit is refused before it is read.
     assert!(matches!(
-        objects.get("bundles/1.x", 4).await.unwrap_err(),
+        objects.get("bundles/1.x", 4, &pool).await.unwrap_err(),
         ArchiveError::TooLarge {
             size: 11,
             max: 4,
             ..
         }
     ));
+    // A large object (in several chunks from a service) reads back whole,
+    // twice into the same pool.
+    let large = Bytes::from((0..3 << 20).map(|i: u32| i as u8).collect::<Vec<u8>>());
+    objects.put("large/object", large.clone()).await.unwrap();
+    for _ in 0..2 {
+        let read = objects.get("large/object", 4 << 20, &pool).await.unwrap();
+        assert_eq!(read, Some(large.clone()));
+    }
+    objects.delete("large/object").await.unwrap();
     objects.delete("bundles/2.x").await.unwrap();
     objects.delete("bundles/2.x").await.unwrap();
     assert_eq!(
