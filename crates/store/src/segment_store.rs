@@ -18,7 +18,8 @@
 //!     acknowledged bytes.
 //!
 //! # Durability and recovery
-//! A write appends the new blocks to the newest segment and fsyncs it, then
+//! A write appends the new blocks to the newest segment (around the page
+//! cache where the file system allows it) and fsyncs it, then
 //! commits one redb transaction with their locations, the commits, the
 //! metadata and the new `log_end`. The index never points at bytes that are
 //! not durable, and a batch is visible when, and only when, its transaction

@@ -1,15 +1,20 @@
 //! Append-only segment files: where a `SegmentStore`
 //! keeps block bytes.
 //!
-//! A segment is a file of block bytes laid end to end, with no framing: the
-//! index (in redb) says where each block starts and how long it is, and a
-//! block's digest is its checksum. Segments are numbered from 1 and named by
-//! their number in fixed-width hex, so that a directory listing sorts them.
+//! A segment is a file of block bytes with no framing: the index (in redb)
+//! says where each block starts and how long it is, and a block's digest is
+//! its checksum. Segments are numbered from 1 and named by their number in
+//! fixed-width hex, so that a directory listing sorts them.
 //!
 //! Only the [`Appender`] writes, always at the end of the newest segment,
 //! and it fsyncs before the index is told about the new bytes. Whatever lies
 //! past the end the index recorded was never acknowledged, so
 //! [`Appender::recover`] cuts it off.
+//!
+//! Appends bypass the page cache (`O_DIRECT`) where the file system allows
+//! it: each batch then starts on a 4 KiB boundary, its blocks laid end to
+//! end, with a hole of at most 4 KiB before it. Elsewhere (tmpfs), batches
+//! are written through the page cache, end to end.
 
 use crate::{Result, StoreError};
 use bytes::Bytes;
@@ -34,7 +39,7 @@ pub(crate) const LOCATION_LEN: usize = 8 + 8 + 4;
 const READ_HANDLES: NonZeroUsize = NonZeroUsize::new(64).expect("nonzero");
 
 /// Starts writing `len` bytes of `file` at `offset` to the disk, without
-/// waiting. A large batch is written by several calls (a thousand blocks
+/// waiting (buffered appends). A large batch is written by several calls (a thousand blocks
 /// each): the disk then works on the first ones while the next are copied.
 /// Otherwise the final fsync writes the whole batch while nothing else
 /// happens: a quarter of the append time in a bootstrap from an archive,
@@ -151,7 +156,23 @@ pub(crate) struct Appender {
     end: u64,
     /// Open for appending; `None` until the segment's file exists.
     file: Option<File>,
+    /// The newest segment opened for direct writes, once it is written.
+    direct: Option<File>,
+    /// Whether appends go around the page cache; cleared for good where
+    /// the file system refuses `O_DIRECT` (tmpfs), which then falls back
+    /// to buffered writes.
+    pub(crate) direct_io: bool,
+    /// Where a direct append is assembled: aligned, reused between appends.
+    staging: Vec<u8>,
 }
+
+/// Offsets, lengths and buffer addresses of direct writes are multiples of
+/// this (the largest logical block size of common disks).
+const DIRECT_ALIGN: usize = 4096;
+
+/// Staging kept between appends at most. A larger batch (a catch-up batch
+/// is at most a few tens of MB) gets a buffer of its own, freed after.
+const MAX_KEPT_STAGING: usize = 64 << 20;
 
 impl Appender {
     /// Reopens the log after a restart. `log_end` is the newest segment and
@@ -222,6 +243,9 @@ impl Appender {
             segment,
             end,
             file,
+            direct: None,
+            direct_io: cfg!(target_os = "linux"),
+            staging: Vec::new(),
         })
     }
 
@@ -249,6 +273,18 @@ impl Appender {
         let path = segment_path(&self.dir, self.segment);
         if self.file.is_none() {
             self.file = Some(self.create(&path)?);
+        }
+        if self.direct_io {
+            match self.append_direct(&path, blocks, total) {
+                Ok(locations) => return Ok(locations),
+                // Refused by the file system (nothing was written): buffered
+                // from now on.
+                Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                    self.direct_io = false;
+                    self.direct = None;
+                }
+                Err(err) => return Err(io_error("append to", &path)(err)),
+            }
         }
         let file = self.file.as_mut().expect("created above");
         let mut locations = Vec::with_capacity(blocks.len());
@@ -296,12 +332,59 @@ impl Appender {
         Ok(locations)
     }
 
+    /// Appends `blocks` (`total` bytes) around the page cache: copied into
+    /// the aligned staging buffer, padded with zeros to a whole number of
+    /// [`DIRECT_ALIGN`] blocks, and written at the first aligned offset at or
+    /// after the end. The file is then cut back to the last block's end, so
+    /// that its length is the end, as after a buffered append (recovery
+    /// checks it), and synced. Through the page cache, the kernel's copy
+    /// cost a bootstrap more CPU than all its verification, and its rate
+    /// swung with the host (`docs/benchmarks.md`).
+    fn append_direct(
+        &mut self,
+        path: &Path,
+        blocks: &[&Bytes],
+        total: u64,
+    ) -> std::io::Result<Vec<Location>> {
+        if self.direct.is_none() {
+            self.direct = Some(open_direct(path)?);
+        }
+        let begin = self.end.next_multiple_of(DIRECT_ALIGN as u64);
+        let total = usize::try_from(total).map_err(|_| std::io::Error::other("batch too large"))?;
+        let padded = total.next_multiple_of(DIRECT_ALIGN);
+        let staging = aligned(&mut self.staging, padded);
+        let mut locations = Vec::with_capacity(blocks.len());
+        let mut at = 0;
+        for block in blocks {
+            let len = u32::try_from(block.len())
+                .map_err(|_| std::io::Error::other(format!("a block of {} bytes", block.len())))?;
+            staging[at..at + block.len()].copy_from_slice(block);
+            locations.push(Location {
+                segment: self.segment,
+                offset: begin + at as u64,
+                len,
+            });
+            at += block.len();
+        }
+        staging[at..].fill(0);
+        let direct = self.direct.as_ref().expect("opened above");
+        direct.write_all_at(staging, begin)?;
+        if self.staging.capacity() > MAX_KEPT_STAGING {
+            self.staging = Vec::new();
+        }
+        direct.set_len(begin + total as u64)?;
+        direct.sync_data()?;
+        self.end = begin + total as u64;
+        Ok(locations)
+    }
+
     /// Closes the newest segment and starts the next one.
     fn rotate(&mut self) -> Result<()> {
         let next = self.segment + 1;
         let path = segment_path(&self.dir, next);
         let file = self.create(&path)?;
         self.file = Some(file);
+        self.direct = None;
         self.segment = next;
         self.end = 0;
         Ok(())
@@ -322,6 +405,31 @@ impl Appender {
             .map_err(io_error("sync", &self.dir))?;
         Ok(file)
     }
+}
+
+/// Opens `path` for writes that bypass the page cache.
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_path: &Path) -> std::io::Result<File> {
+    Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The first `len` bytes of `buffer` that start on a [`DIRECT_ALIGN`]
+/// boundary, growing it first if they do not fit.
+fn aligned(buffer: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buffer.len() < len + DIRECT_ALIGN {
+        *buffer = vec![0; len + DIRECT_ALIGN];
+    }
+    let start = buffer.as_ptr().align_offset(DIRECT_ALIGN);
+    &mut buffer[start..start + len]
 }
 
 /// Read handles of segment files, the most recently used kept open.
@@ -402,109 +510,4 @@ fn io_error<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn appender(dir: &Path, log_end: Option<(u64, u64)>, indexed: &[u64]) -> Result<Appender> {
-        Appender::recover(dir, 100, log_end, &indexed.iter().copied().collect())
-    }
-
-    #[test]
-    fn location_round_trips_and_rejects_bad_lengths() {
-        let location = Location {
-            segment: 7,
-            offset: 1 << 40,
-            len: 99,
-        };
-        assert_eq!(Location::decode(&location.encode()).unwrap(), location);
-        assert!(matches!(
-            Location::decode(&[0; 19]),
-            Err(StoreError::Corrupt {
-                what: "block location",
-                ..
-            })
-        ));
-        let overflowing = Location {
-            segment: 1,
-            offset: u64::MAX - 5,
-            len: 10,
-        };
-        assert!(matches!(
-            Location::decode(&overflowing.encode()),
-            Err(StoreError::Corrupt {
-                what: "block location",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn appends_rotate_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = appender(dir.path(), None, &[]).unwrap();
-        let a = Bytes::from(vec![1u8; 60]);
-        let b = Bytes::from(vec![2u8; 30]);
-        let c = Bytes::from(vec![3u8; 50]);
-        let first = log.append(&[&a, &b]).unwrap();
-        // 90 + 50 > 100: the next batch starts segment 2.
-        let second = log.append(&[&c]).unwrap();
-        assert_eq!(
-            [first, second].concat(),
-            [(1, 0, 60), (1, 60, 30), (2, 0, 50)].map(|(segment, offset, len)| Location {
-                segment,
-                offset,
-                len
-            })
-        );
-        assert_eq!(log.position(), (2, 50));
-        assert_eq!(list(dir.path()).unwrap(), BTreeSet::from([1, 2]));
-        let readers = Readers::new(dir.path());
-        assert_eq!(readers.read(1, 60, 30).unwrap(), b);
-        assert_eq!(readers.read(2, 0, 50).unwrap(), c);
-        assert!(matches!(
-            readers.read(2, 40, 20),
-            Err(StoreError::Corrupt {
-                what: "segment",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn recovery_cuts_the_unacknowledged_tail_and_drops_unknown_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = appender(dir.path(), None, &[]).unwrap();
-        log.append(&[&Bytes::from(vec![1u8; 40])]).unwrap();
-        log.append(&[&Bytes::from(vec![2u8; 40])]).unwrap();
-        // Segment 2 was started but the index never learned of it.
-        log.append(&[&Bytes::from(vec![3u8; 40])]).unwrap();
-        drop(log);
-
-        // The index acknowledged only the first 40 bytes of segment 1.
-        let log = appender(dir.path(), Some((1, 40)), &[1]).unwrap();
-        assert_eq!(log.position(), (1, 40));
-        assert_eq!(list(dir.path()).unwrap(), BTreeSet::from([1]));
-        let len = std::fs::metadata(segment_path(dir.path(), 1))
-            .unwrap()
-            .len();
-        assert_eq!(len, 40);
-    }
-
-    #[test]
-    fn recovery_refuses_missing_or_short_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = appender(dir.path(), None, &[]).unwrap();
-        log.append(&[&Bytes::from(vec![1u8; 40])]).unwrap();
-        drop(log);
-        let short = appender(dir.path(), Some((1, 41)), &[1]).unwrap_err();
-        assert!(
-            matches!(&short, StoreError::Corrupt { what: "segment", reason } if reason.contains("41 were written")),
-            "{short}"
-        );
-        let gone = appender(dir.path(), Some((2, 0)), &[1, 3]).unwrap_err();
-        assert!(
-            matches!(&gone, StoreError::Corrupt { what: "segment", reason } if reason.contains("0000000000000003.seg: the file is missing")),
-            "{gone}"
-        );
-    }
-}
+mod tests;
