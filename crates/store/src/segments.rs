@@ -39,8 +39,9 @@ pub(crate) const LOCATION_LEN: usize = 8 + 8 + 4;
 const READ_HANDLES: NonZeroUsize = NonZeroUsize::new(64).expect("nonzero");
 
 /// Starts writing `len` bytes of `file` at `offset` to the disk, without
-/// waiting (buffered appends). A large batch is written by several calls (a thousand blocks
-/// each): the disk then works on the first ones while the next are copied.
+/// waiting (buffered appends). A large batch is written by several calls
+/// (a thousand blocks each): the disk then works on the first ones while
+/// the next are copied.
 /// Otherwise the final fsync writes the whole batch while nothing else
 /// happens: a quarter of the append time in a bootstrap from an archive,
 /// halved by this (`docs/benchmarks.md`). Only a hint: a failure shows in
