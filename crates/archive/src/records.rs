@@ -52,8 +52,10 @@ pub(crate) async fn read_watermark(objects: &Objects) -> Result<Option<Watermark
             return Ok(None);
         };
         let object = objects.object(name);
-        let unpooled = BufferPool::default();
-        let Some(bytes) = objects.get(name, MAX_SMALL_OBJECT, &unpooled).await? else {
+        let Some(bytes) = objects
+            .get(name, MAX_SMALL_OBJECT, &BufferPool::default())
+            .await?
+        else {
             // Superseded and deleted since the listing: list again.
             continue;
         };

@@ -97,7 +97,8 @@ async fn bundles(url: &str) -> Vec<CommitIndex> {
 
 /// A validator whose history spans several epochs, and an archive of it
 /// (written across a restart of its writer). Returns the validator, the
-/// archive's directory, URL and last commit.
+/// archive's directory, URL and last commit once its writer has stopped
+/// (a stop finishes the uploads under way, so it stays so).
 async fn archived_chain() -> (Validator, tempfile::TempDir, String, CommitIndex) {
     let validator = validator_with(150, None, epochs_every(30)).await;
     let history = validator.store.last_commit_index().unwrap();
@@ -111,8 +112,12 @@ async fn archived_chain() -> (Validator, tempfile::TempDir, String, CommitIndex)
     // to past where the validator is now.
     let writer = start_writer(&validator, store, &url);
     let target = validator.store.last_commit_index().unwrap().max(history) + 10;
-    let last = archived_to(&url, target).await;
+    archived_to(&url, target).await;
     writer.stop().await.unwrap();
+    let last = ArchiveReader::open(&url, chain())
+        .await
+        .unwrap()
+        .last_commit();
     assert!(last > first_run);
     (validator, dir, url, last)
 }
@@ -143,11 +148,7 @@ async fn a_new_observer_bootstraps_from_the_archive_then_follows_the_validator()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_its_upstreams_down_a_bootstrapped_observer_delivers_the_whole_archive() {
-    let (validator, _dir, url, _) = archived_chain().await;
-    let archived = ArchiveReader::open(&url, chain())
-        .await
-        .unwrap()
-        .last_commit();
+    let (validator, _dir, url, archived) = archived_chain().await;
     let expected = validator.commits(archived).await;
     validator.stop().await;
     // A port nobody listens on: every connection is refused.
@@ -266,11 +267,7 @@ async fn a_second_writer_and_another_chains_archive_are_refused() {
 /// pruned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pruning_validator_names_its_archive_and_a_bootstrap_needs_nothing_it_pruned() {
-    let (full, _dir, url, _) = archived_chain().await;
-    let archived = ArchiveReader::open(&url, chain())
-        .await
-        .unwrap()
-        .last_commit();
+    let (full, _dir, url, archived) = archived_chain().await;
     // The same chain on a validator standing still some 80 commits past
     // the archive, keeping its newest 100.
     let through = archived + 80;

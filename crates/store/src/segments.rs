@@ -41,8 +41,7 @@ const READ_HANDLES: NonZeroUsize = NonZeroUsize::new(64).expect("nonzero");
 /// Starts writing `len` bytes of `file` at `offset` to the disk, without
 /// waiting (buffered appends). A large batch is written by several calls
 /// (a thousand blocks each): the disk then works on the first ones while
-/// the next are copied.
-/// Otherwise the final fsync writes the whole batch while nothing else
+/// the next are copied. Otherwise the final fsync writes the whole batch while nothing else
 /// happens: a quarter of the append time in a bootstrap from an archive,
 /// halved by this (`docs/benchmarks.md`). Only a hint: a failure shows in
 /// the fsync that follows.
@@ -276,8 +275,14 @@ impl Appender {
             self.file = Some(self.create(&path)?);
         }
         if self.direct_io {
-            match self.append_direct(&path, blocks, total) {
-                Ok(locations) => return Ok(locations),
+            // Direct writes start on a block boundary.
+            let begin = self.end.next_multiple_of(DIRECT_ALIGN as u64);
+            let locations = self.lay_out(&path, begin, blocks)?;
+            match self.append_direct(&path, blocks, begin, total) {
+                Ok(()) => {
+                    self.end = begin + total;
+                    return Ok(locations);
+                }
                 // Refused by the file system (nothing was written): buffered
                 // from now on.
                 Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
@@ -287,22 +292,8 @@ impl Appender {
                 Err(err) => return Err(io_error("append to", &path)(err)),
             }
         }
+        let locations = self.lay_out(&path, self.end, blocks)?;
         let file = self.file.as_mut().expect("created above");
-        let mut locations = Vec::with_capacity(blocks.len());
-        let mut offset = self.end;
-        for block in blocks {
-            let len = u32::try_from(block.len()).map_err(|_| StoreError::Io {
-                operation: "append to",
-                path: path.display().to_string(),
-                reason: format!("a block of {} bytes", block.len()),
-            })?;
-            locations.push(Location {
-                segment: self.segment,
-                offset,
-                len,
-            });
-            offset += u64::from(len);
-        }
         // One gathering write for the whole batch (a mainnet commit is a
         // hundred small blocks): a write call per block cost a quarter of
         // an observer's CPU while catching up.
@@ -329,42 +320,54 @@ impl Appender {
             }
         }
         file.sync_data().map_err(io_error("sync", &path))?;
-        self.end = offset;
+        self.end += total;
         Ok(locations)
     }
 
-    /// Appends `blocks` (`total` bytes) around the page cache: copied into
-    /// the aligned staging buffer, padded with zeros to a whole number of
-    /// [`DIRECT_ALIGN`] blocks, and written at the first aligned offset at or
-    /// after the end. The file is then cut back to the last block's end, so
-    /// that its length is the end, as after a buffered append (recovery
-    /// checks it), and synced. Through the page cache, the kernel's copy
-    /// cost a bootstrap more CPU than all its verification, and its rate
-    /// swung with the host (`docs/benchmarks.md`).
+    /// Where `blocks` lie when laid end to end from `begin` in the newest
+    /// segment (at `path`).
+    fn lay_out(&self, path: &Path, begin: u64, blocks: &[&Bytes]) -> Result<Vec<Location>> {
+        let mut locations = Vec::with_capacity(blocks.len());
+        let mut offset = begin;
+        for block in blocks {
+            let len = u32::try_from(block.len()).map_err(|_| StoreError::Io {
+                operation: "append to",
+                path: path.display().to_string(),
+                reason: format!("a block of {} bytes", block.len()),
+            })?;
+            locations.push(Location {
+                segment: self.segment,
+                offset,
+                len,
+            });
+            offset += u64::from(len);
+        }
+        Ok(locations)
+    }
+
+    /// Writes `blocks` (`total` bytes) at `begin`, a [`DIRECT_ALIGN`]
+    /// boundary, around the page cache: copied into the aligned staging
+    /// buffer, padded with zeros to a whole number of blocks. The file is
+    /// then cut back to the last block's end, so that its length is the end,
+    /// as after a buffered append (recovery checks it), and synced. Through
+    /// the page cache, the kernel's copy cost a bootstrap more CPU than all
+    /// its verification, and its rate swung with the host
+    /// (`docs/benchmarks.md`).
     fn append_direct(
         &mut self,
         path: &Path,
         blocks: &[&Bytes],
+        begin: u64,
         total: u64,
-    ) -> std::io::Result<Vec<Location>> {
+    ) -> std::io::Result<()> {
         if self.direct.is_none() {
             self.direct = Some(open_direct(path)?);
         }
-        let begin = self.end.next_multiple_of(DIRECT_ALIGN as u64);
-        let total = usize::try_from(total).map_err(|_| std::io::Error::other("batch too large"))?;
-        let padded = total.next_multiple_of(DIRECT_ALIGN);
-        let staging = aligned(&mut self.staging, padded);
-        let mut locations = Vec::with_capacity(blocks.len());
+        let len = usize::try_from(total).map_err(|_| std::io::Error::other("batch too large"))?;
+        let staging = aligned(&mut self.staging, len.next_multiple_of(DIRECT_ALIGN));
         let mut at = 0;
         for block in blocks {
-            let len = u32::try_from(block.len())
-                .map_err(|_| std::io::Error::other(format!("a block of {} bytes", block.len())))?;
             staging[at..at + block.len()].copy_from_slice(block);
-            locations.push(Location {
-                segment: self.segment,
-                offset: begin + at as u64,
-                len,
-            });
             at += block.len();
         }
         staging[at..].fill(0);
@@ -373,10 +376,8 @@ impl Appender {
         if self.staging.capacity() > MAX_KEPT_STAGING {
             self.staging = Vec::new();
         }
-        direct.set_len(begin + total as u64)?;
-        direct.sync_data()?;
-        self.end = begin + total as u64;
-        Ok(locations)
+        direct.set_len(begin + total)?;
+        direct.sync_data()
     }
 
     /// Closes the newest segment and starts the next one.
