@@ -9,11 +9,14 @@
 //! verify ends the bootstrap with its object named; nothing of it is
 //! written, and the upstreams serve the rest of the chain from there.
 
+use super::receive::{Ahead, Verified, VerifiedBatch};
 use super::{AbortOnDrop, Node, SessionEnd};
 use crate::delivery::DeliveredSubDag;
 use crate::status::ObserverStatus;
 use crate::{ObserverError, Result};
-use dagstream_archive::{ArchiveError, ArchiveReader};
+use dagstream_archive::{ArchiveError, ArchiveReader, Fetched, Result as ArchiveResult};
+use dagstream_proto::v1::CommitStreamResponse;
+use dagstream_types::CommitIndex;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -69,7 +72,8 @@ impl Node {
         // bundles are ready while this one is verified and written (the
         // stream makes progress only while polled). Each bundle is at most
         // `MAX_BUNDLE_BYTES`: `bootstrap_fetches` of them in flight, one
-        // queued, one on its way to the queue, and the one being verified.
+        // queued, one on its way to the queue, one being verified ahead
+        // and the one being sequenced and written.
         let (fetched_tx, mut fetched) = mpsc::channel(1);
         let bundles = reader.bundles_after(from, self.config.archive.bootstrap_fetches);
         let _fetcher = AbortOnDrop(tokio::spawn(async move {
@@ -81,6 +85,9 @@ impl Node {
                 }
             }
         }));
+        // The next bundle, taken from the fetcher while the one before was
+        // verified, with its verification started.
+        let mut next: Option<Pending> = None;
         loop {
             let room = self.delivery.has_room(self.tip_index());
             let undelivered = self.delivery.pending(self.persisted());
@@ -95,26 +102,28 @@ impl Node {
                     let Ok(permit) = permit else { return Ok(Bootstrapped::Shutdown) };
                     self.deliver(permit)?;
                 }
-                next = fetched.recv(), if room => {
-                    let Some(fetched) = next else { break };
-                    let fetched = match fetched {
-                        Ok(fetched) => fetched,
+                pending = Pending::take(&mut next, &mut fetched, last), if room => {
+                    let Some(Pending { bundle, ahead }) = pending else { break };
+                    let (object, batch) = match bundle {
+                        Ok(bundle) => bundle,
                         Err(err) => {
                             self.archive_fault(err.to_string(), status);
                             break;
                         }
                     };
-                    let mut batch = fetched.bundle.batch.unwrap_or_default();
-                    batch.highest_commit_index = last;
                     let before = self.tip_index();
-                    match self.on_commits(batch).await? {
-                        None => {}
-                        Some(SessionEnd::Faulty(err)) => {
-                            self.metrics.faults.with_label_values(&[err.name()]).inc();
-                            self.archive_fault(format!("{}: {err}", fetched.object), status);
+                    let verified = match self.verify_commits(batch, ahead).await? {
+                        Verified::Batch(batch) => batch,
+                        Verified::Nothing => continue,
+                        Verified::End(end) => {
+                            self.bundle_refused(&object, end, status);
                             break;
                         }
-                        Some(_) => break,
+                    };
+                    next = self.verify_ahead(&verified, &mut fetched, last);
+                    if let Some(end) = self.sequence_commits(verified).await? {
+                        self.bundle_refused(&object, end, status);
+                        break;
                     }
                     let taken = self.tip_index().saturating_sub(before);
                     self.metrics.archive.bootstrapped_commits.inc_by(taken);
@@ -132,10 +141,87 @@ impl Node {
         Ok(Bootstrapped::Done)
     }
 
+    /// The next bundle, if the fetcher has it ready, with its verification
+    /// started after `verified`'s last commit: it runs while `verified` is
+    /// sequenced and waits for the write before it. A bundle that starts an
+    /// epoch is verified in its turn, after its hand-off.
+    fn verify_ahead(
+        &self,
+        verified: &VerifiedBatch,
+        fetched: &mut mpsc::Receiver<ArchiveResult<Fetched>>,
+        last: CommitIndex,
+    ) -> Option<Pending> {
+        let bundle = fetched.try_recv().ok()?.map(|f| prepared(f, last));
+        let ahead = match (&bundle, verified.sub_dags.last()) {
+            (Ok((_, batch)), Some(tip))
+                if batch.epoch_changes.is_empty()
+                    && batch.commits.first().map(|c| c.commit_index)
+                        == tip.sub_dag.index().checked_add(1) =>
+            {
+                Some(Ahead::start(
+                    self.config.offload,
+                    verified.committee.clone(),
+                    self.config.block_limits,
+                    Some(tip.sub_dag.commit.clone()),
+                    batch.clone(),
+                ))
+            }
+            _ => None,
+        };
+        Some(Pending { bundle, ahead })
+    }
+
+    /// A bundle's batch did not verify, or its session ended otherwise.
+    fn bundle_refused(
+        &mut self,
+        object: &str,
+        end: SessionEnd,
+        status: &watch::Sender<ObserverStatus>,
+    ) {
+        if let SessionEnd::Faulty(err) = end {
+            self.metrics.faults.with_label_values(&[err.name()]).inc();
+            self.archive_fault(format!("{object}: {err}"), status);
+        }
+    }
+
     fn archive_fault(&mut self, fault: String, status: &watch::Sender<ObserverStatus>) {
         error!(cause = %fault, "the archive failed; the upstreams serve the rest");
         self.status.last_fault = Some(format!("archive: {fault}"));
         self.status.archive_error = Some(fault);
         let _ = status.send(self.status.clone());
     }
+}
+
+/// A bundle taken from the fetcher (its object's name and its batch), and
+/// its verification if started early.
+struct Pending {
+    bundle: ArchiveResult<(String, CommitStreamResponse)>,
+    ahead: Option<Ahead>,
+}
+
+impl Pending {
+    /// The bundle taken early if there is one, else the fetcher's next;
+    /// `None` once the fetcher is done.
+    async fn take(
+        next: &mut Option<Pending>,
+        fetched: &mut mpsc::Receiver<ArchiveResult<Fetched>>,
+        last: CommitIndex,
+    ) -> Option<Pending> {
+        if let Some(pending) = next.take() {
+            return Some(pending);
+        }
+        let bundle = fetched.recv().await?.map(|f| prepared(f, last));
+        Some(Pending {
+            bundle,
+            ahead: None,
+        })
+    }
+}
+
+/// A fetched bundle's object name and batch, which says the archive's last
+/// commit as the highest (what the observer is behind by).
+fn prepared(fetched: Fetched, last: CommitIndex) -> (String, CommitStreamResponse) {
+    let mut batch = fetched.bundle.batch.unwrap_or_default();
+    batch.highest_commit_index = last;
+    (fetched.object, batch)
 }

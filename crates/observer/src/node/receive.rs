@@ -5,12 +5,16 @@
 use super::write::Origin;
 use super::{faulty, Node, SessionEnd};
 use crate::certify::CATCH_UP_LAG_COMMITS;
+use crate::sequencer::ReceivedSubDag;
 use crate::upstream::{Inbound, Received};
 use crate::verify::{verify_blocks, verify_commit_batch};
 use crate::{ObserverError, Result};
 use bytes::Bytes;
 use dagstream_proto::v1::CommitStreamResponse;
-use dagstream_types::VerifiedBlock;
+use dagstream_publisher::Offload;
+use dagstream_types::{BlockLimits, Committee, Digest, TrustedCommit, VerifiedBlock};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 impl Node {
@@ -116,18 +120,36 @@ impl Node {
         Ok(None)
     }
 
-    /// Verifies a commit batch against the persisted chain, then sequences
-    /// its commits.
+    /// Verifies a commit-stream batch against the persisted chain and
+    /// sequences it.
     pub(super) async fn on_commits(
         &mut self,
         response: CommitStreamResponse,
     ) -> Result<Option<SessionEnd>> {
+        match self.verify_commits(response, None).await? {
+            Verified::Batch(batch) => self.sequence_commits(batch).await,
+            Verified::Nothing => Ok(None),
+            Verified::End(end) => Ok(Some(end)),
+        }
+    }
+
+    /// Verifies a commit-stream batch against the persisted chain: the
+    /// hand-offs it starts with applied first, then its commits rebuilt
+    /// after the commit before them, under their epoch's committee (off
+    /// the runtime). `ahead` is the batch's verification if it was started
+    /// early; its result counts only if it was verified against the very
+    /// commit and committee that the batch chains to now.
+    pub(super) async fn verify_commits(
+        &mut self,
+        response: CommitStreamResponse,
+        ahead: Option<Ahead>,
+    ) -> Result<Verified> {
         let Some(first) = response.commits.first().map(|c| c.commit_index) else {
-            return Ok(None);
+            return Ok(Verified::Nothing);
         };
         for hand_off in &response.epoch_changes {
             if let Some(end) = self.on_hand_off(hand_off.clone(), false).await? {
-                return Ok(Some(end));
+                return Ok(Verified::End(end));
             }
         }
         if first <= self.tip_index() {
@@ -137,7 +159,7 @@ impl Node {
         }
         let previous = match self.sequencer.chain_before(first, self.store.as_ref()) {
             Ok(previous) => previous,
-            Err(err) => return faulty(err),
+            Err(err) => return Verified::faulty(err),
         };
         let last = response.commits.last().map_or(first, |c| c.commit_index);
         let origin = Origin::Received {
@@ -150,22 +172,105 @@ impl Node {
             Some(committee) => committee.clone(),
             None => self.epochs.current().clone(),
         };
-        let limits = self.config.block_limits;
-        let verified = self
-            .config
-            .offload
-            .spawn(move || verify_commit_batch(&committee, &limits, previous.as_ref(), &response))
-            .await
-            .expect("commit verification does not panic");
+        let ahead = ahead.filter(|ahead| {
+            ahead.previous == previous.as_ref().map(TrustedCommit::digest)
+                && Arc::ptr_eq(&ahead.committee, &committee)
+        });
+        let verifying = match ahead {
+            Some(ahead) => ahead.verifying,
+            None => {
+                Ahead::start(
+                    self.config.offload,
+                    committee.clone(),
+                    self.config.block_limits,
+                    previous,
+                    response,
+                )
+                .verifying
+            }
+        };
+        let verified = verifying.await.expect("commit verification does not panic");
         match verified {
-            Ok(sub_dags) => match self
-                .sequence(sub_dags, Instant::now(), origin, &certifiers)
-                .await?
-            {
-                Some(refused) => faulty(refused),
-                None => Ok(None),
-            },
-            Err(err) => faulty(err),
+            Ok(sub_dags) => Ok(Verified::Batch(VerifiedBatch {
+                sub_dags,
+                origin,
+                certifiers,
+                committee,
+            })),
+            Err(err) => Verified::faulty(err),
+        }
+    }
+
+    /// Sequences a verified batch (and writes it, behind the write before).
+    pub(super) async fn sequence_commits(
+        &mut self,
+        batch: VerifiedBatch,
+    ) -> Result<Option<SessionEnd>> {
+        match self
+            .sequence(
+                batch.sub_dags,
+                Instant::now(),
+                batch.origin,
+                &batch.certifiers,
+            )
+            .await?
+        {
+            Some(refused) => faulty(refused),
+            None => Ok(None),
+        }
+    }
+}
+
+/// What verifying a commit batch came to.
+pub(super) enum Verified {
+    Batch(VerifiedBatch),
+    /// An empty batch.
+    Nothing,
+    /// The session ends (a hand-off ended it, or the batch is faulty).
+    End(SessionEnd),
+}
+
+impl Verified {
+    fn faulty(err: ObserverError) -> Result<Verified> {
+        Ok(faulty(err)?.map_or(Verified::Nothing, Verified::End))
+    }
+}
+
+/// A verified commit batch, ready to sequence.
+pub(super) struct VerifiedBatch {
+    pub(super) sub_dags: Vec<ReceivedSubDag>,
+    origin: Origin,
+    certifiers: Vec<Bytes>,
+    /// The committee it was verified under.
+    pub(super) committee: Arc<Committee>,
+}
+
+/// A commit batch's verification, running off the runtime, with what it
+/// is verified against: the commit before the batch (by digest) and its
+/// epoch's committee.
+pub(super) struct Ahead {
+    previous: Option<Digest>,
+    committee: Arc<Committee>,
+    verifying: JoinHandle<Result<Vec<ReceivedSubDag>>>,
+}
+
+impl Ahead {
+    /// Starts verifying `response` after `previous` under `committee`.
+    pub(super) fn start(
+        offload: Offload,
+        committee: Arc<Committee>,
+        limits: BlockLimits,
+        previous: Option<TrustedCommit>,
+        response: CommitStreamResponse,
+    ) -> Ahead {
+        let digest = previous.as_ref().map(TrustedCommit::digest);
+        let verifier = committee.clone();
+        let verifying = offload
+            .spawn(move || verify_commit_batch(&verifier, &limits, previous.as_ref(), &response));
+        Ahead {
+            previous: digest,
+            committee,
+            verifying,
         }
     }
 }
