@@ -3,10 +3,12 @@
 
 use crate::cmd_tls::{ServeSecurity, UpstreamSecurity};
 use crate::config::NodeConfig;
+use crate::sink::RunningSink;
 use crate::{chain, http, report, shutdown};
 use anyhow::{bail, Context, Result};
 use dagstream_observer::{start_with_metrics, ObserverMetrics, ObserverStatus};
 use dagstream_publisher::Publisher;
+use dagstream_sink::SinkProgress;
 use dagstream_store::WriteBatch;
 use dagstream_types::{CommitIndex, Committee, Genesis};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -36,6 +38,8 @@ pub struct ObserverArgs {
     pub archive: Option<String>,
     /// The history archive to bootstrap from, over the config's.
     pub bootstrap_from: Option<String>,
+    /// The NATS JetStream sink, over the config's.
+    pub sink: crate::sink::SinkArgs,
 }
 
 /// The `--output` file, opened for appending after its last complete line.
@@ -109,6 +113,7 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
     if args.bootstrap_from.is_some() {
         archive.bootstrap_from = args.bootstrap_from.clone();
     }
+    args.sink.apply(&mut node_config.sink)?;
     if args.upstreams.is_empty() {
         bail!("give at least one --upstream http://HOST:PORT");
     }
@@ -178,11 +183,14 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
         None => None,
     };
 
+    let sink = RunningSink::start(&node_config.sink, &committee, &observer, &registry).await?;
     let status_rx = observer.watch_status();
     let relayed = relay.as_ref().map(|handle| handle.publisher().clone());
+    let sunk = sink.as_ref().map(|sink| sink.progress.clone());
     let status = Arc::new(move || {
         let subscribers = relayed.as_ref().map_or(0, |p| p.open_streams());
-        status_json(&status_rx.borrow(), subscribers)
+        let sink = sunk.as_ref().map(|progress| progress.borrow().clone());
+        status_json(&status_rx.borrow(), subscribers, sink.as_ref())
     });
     let metrics_server = http::serve_if(
         args.metrics_listen,
@@ -222,6 +230,9 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
         }
     }
     display.finish();
+    if let Some(sink) = sink {
+        sink.stop().await;
+    }
     let stopped = observer.stop().await;
     if let Some(handle) = relay {
         handle.stop().await;
@@ -300,7 +311,11 @@ impl Display {
     }
 }
 
-fn status_json(status: &ObserverStatus, subscribers: usize) -> serde_json::Value {
+fn status_json(
+    status: &ObserverStatus,
+    subscribers: usize,
+    sink: Option<&SinkProgress>,
+) -> serde_json::Value {
     json!({
         "role": "observer",
         "epoch": status.epoch,
@@ -321,5 +336,7 @@ fn status_json(status: &ObserverStatus, subscribers: usize) -> serde_json::Value
         "archived_checkpoint": status.archived_checkpoint,
         "archive_error": status.archive_error,
         "bootstrapped_commit": status.bootstrapped_commit,
+        "sink_commit": sink.and_then(|s| s.commit),
+        "sink_error": sink.and_then(|s| s.error.clone()),
     })
 }

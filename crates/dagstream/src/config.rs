@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use dagstream_observer::ObserverConfig;
 use dagstream_publisher::PublisherConfig;
+use dagstream_sink::SinkConfig;
 use dagstream_validator::retention::ValidatorConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -19,6 +20,8 @@ pub struct NodeConfig {
     pub observer: ObserverConfig,
     /// The simulated committee's node: its retention.
     pub validator: ValidatorConfig,
+    /// Publishing the commit sequence to NATS JetStream (observers).
+    pub sink: SinkConfig,
 }
 
 impl NodeConfig {
@@ -44,6 +47,10 @@ impl NodeConfig {
             .validator
             .validate()
             .with_context(|| format!("invalid config file {}", path.display()))?;
+        config
+            .sink
+            .validate()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
         Ok(config)
     }
 
@@ -55,7 +62,8 @@ impl NodeConfig {
             "# dagstream node configuration: every tunable with its default.\n\
              # Pass with --config FILE; flags override it. Unknown keys are refused.\n\
              # The meaning and reason of each value: docs/protocol.md (publisher),\n\
-             # docs/observer.md (observer) and docs/archive.md (validator retention).\n\n{body}"
+             # docs/observer.md (observer), docs/archive.md (validator retention)\n\
+             # and docs/sink.md (sink).\n\n{body}"
         )
     }
 }

@@ -28,6 +28,7 @@ mod http;
 mod inspect_archive;
 mod report;
 mod shutdown;
+mod sink;
 mod timeline;
 
 use anyhow::Result;
@@ -197,6 +198,8 @@ enum Command {
         /// For --listen: TLS and tokens of this observer's own subscribers.
         #[command(flatten)]
         serve: cmd_tls::ServeSecurity,
+        #[command(flatten)]
+        sink: sink::SinkArgs,
     },
     /// Show a data dir's range, verify its chain, or show one commit or
     /// checkpoint.
@@ -364,6 +367,7 @@ fn run(command: Command) -> Result<()> {
             config,
             upstream,
             serve,
+            sink,
         } => runtime.block_on(cmd_observer::run(cmd_observer::ObserverArgs {
             data_dir,
             genesis,
@@ -377,6 +381,7 @@ fn run(command: Command) -> Result<()> {
             waypoints,
             archive,
             bootstrap_from,
+            sink,
         })),
         Command::Inspect {
             archive: Some(url),
