@@ -74,7 +74,7 @@ impl RunningSink {
         let log = JetStreamLog::connect(config, committee.digest(), writer.clone()).await?;
         let metrics = SinkMetrics::new(registry).context("cannot register the sink's metrics")?;
         let encode: Encoder = Arc::new(|delivered| {
-            serde_json::to_vec(&report::delivered_json(delivered)).unwrap_or_default()
+            serde_json::to_vec(&report::delivered_json(delivered)).expect("a JSON value serializes")
         });
         let sink = Sink::new(log, store, encode, writer, config, metrics);
         let (progress_tx, progress) = watch::channel(SinkProgress::default());
