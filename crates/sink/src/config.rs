@@ -9,8 +9,8 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     /// `nats://HOST:PORT` (or `tls://HOST:PORT`; a user and password, or a
-    /// token, may be given in the URL as NATS clients take them). Absent:
-    /// no sink.
+    /// token, may be given in the URL as NATS clients take them), several
+    /// comma-separated for a cluster. Absent: no sink.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// The subject every commit is published to.
@@ -59,9 +59,15 @@ impl SinkConfig {
             })
         };
         if let Some(url) = &self.url {
-            let scheme = url.split_once("://").map(|(scheme, _)| scheme);
-            if !matches!(scheme, Some("nats" | "tls")) {
-                return invalid("sink.url", "use nats://HOST:PORT or tls://HOST:PORT");
+            let schemes = url.split(',').map(|server| server.trim().split_once("://"));
+            if !schemes
+                .into_iter()
+                .all(|s| matches!(s, Some(("nats" | "tls", _))))
+            {
+                return invalid(
+                    "sink.url",
+                    "use nats://HOST:PORT or tls://HOST:PORT, comma-separated for a cluster",
+                );
             }
         }
         if self.subject.is_empty()
@@ -115,8 +121,9 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let cases: [(&str, Spoil); 6] = [
+        let cases: [(&str, Spoil); 7] = [
             ("sink.url", |c| c.url = Some("http://localhost:4222".into())),
+            ("sink.url", |c| c.url = Some("nats://a:4222,b:4222".into())),
             ("sink.subject", |c| c.subject = "dagstream.>".into()),
             ("sink.subject", |c| c.subject = "dagstream..commits".into()),
             ("sink.stream", |c| c.stream = "A.B".into()),

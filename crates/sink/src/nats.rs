@@ -23,7 +23,7 @@ use async_nats::jetstream::context::{Context, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config, LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::{self, ErrorCode};
-use async_nats::ConnectOptions;
+use async_nats::{ConnectOptions, ServerAddr};
 use dagstream_types::Digest;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -80,8 +80,17 @@ impl JetStreamLog {
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
+        // A cluster's servers, comma-separated, as NATS clients take them.
+        let servers = url
+            .split(',')
+            .map(|server| server.trim().parse::<ServerAddr>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|err| SinkError::Config {
+                setting: "sink.url",
+                reason: err.to_string(),
+            })?;
         let client = options
-            .connect(url.as_str())
+            .connect(servers)
             .await
             .map_err(|err| SinkError::Config {
                 setting: "sink.url",

@@ -22,19 +22,31 @@ pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// More arguments (a cluster's).
+    extra: Vec<String>,
+}
+
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl NatsServer {
     pub fn start(dir: &Path) -> NatsServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        NatsServer::start_with(dir, free_port(), Vec::new())
+    }
+
+    /// A server on `port` with `extra` arguments.
+    pub fn start_with(dir: &Path, port: u16, extra: Vec<String>) -> NatsServer {
         let mut server = NatsServer {
             child: None,
             port,
             dir: dir.to_path_buf(),
+            extra,
         };
         server.restart();
         server
@@ -61,6 +73,7 @@ impl NatsServer {
             .arg(self.port.to_string())
             .arg("-sd")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
