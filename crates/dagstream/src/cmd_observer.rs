@@ -85,10 +85,9 @@ impl Output {
         Ok(Output { file, last_index })
     }
 
-    fn append(&mut self, line: &serde_json::Value) -> Result<()> {
-        let mut bytes = serde_json::to_vec(line)?;
-        bytes.push(b'\n');
-        self.file.write_all(&bytes)?;
+    fn append(&mut self, line: &[u8]) -> Result<()> {
+        self.file.write_all(line)?;
+        self.file.write_all(b"\n")?;
         // The acknowledgement: once synced, this commit is never written
         // again.
         self.file.sync_data()?;
@@ -211,8 +210,15 @@ pub async fn run(args: ObserverArgs) -> Result<()> {
             sub_dag = commits.recv() => {
                 let Some(delivered_sub_dag) = sub_dag else { break };
                 let sub_dag = &delivered_sub_dag.sub_dag;
-                if let Some(output) = output.as_mut() {
-                    output.append(&report::delivered_json(&delivered_sub_dag))?;
+                if output.is_some() || sink.is_some() {
+                    // Encoded once, for the file and the sink alike.
+                    let line = serde_json::to_vec(&report::delivered_json(&delivered_sub_dag))?;
+                    if let Some(output) = output.as_mut() {
+                        output.append(&line)?;
+                    }
+                    if let Some(sink) = &sink {
+                        sink.offer(delivered_sub_dag.index(), line);
+                    }
                 }
                 delivered += 1;
                 delivered_bytes += sub_dag.blocks.iter().map(|b| b.serialized().len() as u64).sum::<u64>();

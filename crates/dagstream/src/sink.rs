@@ -5,11 +5,13 @@ use crate::report;
 use anyhow::{Context, Result};
 use dagstream_observer::ObserverHandle;
 use dagstream_sink::nats::JetStreamLog;
-use dagstream_sink::{writer_id, Encoder, Sink, SinkConfig, SinkMetrics, SinkProgress};
-use dagstream_types::Committee;
+use dagstream_sink::{
+    writer_id, Encoder, Record, Sink, SinkConfig, SinkMetrics, SinkProgress, FEED_CAPACITY,
+};
+use dagstream_types::{CommitIndex, Committee};
 use prometheus::Registry;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// The sink's flags, over the config file's `[sink]`.
@@ -53,6 +55,9 @@ impl SinkArgs {
 /// A running sink: its progress for `/status`, and its task.
 pub struct RunningSink {
     pub progress: watch::Receiver<SinkProgress>,
+    /// Commits as delivered, encoded: the sink appends them without
+    /// reading the store while it keeps up.
+    feed: mpsc::Sender<Record>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -76,7 +81,8 @@ impl RunningSink {
         let encode: Encoder = Arc::new(|delivered| {
             serde_json::to_vec(&report::delivered_json(delivered)).expect("a JSON value serializes")
         });
-        let sink = Sink::new(log, store, encode, writer, config, metrics);
+        let (feed, fed) = mpsc::channel(FEED_CAPACITY);
+        let sink = Sink::new(log, store, encode, writer, config, metrics).fed_by(fed);
         let (progress_tx, progress) = watch::channel(SinkProgress::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let status = observer.watch_status();
@@ -88,9 +94,19 @@ impl RunningSink {
         tracing::info!(url = config.url.as_deref(), subject = %config.subject, "publishing commits to NATS JetStream");
         Ok(Some(RunningSink {
             progress,
+            feed,
             shutdown,
             task,
         }))
+    }
+
+    /// Hands the sink commit `index`, delivered, as `--output` encodes it.
+    /// Never waits: a sink that lags reads what it misses from the store.
+    pub fn offer(&self, index: CommitIndex, line: Vec<u8>) {
+        let _ = self.feed.try_send(Record {
+            index,
+            payload: line.into(),
+        });
     }
 
     pub async fn stop(self) {

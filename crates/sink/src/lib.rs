@@ -5,14 +5,17 @@
 //!
 //! # Data flow
 //! ```text
-//! observer store ──read──▶ Sink ──encode──▶ CommitLog::append ──▶ JetStream subject
-//!        ▲                   │
-//!  persisted tip (watch)     └─▶ progress (sink_commit), metrics
+//! delivered commits, encoded ──feed (bounded)──┐
+//! observer store ──read what the feed missed──▶ Sink ──▶ CommitLog::append ──▶ JetStream subject
+//!        ▲                                       │
+//!  persisted tip (watch)                         └─▶ progress (sink_commit), metrics
 //! ```
 //! The sink reads the node's store and nothing else of the node, so a slow
 //! or unreachable log never holds the observer up: the sink lags (the
 //! `sink_commit` status field and metrics say by how much) and catches up.
-//! It only ever sends persisted commits, as `--output` does.
+//! While it keeps up it takes the commits as they are delivered, already
+//! encoded, from a bounded feed, and reads the store only for what the
+//! feed missed. It only ever sends persisted commits, as `--output` does.
 //!
 //! # Exactly once, with no side store
 //! The log itself says where to resume. On start, and after any failed
@@ -36,4 +39,4 @@ pub use config::SinkConfig;
 pub use error::{Result, SinkError};
 pub use log::{message_id, parse_message_id, CommitLog, Record, Tail};
 pub use metrics::SinkMetrics;
-pub use sink::{writer_id, Encoder, Sink, SinkProgress};
+pub use sink::{writer_id, Encoder, Sink, SinkProgress, FEED_CAPACITY};

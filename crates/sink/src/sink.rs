@@ -11,9 +11,10 @@ use dagstream_observer::delivery::Delivery;
 use dagstream_observer::{DeliveredSubDag, ObserverStatus};
 use dagstream_store::{Store, WriteBatch};
 use dagstream_types::CommitIndex;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 /// Meta key, in the observer's store, of its sink writer id.
@@ -22,6 +23,17 @@ pub const WRITER_ID_KEY: &str = "sink/writer";
 /// Backoff after a failure: from 100 ms, doubling, to 10 s.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Commits a feed holds at most ([`Sink::fed_by`]), and the sink keeps
+/// taken from it: encoded commits are about a kilobyte, so a few MB; five
+/// minutes of the chain live at the mainnet profile, seconds of catch-up.
+pub const FEED_CAPACITY: usize = 4096;
+
+/// How long the sink waits for a persisted commit to come through the
+/// feed before it reads it from the store: commits are delivered right
+/// after they persist, unless the consumer stalls (and a stalled consumer
+/// soon stalls the node, whose queue for it is bounded).
+const FEED_GRACE: Duration = Duration::from_secs(1);
 
 /// Turns a delivered commit into the bytes the log keeps (the binary's:
 /// the JSON object of an `--output` line).
@@ -58,6 +70,10 @@ pub struct Sink<L> {
     batch: usize,
     takeover: bool,
     metrics: SinkMetrics,
+    /// Commits as they were delivered, already encoded ([`Sink::fed_by`]).
+    feed: Option<mpsc::Receiver<Record>>,
+    /// Taken from the feed, not appended yet; in index order.
+    fed: VecDeque<Record>,
 }
 
 impl<L: CommitLog> Sink<L> {
@@ -77,7 +93,18 @@ impl<L: CommitLog> Sink<L> {
             batch: config.batch.max(1),
             takeover: config.takeover,
             metrics,
+            feed: None,
+            fed: VecDeque::new(),
         }
+    }
+
+    /// Takes commits as the observer delivers them, encoded, from `feed`:
+    /// a sink that keeps up then appends them without reading the store.
+    /// Whatever the feed misses (it is bounded: a sender drops what does
+    /// not fit) is read from the store. A commit delivered is persisted.
+    pub fn fed_by(mut self, feed: mpsc::Receiver<Record>) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Appends every commit persisted (as `status` says), in order, until
@@ -145,27 +172,86 @@ impl<L: CommitLog> Sink<L> {
             });
         }
         self.acknowledged(after, progress);
+        let mut position = after;
         let mut delivery = Delivery::new(after, 0);
         loop {
-            let next = delivery.delivered() + 1;
-            let persisted = status.borrow_and_update().local_highest_commit;
+            let next = position + 1;
+            let fed_tip = self.fed.back().map_or(0, |r| r.index);
+            let persisted = status.borrow_and_update().local_highest_commit.max(fed_tip);
             self.metrics
                 .lag
-                .set(persisted.saturating_sub(next - 1) as i64);
+                .set(persisted.saturating_sub(position) as i64);
             if persisted < next {
-                if status.changed().await.is_err() {
-                    // The observer has stopped: nothing more will persist.
-                    return Ok(());
+                let feed = self.feed.as_mut();
+                tokio::select! {
+                    changed = status.changed() => if changed.is_err() {
+                        // The observer has stopped: nothing more will persist.
+                        return Ok(());
+                    },
+                    Some(record) = async { feed?.recv().await } => self.fed.push_back(record),
                 }
                 continue;
             }
             let count = (persisted - next + 1).min(self.batch as u64) as usize;
-            let (records, taken) = read(&self.store, &self.encode, delivery, count).await?;
-            delivery = taken;
+            let mut records = self.take_fed(next, count);
+            if records.is_empty() && self.fed.is_empty() {
+                // Persisted, and not delivered yet: it comes through the
+                // feed, unless the consumer is stalled.
+                if let Some(feed) = self.feed.as_mut() {
+                    match tokio::time::timeout(FEED_GRACE, feed.recv()).await {
+                        Ok(Some(record)) => {
+                            self.fed.push_back(record);
+                            continue;
+                        }
+                        Ok(None) => self.feed = None,
+                        Err(_) => {}
+                    }
+                }
+            }
+            if records.is_empty() {
+                // The feed missed these (or there is none): from the store,
+                // up to the first commit the feed has.
+                let missed = self.fed.front().map_or(count as u64, |r| r.index - next);
+                if delivery.delivered() != position {
+                    delivery = Delivery::new(position, 0);
+                }
+                let read_count = (count as u64).min(missed) as usize;
+                let (read, taken) = read(&self.store, &self.encode, delivery, read_count).await?;
+                records = read;
+                delivery = taken;
+            }
             self.log.append(&records).await?;
             self.metrics.appended.inc_by(records.len() as u64);
-            self.acknowledged(delivery.delivered(), progress);
+            position = records.last().map_or(position, |r| r.index);
+            self.acknowledged(position, progress);
         }
+    }
+
+    /// Up to `count` consecutive fed commits from `next` on; older ones are
+    /// dropped, and a later one stays for its turn.
+    fn take_fed(&mut self, next: CommitIndex, count: usize) -> Vec<Record> {
+        if let Some(feed) = self.feed.as_mut() {
+            // Bounded: what does not fit stays in the channel (whose sender
+            // then drops what does not fit there), and is read from the
+            // store in its turn.
+            while self.fed.len() < FEED_CAPACITY {
+                let Ok(record) = feed.try_recv() else { break };
+                self.fed.push_back(record);
+            }
+        }
+        while self.fed.front().is_some_and(|r| r.index < next) {
+            self.fed.pop_front();
+        }
+        let mut taken = Vec::with_capacity(count);
+        while taken.len() < count
+            && self
+                .fed
+                .front()
+                .is_some_and(|r| r.index == next + taken.len() as u64)
+        {
+            taken.extend(self.fed.pop_front());
+        }
+        taken
     }
 
     fn acknowledged(&self, commit: CommitIndex, progress: &watch::Sender<SinkProgress>) {

@@ -42,10 +42,21 @@ async fn run_sink(
     writer: &str,
     status: watch::Receiver<dagstream_observer::ObserverStatus>,
 ) -> Running {
+    run_fed_sink(config, committee, store, writer, status, None).await
+}
+
+async fn run_fed_sink(
+    config: &SinkConfig,
+    committee: &Committee,
+    store: Arc<dyn Store>,
+    writer: &str,
+    status: watch::Receiver<dagstream_observer::ObserverStatus>,
+    feed: Option<tokio::sync::mpsc::Receiver<Record>>,
+) -> Running {
     let log = JetStreamLog::connect(config, committee.digest(), writer.into())
         .await
         .unwrap();
-    let sink = Sink::new(
+    let mut sink = Sink::new(
         log,
         store,
         encoder(),
@@ -53,6 +64,9 @@ async fn run_sink(
         config,
         SinkMetrics::unregistered(),
     );
+    if let Some(feed) = feed {
+        sink = sink.fed_by(feed);
+    }
     let (progress_tx, progress) = watch::channel(SinkProgress::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(sink.run(status, progress_tx, shutdown_rx));
@@ -314,4 +328,50 @@ async fn another_chain_a_shared_stream_and_a_stream_without_the_subject_are_refu
         Err(SinkError::StreamMismatch { subjects, .. }) => assert_eq!(subjects, ["shared.>"]),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fed_sink_appends_what_it_is_fed_and_reads_from_the_store_what_the_feed_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let (committee, observer, last) = followed_chain(60).await;
+    let store = observer.source().store().clone();
+    let wanted = expected(store.as_ref(), last);
+    // The feed has commits 1..=10 and 21.., marked so that the test tells
+    // them from what the sink reads from the store; 11..=20 were dropped.
+    let fed = |record: &Record| (1..=10).contains(&record.index) || record.index > 20;
+    let marked = |record: &Record| {
+        let mut payload = record.payload.to_vec();
+        payload.extend_from_slice(b" ");
+        Record {
+            index: record.index,
+            payload: payload.into(),
+        }
+    };
+    let (feed, feed_rx) = tokio::sync::mpsc::channel(wanted.len());
+    for record in wanted.iter().filter(|r| fed(r)) {
+        feed.try_send(marked(record)).unwrap();
+    }
+    let (_status, status_rx) = persisted(last);
+    let mut sink = run_fed_sink(
+        &config(&server.url()),
+        &committee,
+        store.clone(),
+        "w1",
+        status_rx,
+        Some(feed_rx),
+    )
+    .await;
+    sink.reaches(last).await;
+    sink.stop().await;
+    let want: Vec<Record> = wanted
+        .iter()
+        .map(|r| if fed(r) { marked(r) } else { r.clone() })
+        .collect();
+    assert_holds(
+        &messages(&server.url(), "DAGSTREAM").await,
+        &want,
+        &committee,
+    );
+    observer.stop().await.unwrap();
 }
