@@ -188,7 +188,7 @@ impl<L: CommitLog> Sink<L> {
                         // The observer has stopped: nothing more will persist.
                         return Ok(());
                     },
-                    Some(record) = async { feed?.recv().await } => self.fed.push_back(record),
+                    Some(record) = async { feed?.recv().await } => keep_fed(&mut self.fed, record, next),
                 }
                 continue;
             }
@@ -200,7 +200,7 @@ impl<L: CommitLog> Sink<L> {
                 if let Some(feed) = self.feed.as_mut() {
                     match tokio::time::timeout(FEED_GRACE, feed.recv()).await {
                         Ok(Some(record)) => {
-                            self.fed.push_back(record);
+                            keep_fed(&mut self.fed, record, next);
                             continue;
                         }
                         Ok(None) => self.feed = None,
@@ -234,9 +234,11 @@ impl<L: CommitLog> Sink<L> {
             // Bounded: what does not fit stays in the channel (whose sender
             // then drops what does not fit there), and is read from the
             // store in its turn.
-            while self.fed.len() < FEED_CAPACITY {
+            let mut drained = 0;
+            while drained < FEED_CAPACITY {
                 let Ok(record) = feed.try_recv() else { break };
-                self.fed.push_back(record);
+                drained += 1;
+                keep_fed(&mut self.fed, record, next);
             }
         }
         while self.fed.front().is_some_and(|r| r.index < next) {
@@ -263,6 +265,16 @@ impl<L: CommitLog> Sink<L> {
     }
 }
 
+/// Keeps a fed commit for its turn: not one already appended (a consumer
+/// that resumed from further back), nor one past [`FEED_CAPACITY`] (read
+/// from the store in its turn).
+fn keep_fed(fed: &mut VecDeque<Record>, record: Record, next: CommitIndex) {
+    let in_order = fed.back().is_none_or(|last| record.index > last.index);
+    if record.index >= next && in_order && fed.len() < FEED_CAPACITY {
+        fed.push_back(record);
+    }
+}
+
 /// The next `count` persisted commits after `delivery`'s, encoded, read
 /// off the runtime.
 async fn read(
@@ -285,4 +297,30 @@ async fn read(
     })
     .await
     .expect("reading the store does not panic")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feed_keeps_only_commits_to_come_in_order_and_at_most_its_capacity() {
+        let record = |index| Record {
+            index,
+            payload: Bytes::new(),
+        };
+        let mut fed = VecDeque::new();
+        for index in [4, 5, 5, 7, 6] {
+            keep_fed(&mut fed, record(index), 5);
+        }
+        // 4 was appended already, the second 5 repeats, 6 comes after 7;
+        // the gap before 7 is the store's to fill.
+        let kept: Vec<CommitIndex> = fed.iter().map(|r| r.index).collect();
+        assert_eq!(kept, [5, 7]);
+        for index in 8..8 + FEED_CAPACITY as u64 {
+            keep_fed(&mut fed, record(index), 5);
+        }
+        assert_eq!(fed.len(), FEED_CAPACITY);
+        assert_eq!(fed.back().unwrap().index, FEED_CAPACITY as u64 + 5);
+    }
 }
