@@ -86,8 +86,11 @@ impl Output {
     }
 
     fn append(&mut self, line: &[u8]) -> Result<()> {
-        self.file.write_all(line)?;
-        self.file.write_all(b"\n")?;
+        // One write: a crash tears at most this line, which `open` drops.
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+        self.file.write_all(&bytes)?;
         // The acknowledgement: once synced, this commit is never written
         // again.
         self.file.sync_data()?;
