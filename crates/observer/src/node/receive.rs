@@ -63,17 +63,27 @@ impl Node {
         arrivals: Vec<Instant>,
     ) -> Result<Option<SessionEnd>> {
         // Blocks of an epoch this observer has left (a block stream behind
-        // the commit stream that handed over) are settled: dropped.
+        // the commit stream that handed over) are settled: dropped. Blocks
+        // of an epoch it has not reached are dropped too, never verified
+        // under a committee that is not theirs: the rest of a block stream
+        // that ran past a hand-off, still in flight when the hand-off came
+        // through the commit stream and restarted it. (An upstream whose
+        // block stream skips a hand-off then stalls the chain, and the
+        // stall ends its session.)
         let current = self.epochs.current().epoch();
         let (blocks, arrivals): (Vec<Bytes>, Vec<Instant>) = blocks
             .into_iter()
             .zip(arrivals)
-            .filter(|(bytes, _)| {
-                let stale = VerifiedBlock::peek_epoch(bytes).is_some_and(|e| e < current);
-                if stale {
+            .filter(|(bytes, _)| match VerifiedBlock::peek_epoch(bytes) {
+                Some(epoch) if epoch < current => {
                     self.metrics.stale_epoch_blocks.inc();
+                    false
                 }
-                !stale
+                Some(epoch) if epoch > current => {
+                    self.metrics.future_epoch_blocks.inc();
+                    false
+                }
+                _ => true,
             })
             .unzip();
         if blocks.is_empty() {
