@@ -32,7 +32,7 @@ use crate::objects::Objects;
 use crate::records::{json, read_json, read_manifest, read_watermark};
 use bytes::Bytes;
 use dagstream_publisher::{Certifier, ConsensusSource, PublisherConfig, StoreSource};
-use dagstream_store::{Store, WriteBatch};
+use dagstream_store::Store;
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,14 +97,7 @@ pub struct ArchiveProgress {
 
 /// This observer's archive writer id, made and stored at first use.
 pub fn writer_id(store: &dyn Store) -> Result<String> {
-    if let Some(id) = store.read_meta(WRITER_ID_KEY)? {
-        return Ok(String::from_utf8_lossy(&id).into_owned());
-    }
-    let id = hex::encode(rand::random::<[u8; 16]>());
-    let mut batch = WriteBatch::new();
-    batch.put_meta(WRITER_ID_KEY, Bytes::from(id.clone()));
-    store.write(batch)?;
-    Ok(id)
+    Ok(dagstream_store::kept_id(store, WRITER_ID_KEY)?)
 }
 
 /// Uploads an observer's certified history.

@@ -817,17 +817,29 @@ fn a_damaged_store_is_refused_then_repaired() {
     assert!(stderr.contains("belongs to another data dir"), "{stderr}");
 }
 
+/// Runs `scripts/kill_loop.py` with `args` (and `DAGSTREAM_TEST_SEED`, if
+/// set), which must pass; returns its output and its JSON summary.
+fn kill_loop(args: &[&str]) -> (String, serde_json::Value) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kill_loop.py");
+    let mut command = Command::new("python3");
+    command.args([script, "--bin", BIN]).args(args);
+    if let Ok(seed) = std::env::var("DAGSTREAM_TEST_SEED") {
+        command.args(["--seed", &seed]);
+    }
+    let output = command.output().expect("python3 runs the kill loop");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let summary = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    (stdout, summary)
+}
+
 /// The short version of `scripts/kill_loop.py`: validator and observers
 /// SIGKILLed at random and restarted; every observer's store verifies and
 /// its output is the validator's chain, each commit once.
 #[test]
 fn a_short_kill_loop_loses_nothing() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kill_loop.py");
-    let mut command = Command::new("python3");
-    command.args([
-        script,
-        "--bin",
-        BIN,
+    let (stdout, summary) = kill_loop(&[
         "--kills",
         "6",
         "--observers",
@@ -841,14 +853,6 @@ fn a_short_kill_loop_loses_nothing() {
         "--max-interval",
         "0.8",
     ]);
-    if let Ok(seed) = std::env::var("DAGSTREAM_TEST_SEED") {
-        command.args(["--seed", &seed]);
-    }
-    let output = command.output().expect("python3 runs the kill loop");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["survived"], 6, "{stdout}");
     assert_eq!(summary["kills"], 6);
 }
@@ -859,12 +863,7 @@ fn a_short_kill_loop_loses_nothing() {
 /// message its output line.
 #[test]
 fn a_kill_loop_with_sinks_publishes_each_commit_once() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kill_loop.py");
-    let mut command = Command::new("python3");
-    command.args([
-        script,
-        "--bin",
-        BIN,
+    let (stdout, summary) = kill_loop(&[
         "--kills",
         "20",
         "--observers",
@@ -875,14 +874,6 @@ fn a_kill_loop_with_sinks_publishes_each_commit_once() {
         "--max-interval",
         "0.6",
     ]);
-    if let Ok(seed) = std::env::var("DAGSTREAM_TEST_SEED") {
-        command.args(["--seed", &seed]);
-    }
-    let output = command.output().expect("python3 runs the kill loop");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["survived"], 20, "{stdout}");
     let published = summary["commits_published_per_observer"]
         .as_array()

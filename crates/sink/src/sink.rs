@@ -9,7 +9,7 @@ use crate::metrics::SinkMetrics;
 use bytes::Bytes;
 use dagstream_observer::delivery::Delivery;
 use dagstream_observer::{DeliveredSubDag, ObserverStatus};
-use dagstream_store::{Store, WriteBatch};
+use dagstream_store::Store;
 use dagstream_types::CommitIndex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -42,14 +42,7 @@ pub type Encoder = Arc<dyn Fn(&DeliveredSubDag) -> Vec<u8> + Send + Sync>;
 /// This observer's writer id, kept in its store: the same across restarts,
 /// another for another data dir.
 pub fn writer_id(store: &dyn Store) -> Result<String> {
-    if let Some(id) = store.read_meta(WRITER_ID_KEY)? {
-        return Ok(String::from_utf8_lossy(&id).into_owned());
-    }
-    let id = hex::encode(rand::random::<[u8; 16]>());
-    let mut batch = WriteBatch::new();
-    batch.put_meta(WRITER_ID_KEY, Bytes::from(id.clone()));
-    store.write(batch)?;
-    Ok(id)
+    Ok(dagstream_store::kept_id(store, WRITER_ID_KEY)?)
 }
 
 /// How far the sink is, for `/status`.

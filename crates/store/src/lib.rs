@@ -101,6 +101,21 @@ pub fn epoch_change_key(epoch: Epoch) -> String {
 /// hand-offs in epoch order.
 pub const EPOCH_CHANGE_PREFIX: &str = "epochs/";
 
+/// The id kept under meta `key`: made up (128 random bits, hex) and
+/// stored the first time, read back ever after. A node's writer ids (its
+/// archive's, its sink's) are the same across restarts, and another data
+/// dir has others.
+pub fn kept_id(store: &dyn Store, key: &str) -> Result<String> {
+    if let Some(id) = store.read_meta(key)? {
+        return Ok(String::from_utf8_lossy(&id).into_owned());
+    }
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    let mut batch = WriteBatch::new();
+    batch.put_meta(key, Bytes::from(id.clone()));
+    store.write(batch)?;
+    Ok(id)
+}
+
 pub use error::{Result, StoreError};
 pub use mem::MemStore;
 pub use redb_store::{RedbOptions, RedbStore};
